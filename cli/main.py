@@ -1,0 +1,234 @@
+"""``zoo``: pull, list, inspect, verify and mirror pretrained models.
+
+Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; 3 invalid registry;
+4 unknown model (or, for ``verify``, a named model is not cached); 5 offline and not cached;
+6 download failed; 7 checksum mismatch (``verify``: a blob was quarantined); 8 cache unusable
+(read-only, no space); 9 invalid model file; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import Any, Sequence
+
+import zoo
+from zoo import _logging
+from zoo.config import settings
+from zoo.errors import ZooError
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    paths = {name: str(zoo.pull(name, progress=False if args.quiet else None)) for name in args.names}
+    if args.json:
+        _print_json(paths)
+    else:
+        for name, path in paths.items():
+            print(path if len(paths) == 1 else f"{name}\t{path}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    entries = zoo.models(cached=args.cached)
+    cached = {e.sha256 for e in (entries if args.cached else zoo.models(cached=True))}
+    if args.json:
+        _print_json([e.to_dict() | {"origin": e.origin, "cached": e.sha256 in cached} for e in entries])
+        return 0
+    rows = [[e.name, ",".join(e.aliases), _mib(e.bytes), "yes" if e.sha256 in cached else "", e.description] for e in entries]
+    _table(rows, ["NAME", "ALIASES", "SIZE", "CACHED", "DESCRIPTION"])
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    data = zoo.info(args.name)
+    if args.json:
+        _print_json(data)
+        return 0
+    for key in ("name", "aliases", "description", "task", "license", "sha256", "bytes", "origin", "cached", "path"):
+        value = data.get(key)
+        print(f"{key:12} {', '.join(value) if isinstance(value, list) else value}")
+    print(f"{'sources':12} " + "\n             ".join(data["sources"]))
+    print(f"{'input':12} {json.dumps(data['input'])}")
+    print(f"{'preprocess':12} {json.dumps(data['preprocess'])}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    results = zoo.verify(args.names or None, progress=False if args.quiet else None)
+    if args.json:
+        _print_json([r.to_dict() for r in results])
+    else:
+        if not results:
+            print("the cache is empty")
+        for r in results:
+            print(f"{r.status:12} {r.sha256[:16]}  {','.join(r.names)}")
+    if any(r.status == "quarantined" for r in results):
+        return 7
+    if any(r.status == "missing" for r in results):
+        return 4
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    for name in args.names:
+        removed = zoo.remove(name)
+        print(f"removed {name}" if removed else f"{name} was not cached")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from zoo.cache import Cache
+
+    s = settings()
+    cache = Cache(s.home)
+    if args.action == "dir":
+        print(cache.root)
+    elif args.action == "size":
+        sizes = cache.size()
+        if args.json:
+            _print_json(sizes)
+        else:
+            for key, value in sizes.items():
+                print(f"{key:11} {_mib(value)}")
+    else:
+        report = cache.prune(s.lock_stale)
+        if args.json:
+            _print_json(asdict(report))
+        else:
+            print(
+                f"removed {report.temp_files} unfinished downloads, {report.stale_locks} stale locks and "
+                f"{report.quarantined} quarantined blobs; freed {_mib(report.bytes_freed)}"
+            )
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    entry = zoo.add(
+        args.file,
+        name=args.name,
+        preprocess=args.preprocess,
+        description=args.description,
+        license=args.license,
+        labels=args.labels,
+        aliases=args.alias or (),
+        task=args.task,
+    )
+    if args.json:
+        _print_json(entry.to_dict() | {"origin": entry.origin})
+    else:
+        print(f"added {entry.name} (sha256 {entry.sha256}) to {entry.origin}")
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    entries = zoo.export_mirror(args.dir, args.names or None)
+    if args.json:
+        _print_json([e.name for e in entries])
+    else:
+        print(f"exported {len(entries)} models to {args.dir}")
+        print(f"serve it and set ZOO_MIRRORS=<its URL> and ZOO_REGISTRY=<its URL>/registry.json")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from zoo import _doctor
+
+    checks = _doctor.run(settings())
+    if args.json:
+        _print_json([c.to_dict() for c in checks])
+    else:
+        for c in checks:
+            print(f"{'ok ' if c.ok else 'BAD'}  {c.name:24} {c.detail}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo",
+        description="sparkzoo's model zoo: pull, list, inspect, verify and mirror pretrained ONNX models.",
+        epilog="Configuration comes from ZOO_* environment variables (see README). Exit codes: "
+        "0 ok, 2 usage, 3 bad registry, 4 unknown model, 5 offline miss, 6 download failed, "
+        "7 checksum mismatch, 8 cache unusable, 9 invalid model file.",
+    )
+    parser.add_argument("--version", action="version", version=f"sparkzoo {zoo.__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        return p
+
+    p = add("pull", cmd_pull, "download models into the cache (verified) and print their paths")
+    p.add_argument("names", nargs="+", metavar="NAME", help="model name, alias or sha256")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = add("ls", cmd_ls, "list the models every registry knows")
+    p.add_argument("--cached", action="store_true", help="only models present in the cache")
+
+    p = add("info", cmd_info, "show a model's registry entry and cache status")
+    p.add_argument("name", metavar="NAME")
+
+    p = add("verify", cmd_verify, "re-hash cached models; quarantine any whose bytes changed")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every cached blob")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = add("rm", cmd_rm, "remove models from the cache", json_flag=False)
+    p.add_argument("names", nargs="+", metavar="NAME")
+
+    p = add("cache", cmd_cache, "cache location, size, and clean-up of unfinished downloads")
+    p.add_argument("action", choices=["dir", "size", "prune"])
+
+    p = add("add", cmd_add, "register a local ONNX file in the user registry and cache it")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", required=True)
+    p.add_argument("--preprocess", default="imagenet", help="preset: imagenet (default), efficientnet-lite, none")
+    p.add_argument("--alias", action="append", help="an extra name (repeatable)")
+    p.add_argument("--description")
+    p.add_argument("--license", default="unknown")
+    p.add_argument("--labels", help="label set, e.g. imagenet")
+    p.add_argument("--task", default="image-classification")
+
+    p = add("mirror", cmd_mirror, "export cached models as a mirror folder (DIR/sha256/<hex> + registry.json)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every cached model")
+
+    add("doctor", cmd_doctor, "check the cache, locking, free space, mirrors and hub")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _logging.configure(["WARNING", "INFO", "DEBUG"][min(args.verbose, 2)] if args.verbose else None)
+    try:
+        return args.func(args)
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

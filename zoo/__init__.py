@@ -1,0 +1,34 @@
+"""sparkzoo: pretrained ONNX networks for Apache Spark.
+
+The public API is what README.md documents::
+
+    import zoo
+    path = zoo.pull("resnet50")        # verified local file, downloaded once per node
+    zoo.models()                       # every model the registries know
+    zoo.info("resnet50")               # entry + cache status
+"""
+
+from __future__ import annotations
+
+from zoo import errors
+from zoo._api import VerifyResult, add, export_mirror, info, models, pull, remove, verify
+from zoo.hookspecs import hookimpl, hookspec
+from zoo.registry import ModelEntry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelEntry",
+    "VerifyResult",
+    "add",
+    "errors",
+    "export_mirror",
+    "hookimpl",
+    "hookspec",
+    "info",
+    "models",
+    "pull",
+    "remove",
+    "verify",
+    "__version__",
+]

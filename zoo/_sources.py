@@ -1,0 +1,279 @@
+"""Opening byte streams from the URLs registries and mirrors name.
+
+Supported: ``https://`` (and ``http://`` for hosts in ``ZOO_ALLOW_HTTP``), ``hf://org/repo/file@rev``
+(resolved by huggingface_hub against ``ZOO_HF_ENDPOINT``, with its token handling), ``file:///path``
+and fsspec URLs whose scheme is in ``ZOO_FSSPEC_SCHEMES``. Every stream can start at an offset,
+so an interrupted download resumes (HTTP Range with If-Range on the ETag).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from zoo.config import Settings
+from zoo.errors import DownloadError
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
+_USER_AGENT = "sparkzoo"
+
+
+class SourceFailure(Exception):
+    """One source failed; ``transient`` failures are retried on the same source."""
+
+    def __init__(self, reason: str, *, transient: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+@dataclass
+class Stream:
+    """An open body: ``offset`` is where it starts in the resource, ``total`` the resource's size."""
+
+    body: BinaryIO
+    offset: int
+    total: int | None
+    validator: str | None
+
+    def readinto(self, buf: memoryview) -> int:
+        readinto = getattr(self.body, "readinto", None)
+        if readinto is not None:
+            return readinto(buf) or 0
+        data = self.body.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def describe(url: str) -> str:
+    """A URL safe to print: no user info or query string (they may carry credentials)."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host = f"{host}:{p.port}"
+    return f"{p.scheme}://{host}{p.path}" if p.scheme else url
+
+
+def check_allowed(url: str, settings: Settings) -> None:
+    """Refuse schemes and hosts the configuration does not allow (a permanent failure)."""
+    p = urlsplit(url)
+    if p.scheme in ("https", "file", "hf"):
+        return
+    if p.scheme == "http":
+        if settings.http_allowed(p.hostname or ""):
+            return
+        raise SourceFailure(
+            f"plain http to {p.hostname} is not allowed; use https, or list the host in ZOO_ALLOW_HTTP "
+            "if it is a trusted internal mirror",
+            transient=False,
+        )
+    if p.scheme in settings.fsspec_schemes:
+        return
+    raise SourceFailure(
+        f"unsupported URL scheme {p.scheme!r}; use https://, hf://, file:// or an fsspec scheme listed in "
+        "ZOO_FSSPEC_SCHEMES",
+        transient=False,
+    )
+
+
+def hf_to_https(url: str, settings: Settings) -> tuple[str, dict[str, str]]:
+    """``hf://org/repo/path/file@rev`` -> the resolve URL on the hub, plus huggingface_hub's headers."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
+    p = urlsplit(url)
+    path, _, revision = f"{p.netloc}{p.path}".partition("@")
+    parts = path.split("/")
+    if len(parts) < 3:
+        raise SourceFailure(f"malformed hf:// URL {url!r}; expected hf://org/repo/file[@revision]", transient=False)
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    target = hf_hub_url(repo_id, filename, revision=revision or "main", endpoint=settings.hf_endpoint)
+    try:
+        headers = build_hf_headers(library_name="sparkzoo")
+    except Exception:  # a malformed saved token must not stop public downloads
+        headers = {}
+    return target, headers
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never carry credentials to another host or downgrade to http."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
+        check_allowed(newurl, self.settings)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlsplit(newurl).netloc != urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+            new.remove_header("Cookie")
+        return new
+
+
+@functools.lru_cache(maxsize=8)
+def _opener(settings: Settings) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_RedirectHandler(settings))
+
+
+def _open_http(url: str, settings: Settings, offset: int, validator: str | None, headers: dict[str, str]) -> Stream:
+    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **headers}
+    if offset > 0:
+        headers["Range"] = f"bytes={offset}-"
+        if validator:
+            headers["If-Range"] = validator
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = _opener(settings).open(request, timeout=settings.timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:
+            match = _UNSATISFIED_RANGE.match(exc.headers.get("Content-Range", ""))
+            exc.close()
+            if match and int(match.group(1)) == offset:  # we already have every byte
+                return Stream(io.BytesIO(b""), offset, offset, validator)
+            raise SourceFailure("HTTP 416: the partial download does not fit the resource", transient=True) from None
+        exc.close()
+        transient = exc.code >= 500 or exc.code in (408, 425, 429)
+        raise SourceFailure(f"HTTP {exc.code} {exc.reason}", transient=transient) from None
+    except SourceFailure:
+        raise
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise SourceFailure(f"timed out after {settings.timeout:g} s", transient=True) from None
+        raise SourceFailure(f"connection failed: {reason}", transient=True) from None
+
+    etag = response.headers.get("ETag")
+    new_validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
+    if response.status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != offset:
+            response.close()
+            raise SourceFailure("server answered a Range request with the wrong range", transient=True)
+        total = int(match.group(3)) if match.group(3) != "*" else None
+        return Stream(response, offset, total, new_validator)
+    length = response.headers.get("Content-Length")
+    return Stream(response, 0, int(length) if length and length.isdigit() else None, new_validator)
+
+
+def _open_file(url: str, offset: int) -> Stream:
+    path = unquote(urlsplit(url).path)
+    if os.name == "nt" and re.match(r"^/[A-Za-z]:", path):
+        path = path[1:]
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise SourceFailure(f"no such file {path}", transient=False) from None
+    except OSError as exc:
+        raise SourceFailure(f"cannot open {path}: {exc.strerror}", transient=True) from None
+    st = os.fstat(fh.fileno())
+    fh.seek(min(offset, st.st_size))
+    return Stream(fh, min(offset, st.st_size), st.st_size, f"{st.st_mtime_ns}-{st.st_size}")
+
+
+def _open_fsspec(url: str, offset: int) -> Stream:
+    try:
+        import fsspec
+    except ImportError:
+        raise SourceFailure(
+            f"{urlsplit(url).scheme}:// sources need fsspec and its backend: pip install 'sparkzoo[fsspec]' "
+            "plus s3fs / gcsfs / adlfs as needed",
+            transient=False,
+        ) from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        info: dict[str, Any] = fs.info(path)
+        fh = fs.open(path, "rb")
+        fh.seek(offset)
+    except FileNotFoundError:
+        raise SourceFailure(f"no such object {describe(url)}", transient=False) from None
+    except ImportError as exc:
+        raise SourceFailure(f"fsspec backend missing for {describe(url)}: {exc}", transient=False) from None
+    except Exception as exc:  # backends raise their own network errors
+        raise SourceFailure(f"{type(exc).__name__}: {exc}", transient=True) from None
+    validator = info.get("ETag") or info.get("etag")
+    return Stream(fh, offset, info.get("size"), str(validator) if validator else None)
+
+
+def open_stream(url: str, settings: Settings, offset: int = 0, validator: str | None = None) -> Stream:
+    """Open ``url`` at ``offset`` (the stream's own ``offset`` says where it really starts)."""
+    check_allowed(url, settings)
+    scheme = urlsplit(url).scheme
+    if scheme == "hf":
+        target, headers = hf_to_https(url, settings)
+        check_allowed(target, settings)
+        return _open_http(target, settings, offset, validator, headers)
+    if scheme in ("http", "https"):
+        return _open_http(url, settings, offset, validator, {})
+    if scheme == "file":
+        return _open_file(url, offset)
+    return _open_fsspec(url, offset)
+
+
+def backoff_delay(settings: Settings, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt + 1``: exponential from ZOO_BACKOFF, capped at 30 s."""
+    return min(settings.backoff * (2**attempt), 30.0)
+
+
+def read_all(url: str, settings: Settings, limit: int = 64 << 20) -> bytes:
+    """Fetch a small document (a registry) whole, retrying transient failures."""
+    import time
+
+    last: SourceFailure | None = None
+    for attempt in range(settings.retries + 1):
+        try:
+            stream = open_stream(url, settings)
+            try:
+                data = stream.body.read(limit + 1)
+            finally:
+                stream.close()
+            if len(data) > limit:
+                raise SourceFailure(f"larger than {limit} bytes", transient=False)
+            return data
+        except SourceFailure as exc:
+            last = exc
+        except OSError as exc:
+            last = SourceFailure(f"connection failed: {exc}", transient=True)
+        if not last.transient or attempt == settings.retries:
+            break
+        time.sleep(backoff_delay(settings, attempt))
+    raise DownloadError(f"cannot fetch {describe(url)}: {last.reason if last else 'unknown error'}")
+
+
+def probe(base: str, settings: Settings) -> tuple[bool, str]:
+    """Whether a mirror or endpoint answers at all (any HTTP status counts as an answer)."""
+    try:
+        check_allowed(base, settings)
+    except SourceFailure as exc:
+        return False, exc.reason
+    scheme = urlsplit(base).scheme
+    if scheme in ("http", "https"):
+        request = urllib.request.Request(base.rstrip("/") + "/", method="HEAD", headers={"User-Agent": _USER_AGENT})
+        try:
+            with _opener(settings).open(request, timeout=min(settings.timeout, 10.0)) as response:
+                return True, f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            return True, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            return False, str(getattr(exc, "reason", exc))
+    if scheme == "file":
+        path = unquote(urlsplit(base).path)
+        return (os.path.isdir(path), "directory exists" if os.path.isdir(path) else f"no directory {path}")
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(base)
+        return (bool(fs.exists(path)), "exists" if fs.exists(path) else "not found")
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,91 @@
+"""The one exception hierarchy of sparkzoo.
+
+Every error the library raises on purpose is a :class:`ZooError`. Messages say what went wrong,
+name the model, file, URL or field involved, and say what to do next. The CLI maps each class to
+an exit code (``exit_code``), documented in README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ZooError(Exception):
+    """Base class of every sparkzoo error."""
+
+    exit_code = 1
+
+
+class ConfigError(ZooError):
+    """An environment variable or argument has a value sparkzoo cannot use."""
+
+    exit_code = 2
+
+
+class RegistryError(ZooError):
+    """A registry file is malformed, fails its schema, or cannot be read."""
+
+    exit_code = 3
+
+
+class UnsafePathError(RegistryError):
+    """A name, path or URL would escape the cache or the model's directory."""
+
+
+class ModelNotFoundError(ZooError, LookupError):
+    """No registry knows the requested model name, alias or sha256."""
+
+    exit_code = 4
+
+
+class OfflineError(ZooError):
+    """The model is not cached and ``ZOO_OFFLINE`` forbids touching the network."""
+
+    exit_code = 5
+
+
+class DownloadError(ZooError):
+    """A single source failed, or every source of a model failed (see ``attempts``)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, attempts: list[Attempt] | None = None):
+        super().__init__(message)
+        self.attempts = attempts or []
+
+
+class ChecksumError(DownloadError):
+    """Bytes do not hash to the sha256 the registry pins."""
+
+    exit_code = 7
+
+
+class CacheError(ZooError):
+    """The cache directory cannot be used (permissions, read-only, corrupt index)."""
+
+    exit_code = 8
+
+
+class InsufficientSpaceError(CacheError):
+    """Not enough free space in the cache for the download; nothing was written."""
+
+
+class CacheReadOnlyError(CacheError):
+    """The cache is read-only and the request needs to write to it."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one source, kept so a final error can list every source and why it failed."""
+
+    url: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.reason}"
+
+
+class InvalidModelError(ZooError):
+    """A model file is not a usable ONNX model (unparsable, no inputs, external data, ...)."""
+
+    exit_code = 9

@@ -1,0 +1,312 @@
+"""Registries: which models exist, what their bytes hash to, and where to fetch them.
+
+Several registries are merged, later ones winning on a name or alias:
+
+1. the built-in ``registry.json`` shipped in the package,
+2. entries returned by plugins' ``zoo_register_models`` hook,
+3. each location in ``ZOO_REGISTRY`` (files or URLs, ``os.pathsep``-separated), in order,
+4. the user registry ``$ZOO_HOME/registry.json`` that ``zoo add`` writes.
+
+Every document is validated against ``registry.schema.json`` on load; errors name the registry,
+the model and the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from zoo._logging import get_logger
+from zoo.config import Settings
+from zoo.config import settings as current_settings
+from zoo.errors import ModelNotFoundError, OfflineError, RegistryError, UnsafePathError, ZooError
+
+log = get_logger("registry")
+
+SHA256_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+USER_REGISTRY = "registry.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a registry (see ``registry.schema.json`` for each field's meaning)."""
+
+    name: str
+    description: str
+    license: str
+    task: str
+    format: str
+    sha256: str
+    bytes: int
+    sources: tuple[str, ...]
+    input: dict[str, Any]
+    preprocess: dict[str, Any] | None
+    labels: str | None
+    aliases: tuple[str, ...] = ()
+    cuts: tuple[str, ...] | None = None
+    output: dict[str, Any] | None = None
+    opset: int | None = None
+    homepage: str | None = None
+    origin: str = field(default="", compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str) -> "ModelEntry":
+        return cls(
+            name=data["name"],
+            description=data["description"],
+            license=data["license"],
+            task=data["task"],
+            format=data["format"],
+            sha256=data["sha256"],
+            bytes=data["bytes"],
+            sources=tuple(data["sources"]),
+            input=data["input"],
+            preprocess=data["preprocess"],
+            labels=data["labels"],
+            aliases=tuple(data.get("aliases", ())),
+            cuts=tuple(data["cuts"]) if data.get("cuts") is not None else None,
+            output=data.get("output"),
+            opset=data.get("opset"),
+            homepage=data.get("homepage"),
+            origin=origin,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as it is written in a registry file (``origin`` is not part of it)."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        out.update(
+            description=self.description,
+            license=self.license,
+            task=self.task,
+            format=self.format,
+            sha256=self.sha256,
+            bytes=self.bytes,
+            sources=list(self.sources),
+            input=self.input,
+            preprocess=self.preprocess,
+            labels=self.labels,
+        )
+        for key in ("output", "opset", "homepage"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.cuts is not None:
+            out["cuts"] = list(self.cuts)
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    schema = json.loads(resources.files("zoo").joinpath("registry.schema.json").read_text("utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _field_path(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    """Reject names that could be read as a path (``..``, separators, drive letters, UNC)."""
+    if not isinstance(name, str) or not re.match(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$", name):
+        raise UnsafePathError(
+            f"invalid {what} {name!r}: use letters, digits, '.', '_', '+', '-' "
+            "(no path separators, drive letters or '..')"
+        )
+    return name
+
+
+def _check_source(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise UnsafePathError(f"file source {url!r} must be an absolute file:///path URL")
+    if parts.scheme == "hf" and ".." in parts.path.split("/"):
+        raise UnsafePathError(f"hf source {url!r} contains '..'")
+
+
+def parse_document(doc: Any, origin: str) -> list[ModelEntry]:
+    """Validate one registry document and return its entries, or raise :class:`RegistryError`."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for err in errors[:5]:
+            path = list(err.absolute_path)
+            where = _field_path(path)
+            if len(path) >= 2 and path[0] == "models" and isinstance(path[1], int):
+                model = doc["models"][path[1]]
+                label = model.get("name") if isinstance(model, dict) else None
+                where = f"model {label!r} (models[{path[1]}]) field {_field_path(path[2:])!r}"
+            lines.append(f"  {where}: {err.message}")
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise RegistryError(f"registry {origin} is invalid:\n" + "\n".join(lines) + more)
+    entries = []
+    seen: dict[str, str] = {}
+    for data in doc["models"]:
+        for label in (data["name"], *data.get("aliases", ())):
+            check_name(label)
+            if label in seen:
+                raise RegistryError(
+                    f"registry {origin}: {label!r} is used by both {seen[label]!r} and {data['name']!r}"
+                )
+            seen[label] = data["name"]
+        try:
+            for url in data["sources"]:
+                _check_source(url)
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"registry {origin}: model {data['name']!r}: {exc}") from None
+        entries.append(ModelEntry.from_dict(data, origin))
+    return entries
+
+
+def parse_text(text: str | bytes, origin: str) -> list[ModelEntry]:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise RegistryError(f"registry {origin} is not valid JSON: {exc}") from None
+    return parse_document(doc, origin)
+
+
+def document(entries: Iterable[ModelEntry], description: str | None = None) -> dict[str, Any]:
+    """A registry document holding ``entries``, ready for ``json.dump``."""
+    doc: dict[str, Any] = {"schema_version": 1}
+    if description:
+        doc["description"] = description
+    doc["models"] = [e.to_dict() for e in entries]
+    return doc
+
+
+class Registry:
+    """The merged view of several registries: look models up by name, alias or sha256."""
+
+    def __init__(self, entries: Iterable[ModelEntry]):
+        self._by_name: dict[str, ModelEntry] = {}
+        self._alias: dict[str, str] = {}
+        for entry in entries:
+            self._by_name.pop(entry.name, None)
+            self._alias.pop(entry.name, None)
+            self._by_name[entry.name] = entry
+            for alias in entry.aliases:
+                self._alias[alias] = entry.name
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __iter__(self):
+        return iter(sorted(self._by_name.values(), key=lambda e: e.name))
+
+    def aliases_of(self, name: str) -> list[str]:
+        """Aliases that currently resolve to ``name`` (a later registry may have taken some over)."""
+        return sorted(a for a, target in self._alias.items() if target == name and a not in self._by_name)
+
+    def get(self, ref: str) -> ModelEntry | None:
+        """The entry for a name, alias or sha256 (``sha256:<hex>`` or bare hex), or None."""
+        if ref in self._by_name:
+            return self._by_name[ref]
+        if ref in self._alias:
+            return self._by_name.get(self._alias[ref])
+        m = SHA256_RE.match(ref)
+        if m:
+            for entry in self._by_name.values():
+                if entry.sha256 == m.group(1):
+                    return entry
+        return None
+
+    def resolve(self, ref: str) -> ModelEntry:
+        """Like :meth:`get`, but raise :class:`ModelNotFoundError` with suggestions."""
+        entry = self.get(ref)
+        if entry is None:
+            import difflib
+
+            names = list(self._by_name) + list(self._alias)
+            close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ModelNotFoundError(
+                f"unknown model {ref!r}.{hint} `zoo ls` lists the models every registry knows; "
+                "`zoo add FILE --name NAME` registers a local ONNX file."
+            )
+        return entry
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_entries() -> tuple[ModelEntry, ...]:
+    text = resources.files("zoo").joinpath("registry.json").read_text("utf-8")
+    return tuple(parse_text(text, "built-in registry.json"))
+
+
+def _cached_copy_path(settings: Settings, location: str) -> Path:
+    digest = hashlib.sha256(location.encode()).hexdigest()[:24]
+    return settings.home / "registries" / f"{digest}.json"
+
+
+def _read_location(location: str, settings: Settings) -> list[ModelEntry]:
+    """Read a ZOO_REGISTRY location: a local path, or a URL with a cached copy for offline use."""
+    parts = urlsplit(location)
+    if len(parts.scheme) <= 1 or parts.scheme == "file":  # a path (or a Windows drive letter)
+        path = Path(parts.path if parts.scheme == "file" else location).expanduser()
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise RegistryError(f"cannot read registry {path} (from ZOO_REGISTRY): {exc.strerror or exc}") from None
+        return parse_text(text, str(path))
+
+    from zoo import _sources
+    from zoo._fsutil import atomic_write_bytes
+
+    copy = _cached_copy_path(settings, location)
+    if settings.offline:
+        if not copy.exists():
+            raise OfflineError(
+                f"registry {location} (from ZOO_REGISTRY) has never been fetched and ZOO_OFFLINE is set; "
+                "run any zoo command once with network access, or point ZOO_REGISTRY at a local copy"
+            )
+        return parse_text(copy.read_bytes(), f"{location} (cached copy)")
+    try:
+        data = _sources.read_all(location, settings)
+    except ZooError as exc:
+        if copy.exists():
+            log.warning("cannot fetch registry %s (%s); using the copy cached at %s", location, exc, copy)
+            return parse_text(copy.read_bytes(), f"{location} (cached copy)")
+        raise RegistryError(f"cannot fetch registry {location} (from ZOO_REGISTRY): {exc}") from None
+    entries = parse_text(data, location)
+    try:
+        atomic_write_bytes(copy, data)
+    except OSError as exc:
+        log.debug("cannot keep a copy of registry %s: %s", location, exc)
+    return entries
+
+
+def user_registry_path(settings: Settings | None = None) -> Path:
+    return (settings or current_settings()).home / USER_REGISTRY
+
+
+def load(settings: Settings | None = None) -> Registry:
+    """Merge every registry in order (built-in, plugins, ZOO_REGISTRY, user) and return the result."""
+    settings = settings or current_settings()
+    entries = list(_builtin_entries())
+
+    from zoo import _plugins
+
+    for plugin_name, docs in _plugins.registered_models(settings):
+        for data in docs:
+            entries.extend(parse_document({"schema_version": 1, "models": [data]}, f"plugin {plugin_name}"))
+    for location in settings.registries:
+        entries.extend(_read_location(location, settings))
+    user = user_registry_path(settings)
+    if user.exists():
+        entries.extend(parse_text(user.read_bytes(), str(user)))
+    return Registry(entries)
