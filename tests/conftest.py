@@ -1,0 +1,97 @@
+"""Shared fixtures: an isolated ZOO_HOME per test, a loopback HTTP server, the shared real model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _http import LoopbackServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MOBILENET = SHARED / "models" / "mobilenetv2-12-int8.onnx"
+MOBILENET_SHA = "83530ad811bc31d2b60a5599a21265a5057608c9b044b4ee758cc22f2309f54f"
+
+
+@pytest.fixture(scope="session")
+def mobilenet_bytes() -> bytes:
+    if not MOBILENET.exists():
+        pytest.skip(f"{MOBILENET} is absent: the shared test material is not beside the checkout")
+    data = MOBILENET.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == MOBILENET_SHA
+    return data
+
+
+@pytest.fixture
+def zoo_env(tmp_path, monkeypatch) -> Path:
+    """A fresh ZOO_HOME and a clean ZOO_* environment (fast retries, no progress bars)."""
+    for key in list(os.environ):
+        if key.startswith(("ZOO_", "HF_")):
+            monkeypatch.delenv(key)
+    home = tmp_path / "zoo-home"
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("ZOO_ALLOW_HTTP", "127.0.0.1")
+    monkeypatch.setenv("ZOO_RETRIES", "1")
+    monkeypatch.setenv("ZOO_BACKOFF", "0.01")
+    monkeypatch.setenv("ZOO_TIMEOUT", "5")
+    monkeypatch.setenv("ZOO_PROGRESS", "0")
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", "http://127.0.0.1:9")  # never the real hub
+    return home
+
+
+@pytest.fixture
+def server():
+    srv = LoopbackServer()
+    yield srv
+    srv.close()
+
+
+def entry(name: str, data: bytes, sources: list[str], **extra) -> dict:
+    """A valid registry entry for ``data`` served from ``sources``."""
+    out = {
+        "name": name,
+        "description": f"test model {name}",
+        "license": "Apache-2.0",
+        "task": "image-classification",
+        "format": "onnx",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "sources": sources,
+        "input": {"name": "input", "layout": "NCHW", "shape": [None, 3, 224, 224], "dtype": "float32"},
+        "preprocess": None,
+        "labels": "imagenet",
+    }
+    out.update(extra)
+    return out
+
+
+@pytest.fixture
+def write_registry(tmp_path, monkeypatch):
+    """Write a registry of the given entries and put it on ZOO_REGISTRY; returns its path."""
+    count = [0]
+
+    def write(*entries: dict, env: bool = True) -> Path:
+        count[0] += 1
+        path = tmp_path / f"registry-{count[0]}.json"
+        path.write_text(json.dumps({"schema_version": 1, "models": list(entries)}))
+        if env:
+            current = os.environ.get("ZOO_REGISTRY")
+            monkeypatch.setenv("ZOO_REGISTRY", f"{current}{os.pathsep}{path}" if current else str(path))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def served_mobilenet(server, zoo_env, write_registry, mobilenet_bytes):
+    """The real MobileNet v2 int8 served at /models/mnv2.onnx and registered as 'mnv2'."""
+    url = server.add("/models/mnv2.onnx", mobilenet_bytes)
+    write_registry(entry("mnv2", mobilenet_bytes, [url], aliases=["mobile"]))
+    return "/models/mnv2.onnx"

@@ -1,0 +1,44 @@
+"""The installed layout: zoo, zoo.stages, zoo.cli, registry data; never bare `stages` or `cli`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import REPO
+
+
+def test_wheel_layout(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("sparkzoo-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.startswith("sparkzoo-")}
+    assert tops == {"zoo"}, tops
+    for required in ("zoo/__init__.py", "zoo/stages/__init__.py", "zoo/cli/main.py", "zoo/registry.json",
+                     "zoo/registry.schema.json", "zoo/py.typed"):
+        assert required in names
+    registry = zipfile.ZipFile(wheel).read("zoo/registry.json")
+    assert registry == (REPO / "registry.json").read_bytes()
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "zoo = zoo.cli.main:main" in entry_points
+
+
+def test_installed_packages_map_to_the_repo_folders(tmp_path):
+    """Run outside the checkout (-I: no cwd, no PYTHONPATH) so only the installation is seen."""
+    code = (
+        "import importlib.util, json, zoo, zoo.cli, zoo.stages;"
+        "print(json.dumps([zoo.stages.__file__, zoo.cli.__file__, importlib.util.find_spec('stages') is None,"
+        " importlib.util.find_spec('cli') is None, len(zoo.models())]))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    stages_file, cli_file, no_stages, no_cli, n_models = json.loads(out.stdout)
+    assert Path(stages_file).parts[-2:] in (("stages", "__init__.py"), ("zoo", "stages", "__init__.py")[1:])
+    assert Path(cli_file).parent.name == "cli"
+    assert no_stages and no_cli
+    assert n_models >= 11, "the packaged registry.json loads"

@@ -1,0 +1,123 @@
+"""Registries: the built-in one, validation errors, merging, ZOO_REGISTRY URLs, plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import zoo
+from conftest import MOBILENET_SHA, SHARED, entry
+from zoo import registry
+from zoo.config import split_locations
+from zoo.errors import OfflineError, RegistryError, UnsafePathError
+
+REQUIRED = [
+    "resnet50-v1-12", "resnet50-v1-12-int8", "resnet18-v1-7", "resnet101-v1-7", "mobilenetv2-12",
+    "mobilenetv2-12-int8", "squeezenet1.1-7", "densenet-12", "vgg16-12", "shufflenet-v2-12", "efficientnet-lite4-11",
+]
+
+
+def test_builtin_registry_pins_the_real_upstream_checksums(zoo_env):
+    manifest_path = SHARED / "reference" / "onnx-model-zoo-classification-manifest.json"
+    if not manifest_path.exists():
+        pytest.skip("shared reference manifest absent")
+    manifest = {m["model_path"].rsplit("/", 1)[1][:-5]: m["metadata"] for m in json.loads(manifest_path.read_text())}
+    entries = {e.name: e for e in zoo.models()}
+    assert set(REQUIRED) <= set(entries)
+    for name in REQUIRED:
+        e = entries[name]
+        assert (e.sha256, e.bytes) == (manifest[name]["model_sha"], manifest[name]["model_bytes"]), name
+        assert e.sources[0] == f"hf://onnxmodelzoo/{name}/{name}.onnx@main"
+        assert e.sources[1].startswith("https://github.com/onnx/models/raw/main/validated/")
+    assert zoo.info("resnet50")["name"] == "resnet50-v1-12"
+    assert entries["efficientnet-lite4-11"].input["layout"] == "NHWC"
+    assert entries["efficientnet-lite4-11"].preprocess["mean"] == [127.0, 127.0, 127.0]
+    assert entries["mobilenetv2-12-int8"].preprocess["color_order"] == "RGB"
+
+
+@pytest.mark.parametrize("bad", ["../evil", "/etc/passwd", "a/b", "..", "C:\\\\x", "\\\\\\\\srv\\\\share", "a..b", "a:b", ""])
+def test_names_that_could_escape_the_cache_are_rejected(zoo_env, write_registry, bad):
+    write_registry(entry(bad, b"x", ["https://example.org/x.onnx"]))
+    with pytest.raises(RegistryError, match="invalid|does not match"):
+        zoo.models()
+
+
+def test_aliases_and_file_sources_are_checked_too(zoo_env, write_registry):
+    write_registry(entry("ok", b"x", ["https://example.org/x"], aliases=["../up"]))
+    with pytest.raises(RegistryError, match="aliases"):
+        zoo.models()
+
+
+def test_relative_file_source_is_rejected(zoo_env, tmp_path):
+    doc = {"schema_version": 1, "models": [entry("ok", b"x", ["file://relative/x.onnx"])]}
+    with pytest.raises(UnsafePathError, match="absolute file:///path"):
+        registry.parse_document(doc, "t.json")
+
+
+def test_schema_errors_name_the_registry_the_entry_and_the_field(zoo_env, write_registry):
+    bad = entry("broken", b"x", ["https://example.org/x"])
+    bad["sha256"] = "not-a-sha"
+    del bad["license"]
+    path = write_registry(entry("fine", b"y", ["https://example.org/y"]), bad)
+    with pytest.raises(RegistryError) as info:
+        zoo.models()
+    message = str(info.value)
+    assert str(path) in message
+    assert "model 'broken' (models[1]) field 'sha256'" in message
+    assert "'license' is a required property" in message
+
+
+def test_duplicate_names_in_one_registry_are_an_error(zoo_env, write_registry):
+    write_registry(entry("twin", b"x", []), entry("other", b"y", [], aliases=["twin"]))
+    with pytest.raises(RegistryError, match="'twin' is used by both 'twin' and 'other'"):
+        zoo.models()
+
+
+def test_later_registries_win_on_names_and_aliases(zoo_env, write_registry):
+    write_registry(entry("mine", b"first", []), entry("resnet50-custom", b"r", [], aliases=["resnet50"]))
+    write_registry(entry("mine", b"second", []))
+    assert zoo.info("mine")["bytes"] == len(b"second")
+    assert zoo.info("resnet50")["name"] == "resnet50-custom"
+    assert "resnet50" not in zoo.info("resnet50-v1-12")["aliases"]
+
+
+def test_split_locations_keeps_urls_whole():
+    value = os.pathsep.join(["/a/r.json", "https://host:8443/r.json", "file:///b/r.json"])
+    assert split_locations(value) == ["/a/r.json", "https://host:8443/r.json", "file:///b/r.json"]
+
+
+def test_registry_url_is_cached_for_offline_use(server, zoo_env, monkeypatch, mobilenet_bytes):
+    doc = {"schema_version": 1, "models": [entry("remote", mobilenet_bytes, [server.url("/m.onnx")])]}
+    server.add("/registry.json", json.dumps(doc).encode())
+    monkeypatch.setenv("ZOO_REGISTRY", server.url("/registry.json"))
+    assert zoo.info("remote")["sha256"] == MOBILENET_SHA
+    server.close()
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    assert zoo.info("remote")["origin"].endswith("(cached copy)")
+
+
+def test_registry_url_never_fetched_is_an_offline_error(zoo_env, monkeypatch):
+    monkeypatch.setenv("ZOO_REGISTRY", "https://registry.invalid/r.json")
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="registry https://registry.invalid/r.json"):
+        zoo.models()
+
+
+def test_plugins_contribute_models_through_the_hook(zoo_env):
+    from zoo._plugins import manager
+
+    class Plugin:
+        @zoo.hookimpl
+        def zoo_register_models(self):
+            return [entry("from-plugin", b"p", ["https://example.org/p.onnx"])]
+
+    plugin = Plugin()
+    manager().register(plugin, name="test-plugin")
+    try:
+        assert zoo.info("from-plugin")["origin"] == "plugin test-plugin"
+    finally:
+        manager().unregister(plugin)
+    with pytest.raises(zoo.errors.ModelNotFoundError):
+        zoo.info("from-plugin")
