@@ -34,6 +34,7 @@ class LoopbackServer:
     faults: dict[str, list[dict]] = field(default_factory=dict)
     throttle: dict[str, float] = field(default_factory=dict)
     requests: list[Record] = field(default_factory=list)
+    etags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -69,9 +70,9 @@ class LoopbackServer:
                     record.status = status
                     self.send_error(status)
                     return
+                etag = server.etags[self.path]
                 if fault.get("corrupt"):
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
-                etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
                 start = 0
                 rng = self.headers.get("Range")
                 if_range = self.headers.get("If-Range")
@@ -96,12 +97,19 @@ class LoopbackServer:
                 self.end_headers()
                 if not body:
                     return
-                self._send_body(data[start:], fault, record)
+                self._send_body(memoryview(data)[start:], fault, record)
 
-            def _send_body(self, payload: bytes, fault: dict, record: Record) -> None:
+            def _send_body(self, payload: memoryview, fault: dict, record: Record) -> None:
                 limit = fault.get("drop_after")
                 rate = server.throttle.get(self.path)
-                chunk = 64 * 1024
+                if limit is None and not rate:  # fast path: one C-level call, as a real server would
+                    try:
+                        self.wfile.write(payload)
+                        record.sent = len(payload)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return
+                chunk = max(64 * 1024, int(rate or 0) // 200)  # ~200 paced writes a second
                 started = time.monotonic()
                 try:
                     for offset in range(0, len(payload), chunk):
@@ -134,6 +142,7 @@ class LoopbackServer:
 
     def add(self, path: str, data: bytes) -> str:
         self.files[path] = data
+        self.etags[path] = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
         return self.url(path)
 
     def fault(self, path: str, **fault) -> None:
@@ -152,3 +161,35 @@ class LoopbackServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def main() -> None:
+    """``python tests/_http.py [--rate BYTES_PER_S]... PATH...``: serve files in a process of its own.
+
+    Each file is served at /<basename>, and at /rate-<N>/<basename> paced to N bytes/s for each
+    --rate. Benchmarks use this so that the server does not share a GIL with the client being
+    measured. Prints the port, then serves until stdin closes.
+    """
+    import argparse
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, action="append", default=[])
+    parser.add_argument("paths", nargs="+")
+    args = parser.parse_args()
+    server = LoopbackServer()
+    for name in args.paths:
+        data = Path(name).read_bytes()
+        server.add(f"/{Path(name).name}", data)
+        for rate in args.rate:
+            path = f"/rate-{rate}/{Path(name).name}"
+            server.add(path, data)
+            server.throttle[path] = rate
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.close()
+
+
+if __name__ == "__main__":
+    main()

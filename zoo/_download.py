@@ -15,7 +15,10 @@ The flow for a blob that is not cached:
 
 from __future__ import annotations
 
+import os
+import queue
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,32 +104,83 @@ def _transfer(url: str, partial: Partial, target: Target, settings: Settings) ->
         stream.close()
 
 
+class _HashWriter:
+    """Hashes written chunks on a second thread, and flushes them to disk as it goes.
+
+    sha256 runs at about the speed of a loopback transfer, so hashing inline would halve
+    throughput; hashlib releases the GIL on large updates, so a second thread overlaps it with the
+    next read. It also calls fdatasync every ``SYNC_EVERY`` bytes so that the fsync before
+    publishing finds little left to write.
+    """
+
+    SYNC_EVERY = 32 << 20
+
+    def __init__(self, partial: Partial, fd: int, buffers: int = 4):
+        self.partial = partial
+        self.fd = fd
+        self.free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(buffers):
+            self.free.put(bytearray(CHUNK))
+        self.full: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="zoo-hash", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        unsynced = 0
+        sync = getattr(os, "fdatasync", os.fsync)
+        while (item := self.full.get()) is not None:
+            buf, n = item
+            try:
+                if self.error is None:
+                    self.partial.update(memoryview(buf)[:n])
+                    unsynced += n
+                    if unsynced >= self.SYNC_EVERY:
+                        sync(self.fd)
+                        unsynced = 0
+            except BaseException as exc:  # surfaced by close()
+                self.error = exc
+            self.free.put(buf)
+
+    def close(self) -> None:
+        """Wait until every chunk handed over is hashed; re-raise a failure of the thread."""
+        self.full.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _copy_body(stream: _sources.Stream, partial: Partial, expected: int | None, target: Target, settings: Settings) -> None:
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     bar = _progress_bar(target.label, expected, partial.size, settings)
+    received = partial.size
     try:
         with open(partial.path, "r+b", buffering=0) as out:
             out.seek(partial.size)
-            while True:
-                try:
-                    n = stream.readinto(view)
-                except (OSError, ValueError) as exc:  # reset, timeout, closed socket
-                    raise SourceFailure(f"connection lost after {partial.size:,} bytes: {exc}", transient=True) from None
-                if not n:
-                    break
-                if expected is not None and partial.size + n > expected:
-                    raise SourceFailure(f"the source sent more than the expected {expected:,} bytes", transient=False)
-                chunk = view[:n]
-                out.write(chunk)
-                partial.update(chunk)
-                bar.update(n)
+            hasher = _HashWriter(partial, out.fileno())
+            try:
+                while True:
+                    buf = hasher.free.get()
+                    try:
+                        n = stream.readinto(memoryview(buf))
+                    except (OSError, ValueError) as exc:  # reset, timeout, closed socket
+                        hasher.free.put(buf)
+                        raise SourceFailure(f"connection lost after {received:,} bytes: {exc}", transient=True) from None
+                    if not n:
+                        hasher.free.put(buf)
+                        break
+                    if expected is not None and received + n > expected:
+                        hasher.free.put(buf)
+                        raise SourceFailure(f"the source sent more than the expected {expected:,} bytes", transient=False)
+                    out.write(memoryview(buf)[:n])
+                    hasher.full.put((buf, n))
+                    received += n
+                    bar.update(n)
+            finally:
+                hasher.close()
     finally:
         bar.close()
-    if expected is not None and partial.size < expected:
-        raise SourceFailure(
-            f"connection closed after {partial.size:,} of {expected:,} bytes", transient=True
-        )
+    if expected is not None and received < expected:
+        raise SourceFailure(f"connection closed after {received:,} of {expected:,} bytes", transient=True)
 
 
 def fetch(target: Target, cache: Cache, settings: Settings) -> Path:
