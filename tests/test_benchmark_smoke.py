@@ -1,0 +1,24 @@
+"""The pull benchmark runs end to end on a tiny blob, so it never rots (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_bench_pull_smoke(tmp_path, zoo_env):
+    out = tmp_path / "pull.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_pull.py"), "--mb", "2", "--repeat", "1",
+         "--warm-calls", "3", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert set(data["links"]) == {"1 Gbit/s", "10 Gbit/s", "loopback"}
+    assert all(row["ratio"] > 0 and row["zoo_mib_s"] > 0 for row in data["links"].values())
+    assert data["warm_pull_ms_median"] > 0
+    assert "cold pull of 2 MiB" in result.stdout
