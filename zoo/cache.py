@@ -310,6 +310,8 @@ class Cache:
             except (OSError, ValueError):
                 continue
             alive = owner_alive(str(meta.get("host")), int(meta.get("pid", -1)))
+            if alive is True and not meta.get("abandoned"):
+                continue  # a live process on this host still writes it, however slowly
             if meta.get("abandoned") or alive is False or time.time() - newest > stale:
                 yield part, meta_path, meta
 
