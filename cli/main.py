@@ -159,6 +159,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_stages(args: argparse.Namespace) -> int:
+    found = zoo.stages()
+    if args.json:
+        _print_json([s.to_dict() for s in found])
+        return 0
+    for s in found:
+        origin = f"{s.distribution} {s.version}".strip() or s.plugin
+        print(f"{s.name:18} {s.class_path}  [{origin}]")
+        print(f"{'':18} {s.doc}")
+        for p in s.params:
+            print(f"{'':20} {p['name']}: {p['type']} = {p['default']!r}  {p['doc']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo",
@@ -213,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every cached model")
 
     add("doctor", cmd_doctor, "check the cache, locking, free space, mirrors and hub")
+    add("stages", cmd_stages, "list registered pipeline stages: name, class, plugin, params")
     return parser
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("ZOO_KIT_FUZZ_EXAMPLES", "6")  # the kit's default is 10; keep the suite inside its budget
 from _http import LoopbackServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +96,9 @@ def served_mobilenet(server, zoo_env, write_registry, mobilenet_bytes):
     url = server.add("/models/mnv2.onnx", mobilenet_bytes)
     write_registry(entry("mnv2", mobilenet_bytes, [url], aliases=["mobile"]))
     return "/models/mnv2.onnx"
+
+
+@pytest.fixture(scope="session")
+def spark(zoo_spark):
+    """The one local SparkSession of the test run (from the zoo pytest plugin)."""
+    return zoo_spark

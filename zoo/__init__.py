@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from zoo import errors
 from zoo._api import VerifyResult, add, export_mirror, info, models, pull, remove, verify
+from zoo._stage_registry import StageInfo, stage, stages
 from zoo.hookspecs import hookimpl, hookspec
 from zoo.registry import ModelEntry
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ModelEntry",
+    "StageInfo",
     "VerifyResult",
     "add",
     "errors",
@@ -29,6 +31,8 @@ __all__ = [
     "models",
     "pull",
     "remove",
+    "stage",
+    "stages",
     "verify",
     "__version__",
 ]

@@ -30,6 +30,14 @@ def manager() -> pluggy.PluginManager:
     return pm
 
 
+_DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
+
+
+def distribution(plugin_name: str) -> tuple[str, str]:
+    """(distribution name, version) a plugin was loaded from; ('', '') for plugins registered in code."""
+    return _DISTRIBUTIONS.get(plugin_name, ("", ""))
+
+
 def _load_entry_points(pm: pluggy.PluginManager, s: Settings) -> None:
     from importlib.metadata import entry_points
 
@@ -39,19 +47,27 @@ def _load_entry_points(pm: pluggy.PluginManager, s: Settings) -> None:
         dist = getattr(ep.dist, "name", "?")
         try:
             pm.register(ep.load(), name=ep.name)
+            _DISTRIBUTIONS[ep.name] = (dist, getattr(ep.dist, "version", ""))
         except Exception as exc:  # a broken plugin must never break `import zoo`
             log.warning("skipping plugin %r from distribution %r: %s: %s", ep.name, dist, type(exc).__name__, exc)
 
 
-def registered_models(settings: Settings) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """(plugin name, entries) for each plugin implementing ``zoo_register_models``."""
+def call_each(hook_name: str, settings: Settings) -> Iterator[tuple[str, Any]]:
+    """(plugin name, result) of one hook for each plugin; a plugin that raises is logged and skipped."""
     pm = manager()
-    for impl in pm.hook.zoo_register_models.get_hookimpls():
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
         if impl.plugin_name in settings.disabled_plugins:
             continue
         try:
-            docs = impl.function()
+            result = impl.function()
         except Exception as exc:
-            log.warning("plugin %r failed in zoo_register_models: %s: %s", impl.plugin_name, type(exc).__name__, exc)
+            dist = distribution(impl.plugin_name)[0] or "registered in code"
+            log.warning("plugin %r (%s) failed in %s: %s: %s", impl.plugin_name, dist, hook_name, type(exc).__name__, exc)
             continue
-        yield impl.plugin_name, list(docs or [])
+        yield impl.plugin_name, result
+
+
+def registered_models(settings: Settings) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(plugin name, entries) for each plugin implementing ``zoo_register_models``."""
+    for name, docs in call_each("zoo_register_models", settings):
+        yield name, list(docs or [])

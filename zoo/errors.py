@@ -89,3 +89,13 @@ class InvalidModelError(ZooError):
     """A model file is not a usable ONNX model (unparsable, no inputs, external data, ...)."""
 
     exit_code = 9
+
+
+class StageError(ZooError):
+    """A pipeline stage was misconfigured or cannot be built (unknown name, bad parameter)."""
+
+    exit_code = 10
+
+
+class SchemaError(StageError):
+    """A stage's input DataFrame does not fit it: missing column, wrong type, output-column clash."""

@@ -25,3 +25,21 @@ def zoo_register_models() -> list[dict[str, Any]]:
     They are validated like any registry and merged after the built-in registry, before
     ``ZOO_REGISTRY`` and the user registry.
     """
+
+
+@hookspec
+def zoo_register_stages() -> list[type]:
+    """Return stage classes (subclasses of ``zoo.stages.ZooTransformer`` / ``ZooEstimator``).
+
+    Each needs a unique ``zoo_name``; ``zoo.stage(name, **params)`` builds it and the conformance
+    kit checks it.
+    """
+
+
+@hookspec
+def zoo_register_sources() -> dict[str, object]:
+    """Return {URL scheme: opener} for extra download sources.
+
+    An opener is called as ``opener(url, settings, offset, validator)`` and returns a
+    ``zoo._sources.Stream`` positioned at ``offset`` (or at 0 when it cannot seek).
+    """

@@ -1,0 +1,122 @@
+"""Base classes every sparkzoo stage (ours and third parties') builds on.
+
+They are plain ``pyspark.ml`` Transformers / Estimators written in Python: Params with docs and
+type converters, ``keyword_only`` constructors, ``DefaultParamsReadable/Writable`` persistence,
+and only the DataFrame API inside ``_transform`` (no ``_jvm``), so stages also run on Spark Connect.
+
+Each class declares:
+
+* ``zoo_name`` - its unique short name in the stage registry (``zoo.stage("sql", ...)``);
+* ``transformSchema`` - the output schema, raising :class:`zoo.errors.SchemaError` on bad input;
+* ``zoo_examples(spark)`` - realistic (stage, fit DataFrame, transform DataFrame) examples the
+  conformance kit runs; ``zoo_fuzz_schema()`` - the input columns the kit may generate freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pyspark.ml import Estimator, Model, Transformer
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from zoo.errors import SchemaError
+
+NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
+
+
+@dataclass(frozen=True)
+class StageExample:
+    """A stage configured for a realistic case, with the data to fit it on and to transform."""
+
+    stage: "ZooStage"
+    transform_df: DataFrame
+    fit_df: DataFrame | None = None
+
+
+class ZooStage:
+    """Mixin with what the registry and the conformance kit need from every stage."""
+
+    zoo_name: ClassVar[str] = ""
+
+    @classmethod
+    def zoo_examples(cls, spark: SparkSession) -> list[StageExample]:
+        """Realistic examples for the conformance kit. Every registered stage must provide one."""
+        return []
+
+    @classmethod
+    def zoo_fuzz_schema(cls) -> T.StructType | None:
+        """Input columns the kit may fill with generated values (None: examples only)."""
+        return None
+
+    def _describe(self) -> str:
+        return f"stage {self.zoo_name or type(self).__name__} ({self.uid})"
+
+    # -- schema helpers shared by stages -------------------------------------------------------
+    def _require_column(self, schema: T.StructType, name: str, expected: str, accept=None) -> T.StructField:
+        """The field ``name``; SchemaError if it is missing or (with ``accept``) of the wrong type."""
+        if name not in schema.fieldNames():
+            raise SchemaError(
+                f"{self._describe()}: input column {name!r} is missing; expected {expected}. "
+                f"Available columns: {', '.join(schema.fieldNames()) or '(none)'}"
+            )
+        field = schema[name]
+        if accept is not None and not accept(field.dataType):
+            raise SchemaError(
+                f"{self._describe()}: input column {name!r} has type {field.dataType.simpleString()}; expected {expected}"
+            )
+        return field
+
+    def _require_new_column(self, schema: T.StructType, name: str) -> None:
+        if name in schema.fieldNames():
+            raise SchemaError(
+                f"{self._describe()}: output column {name!r} already exists in the input; choose another outputCol"
+            )
+
+
+class ZooTransformer(Transformer, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
+    """A Transformer whose ``transform`` validates the input schema before doing anything."""
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802 - SparkML name
+        raise NotImplementedError
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        self.transformSchema(dataset.schema)
+        return self._apply(dataset)
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        raise NotImplementedError
+
+
+class ZooEstimator(Estimator, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
+    """An Estimator whose ``fit`` validates the input schema first."""
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802
+        raise NotImplementedError
+
+    def _fit(self, dataset: DataFrame) -> Model:
+        self.transformSchema(dataset.schema)
+        return self._fit_validated(dataset)
+
+    def _fit_validated(self, dataset: DataFrame) -> Model:
+        raise NotImplementedError
+
+
+class ZooModel(Model, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
+    """A fitted model; same contract as :class:`ZooTransformer`."""
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802
+        raise NotImplementedError
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        self.transformSchema(dataset.schema)
+        return self._apply(dataset)
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        raise NotImplementedError
+
+
+def is_numeric(t: T.DataType) -> bool:
+    return isinstance(t, NUMERIC_TYPES)

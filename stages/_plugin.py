@@ -1,0 +1,15 @@
+"""Registers the built-in stages through the ``zoo`` entry point, the same path third parties use."""
+
+from __future__ import annotations
+
+from zoo.hookspecs import hookimpl
+
+
+@hookimpl
+def zoo_register_stages():
+    from zoo.stages.columns import Drop, Rename, Select
+    from zoo.stages.partitioning import Cache, Repartition
+    from zoo.stages.sql import SQL
+    from zoo.stages.vector_assembler import VectorAssembler
+
+    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler]

@@ -1,0 +1,128 @@
+"""Stages that shape execution rather than values: repartition and cache."""
+
+from __future__ import annotations
+
+from pyspark import StorageLevel, keyword_only
+from pyspark.ml.param import TypeConverters
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from zoo.stages._base import StageExample, ZooTransformer
+from zoo.stages._params import param
+from zoo.errors import StageError
+
+_FUZZ = T.StructType([T.StructField("k", T.StringType()), T.StructField("v", T.DoubleType())])
+
+
+def _example_df(spark):
+    return spark.createDataFrame([(str(i % 3), float(i)) for i in range(20)], _FUZZ)
+
+
+class Repartition(ZooTransformer):
+    """Repartition by count and/or columns, or ``coalesce`` to fewer partitions without a shuffle."""
+
+    zoo_name = "repartition"
+    numPartitions = param("numPartitions", "target number of partitions (0: Spark's default)", TypeConverters.toInt)
+    partitionCols = param("partitionCols", "columns to hash-partition by (empty: round robin)", TypeConverters.toListString)
+    coalesce = param("coalesce", "reduce partitions without a shuffle (needs numPartitions, no columns)", TypeConverters.toBoolean)
+
+    @keyword_only
+    def __init__(self, *, numPartitions: int | None = None, partitionCols: list[str] | None = None, coalesce: bool | None = None):
+        super().__init__()
+        self._setDefault(numPartitions=0, partitionCols=[], coalesce=False)
+        self._set(**self._input_kwargs)
+
+    def setNumPartitions(self, value: int) -> "Repartition":
+        return self._set(numPartitions=value)
+
+    def getNumPartitions(self) -> int:
+        return self.getOrDefault(self.numPartitions)
+
+    def setPartitionCols(self, value: list[str]) -> "Repartition":
+        return self._set(partitionCols=value)
+
+    def getPartitionCols(self) -> list[str]:
+        return self.getOrDefault(self.partitionCols)
+
+    def setCoalesce(self, value: bool) -> "Repartition":
+        return self._set(coalesce=value)
+
+    def getCoalesce(self) -> bool:
+        return self.getOrDefault(self.coalesce)
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:
+        n = self.getNumPartitions()
+        if n < 0:
+            raise StageError(f"{self._describe()}: numPartitions must be >= 0, got {n}")
+        if self.getCoalesce() and (n == 0 or self.getPartitionCols()):
+            raise StageError(f"{self._describe()}: coalesce needs numPartitions > 0 and no partitionCols")
+        for c in self.getPartitionCols():
+            self._require_column(schema, c, "a column to partition by")
+        return schema
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        n, cols = self.getNumPartitions(), self.getPartitionCols()
+        if self.getCoalesce():
+            return dataset.coalesce(n)
+        if n and cols:
+            return dataset.repartition(n, *cols)
+        if cols:
+            return dataset.repartition(*cols)
+        if n:
+            return dataset.repartition(n)
+        return dataset.repartition(int(dataset.sparkSession.conf.get("spark.sql.shuffle.partitions")))
+
+    @classmethod
+    def zoo_examples(cls, spark):
+        df = _example_df(spark)
+        return [StageExample(cls(numPartitions=3, partitionCols=["k"]), df), StageExample(cls(numPartitions=1, coalesce=True), df)]
+
+    @classmethod
+    def zoo_fuzz_schema(cls):
+        return _FUZZ
+
+
+class Cache(ZooTransformer):
+    """Persist the DataFrame at this point of a pipeline; call ``unpersist()`` on the result to release it."""
+
+    zoo_name = "cache"
+    storageLevel = param(
+        "storageLevel", "a pyspark.StorageLevel name, e.g. MEMORY_AND_DISK, MEMORY_ONLY, DISK_ONLY", TypeConverters.toString
+    )
+
+    @keyword_only
+    def __init__(self, *, storageLevel: str | None = None):
+        super().__init__()
+        self._setDefault(storageLevel="MEMORY_AND_DISK")
+        if self._input_kwargs.get("storageLevel") is not None:
+            self._level(self._input_kwargs["storageLevel"])
+        self._set(**self._input_kwargs)
+
+    def _level(self, name: str) -> StorageLevel:
+        level = getattr(StorageLevel, name, None)
+        if not isinstance(level, StorageLevel):
+            names = sorted(n for n in dir(StorageLevel) if isinstance(getattr(StorageLevel, n), StorageLevel))
+            raise StageError(f"{self._describe()}: unknown storageLevel {name!r}; choose one of {', '.join(names)}")
+        return level
+
+    def setStorageLevel(self, value: str) -> "Cache":
+        self._level(value)
+        return self._set(storageLevel=value)
+
+    def getStorageLevel(self) -> str:
+        return self.getOrDefault(self.storageLevel)
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:
+        self._level(self.getStorageLevel())
+        return schema
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        return dataset.persist(self._level(self.getStorageLevel()))
+
+    @classmethod
+    def zoo_examples(cls, spark):
+        return [StageExample(cls(storageLevel="MEMORY_ONLY"), _example_df(spark))]
+
+    @classmethod
+    def zoo_fuzz_schema(cls):
+        return _FUZZ

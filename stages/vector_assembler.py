@@ -1,0 +1,136 @@
+"""``vector_assembler``: many numeric, boolean, vector and array columns into one ML vector.
+
+Built for wide deep-feature arrays: everything happens in Spark SQL expressions (``concat`` of
+double arrays, then ``array_to_vector``), with no Python UDF and no per-element JVM builder.
+"""
+
+from __future__ import annotations
+
+from pyspark import keyword_only
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasHandleInvalid, HasInputCols, HasOutputCol
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from zoo.stages._base import StageExample, ZooTransformer, is_numeric
+from zoo.errors import StageError
+
+EXPECTED = "a numeric, boolean, vector or array<numeric> column"
+_FUZZ = T.StructType(
+    [
+        T.StructField("x", T.DoubleType()),
+        T.StructField("flag", T.BooleanType()),
+        T.StructField("arr", T.ArrayType(T.FloatType())),
+    ]
+)
+
+
+def _kind(t: T.DataType) -> str | None:
+    if isinstance(t, VectorUDT):
+        return "vector"
+    if isinstance(t, T.ArrayType) and (is_numeric(t.elementType) or isinstance(t.elementType, T.BooleanType)):
+        return "array"
+    if is_numeric(t) or isinstance(t, T.BooleanType):
+        return "scalar"
+    return None
+
+
+class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInvalid):
+    """Concatenate ``inputCols`` into the vector column ``outputCol``.
+
+    ``handleInvalid`` decides what a null or NaN does: ``error`` (default) fails naming the
+    columns, ``skip`` drops the row, ``keep`` turns null scalars and null array elements into NaN
+    (a whole null array or vector still fails: its length is unknown).
+    """
+
+    zoo_name = "vector_assembler"
+    handleInvalid = Param(
+        Params._dummy(),
+        "handleInvalid",
+        "what a null or NaN input does: error (fail, naming the columns), skip (drop the row), "
+        "keep (null scalars and null array elements become NaN)",
+        TypeConverters.toString,
+    )
+
+    @keyword_only
+    def __init__(self, *, inputCols: list[str] | None = None, outputCol: str | None = None, handleInvalid: str | None = None):
+        super().__init__()
+        self._setDefault(inputCols=[], outputCol="features", handleInvalid="error")
+        self._set(**self._input_kwargs)
+
+    def setInputCols(self, value: list[str]) -> "VectorAssembler":
+        return self._set(inputCols=value)
+
+    def setOutputCol(self, value: str) -> "VectorAssembler":
+        return self._set(outputCol=value)
+
+    def setHandleInvalid(self, value: str) -> "VectorAssembler":
+        return self._set(handleInvalid=value)
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:
+        if self.getHandleInvalid() not in ("error", "skip", "keep"):
+            raise StageError(f"{self._describe()}: handleInvalid must be error, skip or keep; got {self.getHandleInvalid()!r}")
+        if not self.getInputCols():
+            raise StageError(f"{self._describe()}: inputCols is empty")
+        for c in self.getInputCols():
+            self._require_column(schema, c, EXPECTED, accept=lambda t: _kind(t) is not None)
+        self._require_new_column(schema, self.getOutputCol())
+        return T.StructType([*schema.fields, T.StructField(self.getOutputCol(), VectorUDT(), True)])
+
+    def _parts(self, schema: T.StructType) -> tuple[list[Column], list[tuple[str, Column]], list[tuple[str, Column]]]:
+        """(double-array pieces, per-column 'has null/NaN' tests, per-column 'is wholly null' tests)."""
+        keep = self.getHandleInvalid() == "keep"
+        nan = F.lit(float("nan"))
+        pieces, invalid, whole_null = [], [], []
+        for name in self.getInputCols():
+            col = F.col(f"`{name}`")
+            kind = _kind(schema[name].dataType)
+            if kind == "scalar":
+                value = col.cast("double")
+                invalid.append((name, value.isNull() | F.isnan(value)))
+                pieces.append(F.array(F.coalesce(value, nan) if keep else value))
+                continue
+            arr = vector_to_array(col) if kind == "vector" else col.cast("array<double>")
+            invalid.append((name, arr.isNull() | F.exists(arr, lambda x: x.isNull() | F.isnan(x))))
+            whole_null.append((name, arr.isNull()))
+            pieces.append(F.transform(arr, lambda x: F.coalesce(x, nan)) if keep else arr)
+        return pieces, invalid, whole_null
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        pieces, invalid, whole_null = self._parts(dataset.schema)
+        vector = array_to_vector(F.concat(*pieces))
+        mode = self.getHandleInvalid()
+        if mode == "skip":
+            bad = F.lit(False)
+            for _, test in invalid:
+                bad = bad | test
+            return dataset.where(~bad).withColumn(self.getOutputCol(), vector)
+        checks = invalid if mode == "error" else whole_null
+        what = "null or NaN values" if mode == "error" else "a null array/vector (its length is unknown)"
+        culprits = F.concat_ws(", ", *[F.when(test, F.lit(name)) for name, test in checks])
+        any_bad = F.lit(False)
+        for _, test in checks:
+            any_bad = any_bad | test
+        message = F.concat(
+            F.lit(f"{self._describe()}: {what} in column(s) "), culprits,
+            F.lit(f" with handleInvalid='{mode}'; use 'skip' to drop such rows" + (" or 'keep' to emit NaN" if mode == "error" else "")),
+        )
+        return dataset.withColumn(self.getOutputCol(), F.when(any_bad, F.raise_error(message)).otherwise(vector))
+
+    @classmethod
+    def zoo_examples(cls, spark):
+        df = spark.createDataFrame(
+            [(1.0, True, [0.5, 1.5, 2.5]), (-2.0, False, [1.0, 0.0, -1.0]), (3.0, None, [9.0, 8.0, 7.0])], _FUZZ
+        )
+        return [
+            StageExample(cls(inputCols=["x", "arr"], outputCol="features"), df),
+            StageExample(cls(inputCols=["x", "flag", "arr"], outputCol="v", handleInvalid="skip"), df),
+            StageExample(cls(inputCols=["arr", "flag"], outputCol="v", handleInvalid="keep"), df),
+        ]
+
+    @classmethod
+    def zoo_fuzz_schema(cls):
+        return _FUZZ

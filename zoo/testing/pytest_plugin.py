@@ -1,0 +1,39 @@
+"""pytest plugin (entry point ``pytest11: zoo``): a shared local SparkSession for stage tests.
+
+Fixtures:
+
+``zoo_spark``  one local SparkSession for the whole test session (``local[2]``, UI off, few shuffle
+               partitions, JVM log level FATAL); the kit's checks and your own tests can share it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def zoo_spark():
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    # Python workers must run this interpreter (with pyarrow, pandas and the plugin installed),
+    # not whatever `python3` comes first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("zoo-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.driver.memory", "1g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    # the kit provokes task failures on purpose; their JVM stack traces would bury the test report
+    spark.sparkContext.setLogLevel("FATAL")
+    yield spark
+    spark.stop()
