@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; 3 invalid registry;
 4 unknown model (or, for ``verify``, a named model is not cached); 5 offline and not cached;
 6 download failed; 7 checksum mismatch (``verify``: a blob was quarantined); 8 cache unusable
-(read-only, no space); 9 invalid model file; 130 interrupted.
+(read-only, no space); 9 invalid model file; 10 stage error; 11 conformance failures; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -173,13 +173,41 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import os
+    import sys as _sys
+
+    from pyspark.sql import SparkSession
+
+    from zoo.testing import check_all, quiet_spark_logs
+
+    os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
+    spark = (
+        SparkSession.builder.master(args.master).appName("zoo-check")
+        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4").getOrCreate()
+    )
+    quiet_spark_logs(spark)
+    try:
+        results = check_all(spark, args.names or None, fuzz_examples=args.fuzz_examples)
+    finally:
+        spark.stop()
+    if args.json:
+        _print_json({name: [str(f) for f in failures] for name, failures in results.items()})
+    else:
+        for name, failures in results.items():
+            print(f"{'ok  ' if not failures else 'FAIL'} {name}")
+            for f in failures:
+                print(f"       {f.check}: {f.message}")
+    return 11 if any(results.values()) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo",
         description="sparkzoo's model zoo: pull, list, inspect, verify and mirror pretrained ONNX models.",
         epilog="Configuration comes from ZOO_* environment variables (see README). Exit codes: "
         "0 ok, 2 usage, 3 bad registry, 4 unknown model, 5 offline miss, 6 download failed, "
-        "7 checksum mismatch, 8 cache unusable, 9 invalid model file.",
+        "7 checksum mismatch, 8 cache unusable, 9 invalid model file, 10 stage error, 11 conformance failures.",
     )
     parser.add_argument("--version", action="version", version=f"sparkzoo {zoo.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
@@ -228,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("doctor", cmd_doctor, "check the cache, locking, free space, mirrors and hub")
     add("stages", cmd_stages, "list registered pipeline stages: name, class, plugin, params")
+
+    p = add("check", cmd_check, "run the conformance kit on registered stages (a local Spark session)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every registered stage")
+    p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    p.add_argument("--fuzz-examples", type=int, default=10, help="Hypothesis examples per stage (default 10)")
     return parser
 
 

@@ -116,3 +116,11 @@ def test_doctor_reports_cache_locking_and_mirrors(zoo_env, server, monkeypatch):
     assert checks["mirror http://127.0.0.1:9/dead"]["ok"] is False
     text = zoo_cmd("doctor", env_extra=env, check=1).stdout
     assert "BAD  mirror http://127.0.0.1:9/dead" in text
+
+
+def test_zoo_check_runs_the_kit_on_named_stages():
+    result = zoo_cmd("check", "select", "rename", "--fuzz-examples", "2", "--json")
+    assert json.loads(result.stdout) == {"select": [], "rename": []}
+    assert "SQLQueryContextLogger" not in result.stderr
+    unknown = zoo_cmd("check", "no_such_stage", check=10)
+    assert "unknown stage 'no_such_stage'" in unknown.stderr

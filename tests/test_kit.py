@@ -44,7 +44,7 @@ def test_a_crash_on_an_empty_partition_is_named_in_the_report(spark):
 
 
 def test_fuzzing_reports_a_minimal_reproducing_input(spark):
-    failures = check_stage(broken.DependsOnRowOrder, spark, checks=["fuzz"], fuzz_examples=20)
+    failures = check_stage(broken.DependsOnRowOrder, spark, checks=["fuzz"], fuzz_examples=4)
     (failure,) = failures
     assert failure.check == "fuzz" and "minimal input rows=[" in failure.message
 

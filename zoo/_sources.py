@@ -66,6 +66,17 @@ def describe(url: str) -> str:
     return f"{p.scheme}://{host}{p.path}" if p.scheme else url
 
 
+def plugin_openers(settings: Settings) -> dict[str, Any]:
+    """{scheme: opener} from plugins' ``zoo_register_sources`` hook (first plugin wins a scheme)."""
+    from zoo import _plugins
+
+    found: dict[str, Any] = {}
+    for _, openers in _plugins.call_each("zoo_register_sources", settings):
+        for scheme, opener in (openers or {}).items():
+            found.setdefault(scheme, opener)
+    return found
+
+
 def check_allowed(url: str, settings: Settings) -> None:
     """Refuse schemes and hosts the configuration does not allow (a permanent failure)."""
     p = urlsplit(url)
@@ -79,7 +90,7 @@ def check_allowed(url: str, settings: Settings) -> None:
             "if it is a trusted internal mirror",
             transient=False,
         )
-    if p.scheme in settings.fsspec_schemes:
+    if p.scheme in settings.fsspec_schemes or p.scheme in plugin_openers(settings):
         return
     raise SourceFailure(
         f"unsupported URL scheme {p.scheme!r}; use https://, hf://, file:// or an fsspec scheme listed in "
@@ -218,6 +229,9 @@ def open_stream(url: str, settings: Settings, offset: int = 0, validator: str | 
         return _open_http(url, settings, offset, validator, {})
     if scheme == "file":
         return _open_file(url, offset)
+    opener = plugin_openers(settings).get(scheme)
+    if opener is not None:
+        return opener(url, settings, offset, validator)
     return _open_fsspec(url, offset)
 
 

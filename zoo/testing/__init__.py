@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from zoo.errors import SchemaError, ZooError
+from zoo.errors import SchemaError, StageError
 
 CHECKS = (
     "meta", "construct", "params", "copy", "schema", "unchanged", "partitioning", "fuzz", "bad_input",
@@ -369,7 +369,7 @@ def _resolve(stage: str | type) -> tuple[type, str]:
 
         found = registered()
         if stage not in found:
-            raise ZooError(f"unknown stage {stage!r}; registered: {', '.join(sorted(found))}")
+            raise StageError(f"unknown stage {stage!r}; registered: {', '.join(sorted(found))}")
         return found[stage].cls, stage
     return stage, getattr(stage, "zoo_name", "") or stage.__qualname__
 
@@ -406,6 +406,14 @@ def assert_conforms(stage: str | type, spark, **kwargs) -> None:
     failures = check_stage(stage, spark, **kwargs)
     if failures:
         raise AssertionError("conformance failures:\n" + "\n".join(f"  {f}" for f in failures))
+
+
+def quiet_spark_logs(spark) -> None:
+    """Silence the JVM and PySpark's query-error logger: the kit provokes failures on purpose."""
+    import logging
+
+    spark.sparkContext.setLogLevel("FATAL")
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
 
 def check_all(spark, names: Iterable[str] | None = None, **kwargs) -> dict[str, list[Failure]]:

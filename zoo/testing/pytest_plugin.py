@@ -33,7 +33,8 @@ def zoo_spark():
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .getOrCreate()
     )
-    # the kit provokes task failures on purpose; their JVM stack traces would bury the test report
-    spark.sparkContext.setLogLevel("FATAL")
+    from zoo.testing import quiet_spark_logs
+
+    quiet_spark_logs(spark)  # the kit provokes failures on purpose; their stack traces would bury the report
     yield spark
     spark.stop()
