@@ -94,11 +94,11 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
                 pieces.append(F.array(F.coalesce(value, nan) if keep else value))
                 continue
             arr = vector_to_array(col) if kind == "vector" else col.cast("array<double>")
-            # codegen-friendly tests (higher-order functions like `exists` are interpreted, row by row):
-            # Spark SQL treats NaN as equal to NaN, and array_compact drops the null elements
-            has_nan = F.array_contains(arr, F.lit(float("nan")))
-            has_null = F.size(F.array_compact(arr)) != F.size(arr)
-            invalid.append((name, arr.isNull() | has_nan | has_null))
+            # One code-generated pass (higher-order functions such as `exists` are interpreted, row by
+            # row): arrays_overlap with [NaN] is true when the array holds a NaN (Spark SQL treats
+            # NaN as equal to NaN), null when it holds a null element, false when it is clean.
+            has_null_or_nan = F.coalesce(F.arrays_overlap(arr, F.array(nan)), F.lit(True))
+            invalid.append((name, arr.isNull() | has_null_or_nan))
             whole_null.append((name, arr.isNull()))
             pieces.append(F.transform(arr, lambda x: F.coalesce(x, nan)) if keep else arr)
         return pieces, invalid, whole_null
