@@ -12,7 +12,7 @@ from pyspark.ml.util import DefaultParamsWriter
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from zoo.stages import StageExample, ZooTransformer
+from zoo.stages import StageExample, ZooEstimator, ZooModel, ZooTransformer
 from zoo.stages._params import param
 
 SCHEMA = T.StructType([T.StructField("x", T.DoubleType())])
@@ -122,3 +122,60 @@ class LazyValidation(_Scale):
 
     def transformSchema(self, schema):
         return T.StructType([*schema.fields, T.StructField("y", T.DoubleType())])
+
+
+class MeanCenter(ZooEstimator):
+    """Learns the mean of x; its model subtracts it into y. A correct estimator for the kit's estimator paths."""
+
+    zoo_name = "mean_center"
+
+    def transformSchema(self, schema):
+        return _Scale().transformSchema(schema)
+
+    def _fit_validated(self, dataset):
+        mean = dataset.agg(F.avg("x")).first()[0]
+        return MeanCenterModel(mean=float(mean) if mean is not None else 0.0)
+
+    @classmethod
+    def zoo_examples(cls, spark):
+        return [StageExample(cls(), _df(spark), fit_df=_df(spark))]
+
+    @classmethod
+    def zoo_fuzz_schema(cls):
+        return SCHEMA
+
+
+class MeanCenterModel(ZooModel):
+    """Subtracts the learned mean of x into y."""
+
+    zoo_name = "mean_center_model"
+    mean = param("mean", "the learned mean of x", TypeConverters.toFloat)
+
+    @keyword_only
+    def __init__(self, *, mean: float | None = None):
+        super().__init__()
+        self._setDefault(mean=0.0)
+        self._set(**self._input_kwargs)
+
+    def setMean(self, value: float):
+        return self._set(mean=value)
+
+    def getMean(self) -> float:
+        return self.getOrDefault(self.mean)
+
+    def transformSchema(self, schema):
+        return _Scale().transformSchema(schema)
+
+    def _apply(self, dataset):
+        return dataset.withColumn("y", F.col("x") - F.lit(self.getMean()))
+
+
+class RandomFit(MeanCenter):
+    """Fits on a random sample, so fitting twice gives different models."""
+
+    zoo_name = "broken_estimator"
+
+    def _fit_validated(self, dataset):
+        import random
+
+        return MeanCenterModel(mean=random.random())

@@ -19,6 +19,10 @@ def test_the_correct_base_of_the_broken_stages_passes(spark):
     assert check_stage(broken._Scale, spark) == []
 
 
+def test_a_correct_estimator_passes_every_check(spark):
+    assert check_stage(broken.MeanCenter, spark) == []
+
+
 @pytest.mark.parametrize(
     "cls, check, words",
     [
@@ -28,6 +32,7 @@ def test_the_correct_base_of_the_broken_stages_passes(spark):
         (broken.CrashesOnEmptyPartition, "partitioning", "16 partitions, some empty"),
         (broken.NoExamples, "meta", "returned no examples"),
         (broken.LazyValidation, "bad_input", "instead of zoo.errors.SchemaError"),
+        (broken.RandomFit, "estimator", "fitting twice on the same data gives different models"),
     ],
 )
 def test_the_kit_reports_each_defect(spark, cls, check, words):

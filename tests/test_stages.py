@@ -143,3 +143,10 @@ def test_the_example_third_party_plugin_is_installed_and_listed():
     assert listing["text_normalize"]["distribution"] == "zoo-plugin-example"
     assert listing["text_normalize"]["plugin"] == "text"
     assert listing["text_normalize"]["cls"] == "zoo_plugin_example.text_normalize.TextNormalize"
+
+
+def test_plugins_can_be_disabled_by_name_or_all_third_party_ones_at_once():
+    disabled = {s["name"] for s in json.loads(zoo_cmd("stages", "--json", env_extra={"ZOO_DISABLE_PLUGINS": "text"}).stdout)}
+    assert "text_normalize" not in disabled and BUILTIN <= disabled
+    no_auto = {s["name"] for s in json.loads(zoo_cmd("stages", "--json", env_extra={"ZOO_PLUGINS_AUTOLOAD": "0"}).stdout)}
+    assert no_auto == BUILTIN

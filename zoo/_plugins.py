@@ -24,8 +24,7 @@ def manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     for name in s.disabled_plugins:
         pm.set_blocked(name)
-    if s.plugins_autoload:
-        _load_entry_points(pm, s)
+    _load_entry_points(pm, s)
     pm.check_pending()
     return pm
 
@@ -42,9 +41,11 @@ def _load_entry_points(pm: pluggy.PluginManager, s: Settings) -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=hookspecs.PROJECT):
+        dist = getattr(ep.dist, "name", "?")
         if ep.name in s.disabled_plugins or pm.has_plugin(ep.name):
             continue
-        dist = getattr(ep.dist, "name", "?")
+        if not s.plugins_autoload and dist != "sparkzoo":  # autoload off: only our own built-ins
+            continue
         try:
             pm.register(ep.load(), name=ep.name)
             _DISTRIBUTIONS[ep.name] = (dist, getattr(ep.dist, "version", ""))
