@@ -76,8 +76,8 @@ class ZooStage:
             )
 
 
-class ZooTransformer(Transformer, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
-    """A Transformer whose ``transform`` validates the input schema before doing anything."""
+class _ValidatedTransform:
+    """``_transform`` that checks the input schema (``transformSchema``) before ``_apply``."""
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802 - SparkML name
         raise NotImplementedError
@@ -88,6 +88,10 @@ class ZooTransformer(Transformer, ZooStage, DefaultParamsReadable, DefaultParams
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
         raise NotImplementedError
+
+
+class ZooTransformer(_ValidatedTransform, Transformer, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
+    """A Transformer whose ``transform`` validates the input schema before doing anything."""
 
 
 class ZooEstimator(Estimator, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
@@ -104,18 +108,8 @@ class ZooEstimator(Estimator, ZooStage, DefaultParamsReadable, DefaultParamsWrit
         raise NotImplementedError
 
 
-class ZooModel(Model, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
+class ZooModel(_ValidatedTransform, Model, ZooStage, DefaultParamsReadable, DefaultParamsWritable):
     """A fitted model; same contract as :class:`ZooTransformer`."""
-
-    def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802
-        raise NotImplementedError
-
-    def _transform(self, dataset: DataFrame) -> DataFrame:
-        self.transformSchema(dataset.schema)
-        return self._apply(dataset)
-
-    def _apply(self, dataset: DataFrame) -> DataFrame:
-        raise NotImplementedError
 
 
 def is_numeric(t: T.DataType) -> bool:

@@ -19,11 +19,10 @@ def _example_df(spark: SparkSession) -> DataFrame:
     return spark.createDataFrame([(1.0, "x", 1), (float("nan"), "ü", 2), (None, None, 3)], _FUZZ)
 
 
-class Select(ZooTransformer):
-    """Keep only the named columns, in the given order (like ``DataFrame.select``)."""
+class _ColumnsStage(ZooTransformer):
+    """Shared by the stages that take a list of column names."""
 
-    zoo_name = "select"
-    cols = param("cols", "columns to keep, in order", TypeConverters.toListString)
+    cols = param("cols", "the columns to act on, in order", TypeConverters.toListString)
 
     @keyword_only
     def __init__(self, *, cols: list[str] | None = None):
@@ -31,11 +30,17 @@ class Select(ZooTransformer):
         self._setDefault(cols=[])
         self._set(**self._input_kwargs)
 
-    def setCols(self, value: list[str]) -> "Select":
+    def setCols(self, value: list[str]) -> "_ColumnsStage":
         return self._set(cols=value)
 
     def getCols(self) -> list[str]:
         return self.getOrDefault(self.cols)
+
+
+class Select(_ColumnsStage):
+    """Keep only the named columns, in the given order (like ``DataFrame.select``)."""
+
+    zoo_name = "select"
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         for c in self.getCols():
@@ -54,23 +59,10 @@ class Select(ZooTransformer):
         return _FUZZ
 
 
-class Drop(ZooTransformer):
+class Drop(_ColumnsStage):
     """Remove the named columns; unlike ``DataFrame.drop`` a missing column is an error, not a no-op."""
 
     zoo_name = "drop"
-    cols = param("cols", "columns to remove", TypeConverters.toListString)
-
-    @keyword_only
-    def __init__(self, *, cols: list[str] | None = None):
-        super().__init__()
-        self._setDefault(cols=[])
-        self._set(**self._input_kwargs)
-
-    def setCols(self, value: list[str]) -> "Drop":
-        return self._set(cols=value)
-
-    def getCols(self) -> list[str]:
-        return self.getOrDefault(self.cols)
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         for c in self.getCols():
