@@ -67,6 +67,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'sources':12} " + "\n             ".join(data["sources"]))
     print(f"{'input':12} {json.dumps(data['input'])}")
     print(f"{'preprocess':12} {json.dumps(data['preprocess'])}")
+    if data.get("available_cuts"):
+        print("cuts (cut=K drops the last K layers; `zoo pull` first if this list is missing):")
+        rows = [[str(c["index"]), c["tensor"], c["op"] or "(full model)",
+                 "x".join("N" if d is None else str(d) for d in c["shape"]), c["dtype"] + (" (dequantized)" if c["quantized"] else ""),
+                 str(c["feature_length"])] for c in data["available_cuts"]]
+        _table(rows, ["CUT", "TENSOR", "DROPS", "SHAPE", "DTYPE", "FEATURES"])
+    elif not data.get("cached"):
+        print(f"cuts         run `zoo pull {data['name']}` to list the layer cuts")
     return 0
 
 
@@ -201,6 +209,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 11 if any(results.values()) else 0
 
 
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from zoo.cli.featurize import run
+
+    summary = run(args)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{summary['images']:,} images -> {summary['output']} ({summary['failed']:,} failed) in "
+              f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo",
@@ -261,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every registered stage")
     p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     p.add_argument("--fuzz-examples", type=int, default=10, help="Hypothesis examples per stage (default 10)")
+
+    from zoo.cli.featurize import add_arguments
+
+    add_arguments(add("featurize", cmd_featurize, "featurize a folder of images into parquet with a zoo model (Spark)"))
     return parser
 
 

@@ -8,8 +8,11 @@ from zoo.hookspecs import hookimpl
 @hookimpl
 def zoo_register_stages():
     from zoo.stages.columns import Drop, Rename, Select
+    from zoo.stages.group_average import GroupAverage
+    from zoo.stages.image_augmenter import ImageAugmenter
+    from zoo.stages.image_featurizer import ImageFeaturizer
     from zoo.stages.partitioning import Cache, Repartition
     from zoo.stages.sql import SQL
     from zoo.stages.vector_assembler import VectorAssembler
 
-    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler]
+    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter, GroupAverage]

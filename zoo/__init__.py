@@ -11,7 +11,9 @@ The public API is what README.md documents::
 from __future__ import annotations
 
 from zoo import errors
-from zoo._api import VerifyResult, add, export_mirror, info, models, pull, remove, verify
+from zoo._api import VerifyResult, add, cut, cuts, export_mirror, info, models, pull, remove, verify
+from zoo._cuts import Cut
+from zoo._pipeline import pipeline, read_images
 from zoo._stage_registry import StageInfo, stage, stages
 from zoo.hookspecs import hookimpl, hookspec
 from zoo.registry import ModelEntry
@@ -19,16 +21,21 @@ from zoo.registry import ModelEntry
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cut",
     "ModelEntry",
     "StageInfo",
     "VerifyResult",
     "add",
+    "cut",
+    "cuts",
     "errors",
     "export_mirror",
     "hookimpl",
     "hookspec",
     "info",
     "models",
+    "pipeline",
+    "read_images",
     "pull",
     "remove",
     "stage",

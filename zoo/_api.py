@@ -8,7 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from zoo import _download, registry
 from zoo._fsutil import atomic_write_bytes, token
@@ -18,6 +18,9 @@ from zoo.cache import Cache, hash_file
 from zoo.config import Settings, settings as current_settings
 from zoo.errors import ModelNotFoundError, OfflineError, RegistryError
 from zoo.registry import SHA256_RE, ModelEntry, Registry
+
+if TYPE_CHECKING:
+    from zoo._cuts import Cut
 
 log = get_logger("api")
 
@@ -89,7 +92,36 @@ def info(name: str) -> dict[str, Any]:
     out["origin"] = entry.origin
     out["cached"] = path.exists()
     out["path"] = str(path) if path.exists() else None
+    if path.exists():
+        from zoo import _cuts
+
+        out["available_cuts"] = [c.to_dict() for c in _cuts.cached_analysis(Cache(s.home), entry.sha256, path, entry.cuts)]
     return out
+
+
+def cuts(name: str) -> list["Cut"]:
+    """Every layer cut of a model (pulled if needed): index, tensor, op, shape, dtype, feature length."""
+    from zoo import _cuts
+
+    s = current_settings()
+    entry = registry.load(s).get(name)
+    path = Path(name) if name.endswith(".onnx") and Path(name).is_file() else pull(name)
+    sha = entry.sha256 if entry else (hash_file(path) if name.endswith(".onnx") else path.name)
+    return _cuts.cached_analysis(Cache(s.home), sha, path, entry.cuts if entry else None)
+
+
+def cut(name: str, cut: int | str = 1) -> Path:
+    """The ONNX file of ``name`` cut ``cut`` layers from its head (or at a tensor name), cached by content."""
+    import tempfile
+
+    from zoo import _modelref
+
+    spec, runnable = _modelref.resolve(name, cut, preprocess=None)
+    if isinstance(runnable, bytes):  # read-only cache: hand out a private copy
+        out = Path(tempfile.mkdtemp(prefix="zoo-cut-")) / f"{spec.sha256}.onnx"
+        out.write_bytes(runnable)
+        return out
+    return runnable
 
 
 def add(

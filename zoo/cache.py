@@ -273,6 +273,22 @@ class Cache:
         finally:
             partial.discard()
 
+    def import_bytes(self, data: bytes) -> tuple[str, Path]:
+        """Store bytes made here (e.g. a cut model) as a blob; returns (sha256, path)."""
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.lookup(sha, len(data))
+        if path is not None:
+            return sha, path
+        self.ensure_writable()
+        partial = self.new_partial(sha)
+        try:
+            partial.path.write_bytes(data)
+            return sha, self.publish(partial, sha)
+        finally:
+            partial.discard()
+
     def remove(self, sha256: str) -> bool:
         """Delete a blob and every name pointing at it. True if a blob was removed."""
         path = self.blob_path(sha256)

@@ -99,3 +99,15 @@ class StageError(ZooError):
 
 class SchemaError(StageError):
     """A stage's input DataFrame does not fit it: missing column, wrong type, output-column clash."""
+
+
+class CutError(InvalidModelError):
+    """A layer cut cannot be made: index out of range, unknown tensor, or a cut model that fails validation."""
+
+
+class ImageError(StageError):
+    """An image cannot be decoded or preprocessed; the message names the file or row."""
+
+
+class DeviceError(ConfigError):
+    """The requested execution device (e.g. ``cuda``) is not available to this task."""

@@ -1,0 +1,104 @@
+"""``zoo featurize``: a folder (or glob) of images to a parquet file of features, on any Spark master."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _spark(master: str):
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors use this interpreter on a local master
+    return (SparkSession.builder.master(master).appName("zoo featurize")
+            .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+
+
+class _Progress:
+    """A tqdm bar of finished tasks, fed by polling Spark's status tracker (no listener needed)."""
+
+    def __init__(self, spark, enabled: bool):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.enabled = enabled
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="task", desc="featurizing", disable=not self.enabled, file=sys.stderr)
+        while not self.stop.wait(0.5):
+            done = total = 0
+            for sid in self.tracker.getActiveStageIds():
+                info = self.tracker.getStageInfo(sid)
+                if info:
+                    done, total = done + info.numCompletedTasks, total + info.numTasks
+            if total:
+                bar.total, bar.n = total, done
+                bar.refresh()
+        bar.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import zoo
+    from pyspark.sql import functions as F
+
+    from zoo.config import settings
+    from zoo.testing import quiet_spark_logs
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        from zoo.errors import StageError
+
+        raise StageError(f"{out} exists; pass --overwrite to replace it")
+    spark = _spark(args.master)
+    quiet_spark_logs(spark)
+    try:
+        df = zoo.read_images(spark, args.input, glob=args.glob)
+        params = dict(outputFormat=args.format, handleInvalid=args.handle_invalid, batchSize=args.batch_size,
+                      device=args.device)
+        model = zoo.pipeline(args.model, args.cut, **params).fit(df)
+        started = time.perf_counter()
+        progress = settings().progress
+        with _Progress(spark, progress if progress is not None else sys.stderr.isatty()):
+            model.transform(df).drop("content").write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
+        elapsed = time.perf_counter() - started
+        written = spark.read.parquet(str(out))
+        counts = written.agg(F.count(F.lit(1)).alias("n"),
+                             *([F.count("error").alias("failed")] if args.handle_invalid == "keep" else [])).first()
+        images = counts["n"]
+        return {
+            "output": str(out), "model": args.model, "cut": args.cut, "images": images,
+            "failed": counts["failed"] if args.handle_invalid == "keep" else 0,
+            "seconds": round(elapsed, 3), "images_per_second": round(images / elapsed, 2) if elapsed else None,
+        }
+    finally:
+        spark.stop()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="INPUT", help="a folder of images (searched recursively) or a glob")
+    p.add_argument("--model", required=True, help="zoo name, alias, sha256: or .onnx path")
+    p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
+    p.add_argument("--output", required=True, help="parquet folder to write (path, features[, error])")
+    p.add_argument("--format", choices=["vector", "array"], default="vector", help="features as ML vector or array<float>")
+    p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
+    p.add_argument("--glob", help="only file names matching this glob, e.g. '*.jpg'")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--handle-invalid", choices=["keep", "skip", "error"], default="keep",
+                   help="undecodable images: keep (null features + error column, counted; default), skip, error")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

@@ -1,0 +1,103 @@
+"""``group_average``: average a vector or array column over a key (test-time augmentation, camera bursts)."""
+
+from __future__ import annotations
+
+from pyspark import keyword_only
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.linalg import VectorUDT
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from zoo.errors import StageError
+from zoo.stages._base import StageExample, ZooTransformer, is_numeric
+
+EXPECTED = "a vector or array<numeric> column"
+
+
+def _averageable(t: T.DataType) -> bool:
+    return isinstance(t, VectorUDT) or (isinstance(t, T.ArrayType) and is_numeric(t.elementType))
+
+
+class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
+    """Average ``inputCol`` (vector or array) over the rows sharing ``keyCol`` into the vector ``outputCol``.
+
+    ``mode=join`` (default) keeps every row and adds its group's average (so a flipped copy and
+    its original share one prediction); ``mode=reduce`` returns one row per key: ``keyCol`` and
+    ``outputCol``. Null inputs are left out of the average; a group of only nulls averages to
+    null. Null keys form their own group.
+    Floating-point sums depend on the order rows arrive in, so averages of more than two values may
+    differ in the last bit between runs with different partitioning.
+    """
+
+    zoo_name = "group_average"
+    keyCol = Param(Params._dummy(), "keyCol", "the column whose equal values form a group (photo id, burst id)",
+                   TypeConverters.toString)
+    mode = Param(Params._dummy(), "mode", "join (every row gets its group's average) or reduce (one row per key)",
+                 TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, inputCol: str | None = None, keyCol: str | None = None, outputCol: str | None = None,
+                 mode: str | None = None):
+        super().__init__()
+        self._setDefault(inputCol="probability", keyCol="id", outputCol="average", mode="join")
+        self._set(**self._input_kwargs)
+
+    def setInputCol(self, value: str) -> "GroupAverage":
+        return self._set(inputCol=value)
+
+    def setOutputCol(self, value: str) -> "GroupAverage":
+        return self._set(outputCol=value)
+
+    def setKeyCol(self, value: str) -> "GroupAverage":
+        return self._set(keyCol=value)
+
+    def getKeyCol(self) -> str:
+        return self.getOrDefault(self.keyCol)
+
+    def setMode(self, value: str) -> "GroupAverage":
+        return self._set(mode=value)
+
+    def getMode(self) -> str:
+        return self.getOrDefault(self.mode)
+
+    def transformSchema(self, schema: T.StructType) -> T.StructType:
+        if self.getMode() not in ("join", "reduce"):
+            raise StageError(f"{self._describe()}: mode must be join or reduce; got {self.getMode()!r}")
+        self._require_column(schema, self.getInputCol(), EXPECTED, accept=_averageable)
+        key = self._require_column(schema, self.getKeyCol(), "a column to group by (photo or burst id)",
+                                   accept=lambda t: not isinstance(t, (T.MapType, VectorUDT, T.BinaryType)))
+        self._require_new_column(schema, self.getOutputCol())
+        out = T.StructField(self.getOutputCol(), VectorUDT(), True)
+        return T.StructType([key, out] if self.getMode() == "reduce" else [*schema.fields, out])
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        col = F.col(f"`{self.getInputCol()}`")
+        if isinstance(dataset.schema[self.getInputCol()].dataType, T.ArrayType):
+            col = array_to_vector(col.cast("array<double>"))
+        key, tmp = self.getKeyCol(), "__zoo_group_key"
+        sums = (dataset.where(col.isNotNull())
+                .groupBy(F.col(f"`{key}`").alias(tmp))
+                .agg(Summarizer.mean(col).alias(self.getOutputCol())))
+        if self.getMode() == "reduce":
+            keys = dataset.select(F.col(f"`{key}`").alias(tmp)).distinct()
+            out = keys.join(sums, keys[tmp].eqNullSafe(sums[tmp]), "left").select(keys[tmp].alias(key), sums[self.getOutputCol()])
+            return out
+        return dataset.join(sums, dataset[f"`{key}`"].eqNullSafe(sums[tmp]), "left").drop(tmp)
+
+    @classmethod
+    def zoo_examples(cls, spark):
+        from pyspark.ml.linalg import Vectors
+
+        vectors = spark.createDataFrame(
+            [("a", Vectors.dense([0.2, 0.8])), ("a", Vectors.dense([0.4, 0.6])), ("b", Vectors.dense([0.9, 0.1])),
+             ("c", None), (None, Vectors.dense([0.5, 0.5]))], ["photo", "probability"])
+        arrays = spark.createDataFrame([(1, [1.0, 2.0, 3.0]), (1, [3.0, 2.0, 1.0]), (2, [0.5, 0.5, 0.5])],
+                                       "burst int, features array<float>")
+        return [
+            StageExample(cls(inputCol="probability", keyCol="photo", outputCol="avg"), vectors),
+            StageExample(cls(inputCol="features", keyCol="burst", outputCol="avg", mode="reduce"), arrays),
+        ]

@@ -1,0 +1,175 @@
+"""Decoding and preprocessing images in native OpenCV, exactly as a registry's ``preprocess`` says.
+
+Decoding (:func:`decode`) always yields 8-bit BGR, 3 channels: grayscale is replicated, the alpha
+of RGBA/BGRA is dropped, 16-bit images are scaled to 8 bits, CMYK JPEGs are converted by libjpeg.
+Images larger than ``max_pixels`` are refused from their header, before any pixel is decoded.
+
+:class:`Preprocessor` then applies, in this order: color order, resize (``shorter_side``: the
+shorter side becomes ``size`` and the longer ``int(size * long / short)``, as torchvision does;
+``exact``: to [height, width]), center crop (offsets rounded as torchvision does),
+``x * scale``, ``- mean``, ``/ std`` per channel, and the model's layout (NCHW or NHWC). The
+arithmetic is one fused multiply-add per pixel into the caller's preallocated batch buffer.
+With ``preprocess=None`` the image is resized exactly to the model's input and fed as 0..255 RGB.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+_INTERPOLATION = {"nearest": 0, "bilinear": 1, "bicubic": 2, "area": 3, "lanczos": 4}  # cv2.INTER_*
+_OPENCV_MODES = {0: 1, 16: 3, 24: 4}  # Spark image struct mode (CV_8UC1/3/4) -> channels
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, GIF or BMP header; None for other or unreadable formats."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:2] == b"BM" and len(data) >= 26:
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if data[:2] == b"\xff\xd8":
+            i = 2
+            while i + 9 < len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    i += 2
+                    continue
+                length = struct.unpack(">H", data[i + 2:i + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                    return w, h
+                i += 2 + length
+    except struct.error:
+        return None
+    return None
+
+
+def decode(data: bytes | memoryview | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """8-bit BGR HxWx3 pixels of an encoded image; :class:`ImageError` saying why not."""
+    import cv2
+
+    if data is None:
+        raise ImageError("the image is null")
+    if len(data) == 0:
+        raise ImageError("the image is empty (0 bytes)")
+    size = header_size(bytes(data[:65536]))
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"the image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, above maxPixels {max_pixels:,}")
+    if bytes(data[:2]) == b"\xff\xd8" and b"\xff\xd9" not in bytes(data[-65536:]):
+        # libjpeg decodes a truncated file with a grey bottom and only a warning; refuse it instead
+        raise ImageError(f"the JPEG is truncated ({len(data):,} bytes, no end-of-image marker)")
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError(f"the {len(data):,} bytes are not an image OpenCV can decode (or the file is truncated)")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageError(f"the image is {img.shape[1]}x{img.shape[0]} pixels, above maxPixels {max_pixels:,}")
+    return img
+
+
+def from_struct(height: int, width: int, channels: int, mode: int, data: bytes) -> np.ndarray:
+    """8-bit BGR pixels of a row of Spark's image source (``image.height``, ``.width``, ...)."""
+    import cv2
+
+    if data is None or not height or not width:
+        raise ImageError("the image struct is null or empty")
+    if _OPENCV_MODES.get(mode) != channels:
+        raise ImageError(f"image struct mode {mode} with {channels} channels is not 8-bit 1/3/4-channel")
+    if len(data) != height * width * channels:
+        raise ImageError(f"image struct holds {len(data)} bytes, expected {height}x{width}x{channels}")
+    img = np.frombuffer(data, np.uint8).reshape(height, width, channels)
+    if channels == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, (int, float)) else (int(value[0]), int(value[1]))
+
+
+class Preprocessor:
+    """Turns BGR pixels into one model input row, per a registry ``preprocess`` and ``input``."""
+
+    def __init__(self, preprocess: dict[str, Any] | None, model_input: dict[str, Any]):
+        shape = list(model_input.get("shape") or [])
+        self.layout = model_input.get("layout", "NCHW")
+        self.dtype = np.dtype(model_input.get("dtype", "float32"))
+        spatial = (shape[2], shape[3]) if self.layout == "NCHW" and len(shape) == 4 else (
+            (shape[1], shape[2]) if len(shape) == 4 else (None, None))
+        p = preprocess or {
+            "color_order": "RGB", "resize": {"mode": "exact", "size": [spatial[0] or 224, spatial[1] or 224]},
+            "crop": None, "scale": 1.0, "mean": [0.0], "std": [1.0],
+        }
+        self.spec = p
+        self.color = p.get("color_order", "RGB")
+        resize = p.get("resize") or {"mode": "exact", "size": [spatial[0] or 224, spatial[1] or 224]}
+        self.resize_mode = resize["mode"]
+        self.resize_size = resize["size"]
+        self.interpolation = _INTERPOLATION[resize.get("interpolation", "bilinear")]
+        crop = p.get("crop")
+        self.crop = _pair(crop["size"]) if crop else None
+        self.height, self.width = self.crop or _pair(self.resize_size)
+        channels = 1 if self.color == "GRAY" else 3
+        self.channels = channels
+        scale = float(p.get("scale", 1.0))
+        mean = np.resize(np.asarray(p.get("mean", [0.0]), np.float32), channels)
+        std = np.resize(np.asarray(p.get("std", [1.0]), np.float32), channels)
+        self._mul = (scale / std).astype(np.float32)  # x * scale / std - mean / std: one multiply-add
+        self._add = (-mean / std).astype(np.float32)
+
+    @property
+    def row_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width) if self.layout == "NCHW" else (self.height, self.width, self.channels)
+
+    def geometry(self, img: np.ndarray) -> np.ndarray:
+        """Color order, resize and crop: uint8 HxWxC ready for the arithmetic."""
+        import cv2
+
+        if self.color == "RGB":
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        elif self.color == "GRAY":
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None]
+        h, w = img.shape[:2]
+        if self.resize_mode == "shorter_side":
+            size = int(self.resize_size if isinstance(self.resize_size, int) else self.resize_size[0])
+            if w <= h:
+                nw, nh = size, int(size * h / w)
+            else:
+                nw, nh = int(size * w / h), size
+        else:
+            nh, nw = _pair(self.resize_size)
+        if (nh, nw) != (h, w):
+            img = cv2.resize(img, (nw, nh), interpolation=self.interpolation)
+            if img.ndim == 2:
+                img = img[:, :, None]
+        if self.crop:
+            ch, cw = self.crop
+            if ch > nh or cw > nw:
+                raise ImageError(f"cannot center-crop {ch}x{cw} from the resized {nh}x{nw} image")
+            top, left = int(round((nh - ch) / 2.0)), int(round((nw - cw) / 2.0))
+            img = img[top:top + ch, left:left + cw]
+        return img
+
+    def __call__(self, img: np.ndarray, out: np.ndarray) -> None:
+        """Write the preprocessed image into ``out`` (one row of the batch buffer, model layout)."""
+        pixels = self.geometry(img)
+        if self.layout == "NCHW":
+            for c in range(self.channels):  # strided reads, contiguous writes, no temporaries
+                np.multiply(pixels[:, :, c], self._mul[c], out=out[c], casting="unsafe")
+                out[c] += self._add[c]
+        else:
+            np.multiply(pixels, self._mul, out=out, casting="unsafe")
+            out += self._add

@@ -1,0 +1,77 @@
+"""``zoo.read_images`` and ``zoo.pipeline``: from a folder of photos to features a SparkML learner uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.ml import Pipeline
+from pyspark.sql import DataFrame, SparkSession
+
+
+def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob: str | None = None) -> DataFrame:
+    """Image files as Spark's ``binaryFile`` rows: ``path``, ``modificationTime``, ``length``, ``content``.
+
+    ``glob`` filters file names (e.g. ``"*.jpg"``, Spark's ``pathGlobFilter``); ``recursive``
+    descends into sub-folders. Decoding happens later, in the featurizer, in native OpenCV.
+    """
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(bool(recursive)).lower())
+    if glob:
+        reader = reader.option("pathGlobFilter", glob)
+    return reader.load(path)
+
+
+def pin(name: str) -> str:
+    """The sha256 ``name`` resolves to now (a registry name/alias, ``sha256:``, or an .onnx path)."""
+    from pathlib import Path
+
+    from zoo import registry
+    from zoo.cache import hash_file
+    from zoo.config import settings
+    from zoo.registry import SHA256_RE
+
+    if name.endswith(".onnx") or Path(name).expanduser().is_file():
+        return hash_file(Path(name).expanduser())
+    match = SHA256_RE.match(name)
+    if match:
+        return match.group(1)
+    return registry.load(settings()).resolve(name).sha256
+
+
+def pipeline(
+    name: str,
+    cut: int | str = 1,
+    *,
+    inputCol: str = "content",  # noqa: N803 - SparkML's spelling
+    outputCol: str = "features",  # noqa: N803
+    augment: bool | list[str] = False,
+    ensemble_by: str | None = None,
+    head: Any = None,
+    **stage_params: Any,
+) -> Pipeline:
+    """A ``Pipeline``: (augmenter) -> featurizer -> (``head``, e.g. LogisticRegression) -> (group average).
+
+    The featurizer is pinned to the sha256 ``name`` resolves to now, so a saved ``PipelineModel``
+    loads anywhere the zoo can serve that exact file. ``augment=True`` adds left-right flipped rows
+    (a list such as ``["flip_lr", "flip_ud"]`` picks the variants). ``ensemble_by`` averages the
+    head's ``probability`` (or, without a head, the features) over rows sharing that column's value
+    (a photo id for test-time augmentation, a burst id for camera bursts). Other keyword arguments
+    set featurizer params (``batchSize``, ``device``, ``handleInvalid``, ``outputFormat``, ...).
+    """
+    from zoo._stage_registry import stage
+
+    stages: list[Any] = []
+    if augment:
+        variants = ["flip_lr"] if augment is True else list(augment)
+        stages.append(stage("image_augmenter", inputCol=inputCol, variants=variants))
+    stages.append(stage("image_featurizer", inputCol=inputCol, outputCol=outputCol, modelName=name, cut=cut,
+                        modelSha256=pin(name), **stage_params))
+    if head is not None:
+        if head.hasParam("featuresCol"):
+            head.set(head.getParam("featuresCol"), outputCol)
+        stages.append(head)
+    if ensemble_by:
+        averaged = "probability" if head is not None and head.hasParam("probabilityCol") else outputCol
+        if head is not None and head.hasParam("probabilityCol"):
+            averaged = head.getOrDefault(head.getParam("probabilityCol"))
+        stages.append(stage("group_average", inputCol=averaged, keyCol=ensemble_by, outputCol=f"{averaged}_avg"))
+    return Pipeline(stages=stages)

@@ -1,0 +1,163 @@
+"""ONNX Runtime sessions on executors: one per Python worker per model and settings, never per task.
+
+Sessions live in a small LRU bounded by the size of the model files they were built from
+(``ZOO_SESSION_CACHE_MB``, default 4096). Every load is counted (:func:`load_count`) so tests and
+benchmarks can prove a worker loads a model once.
+
+Device choice: ``cpu``; ``cuda`` (fails fast with :class:`~zoo.errors.DeviceError` when CUDA does
+not really work here); ``auto`` (CUDA only after a real probe succeeds, else CPU). The GPU is the
+one Spark assigned to the task (``TaskContext.resources()["gpu"]``), else GPU 0. ONNX Runtime's
+fallback noise (e.g. a missing libcublasLt) is kept out of the logs during the probe.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from zoo._logging import get_logger
+from zoo.errors import DeviceError, InvalidModelError
+
+log = get_logger("runtime")
+
+DEVICES = ("auto", "cpu", "cuda")
+_LOCK = threading.Lock()
+_SESSIONS: "OrderedDict[tuple, tuple[object, int]]" = OrderedDict()
+_LOADS: Counter = Counter()
+_CUDA_OK: bool | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a session runs: device, threads (0 = decide per task), graph optimisation level."""
+
+    device: str = "auto"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    optimization: str = "all"  # disable | basic | extended | all
+
+
+def load_count(sha256: str | None = None) -> int:
+    """Sessions this Python process has created (for one model, or in total)."""
+    return _LOADS[sha256] if sha256 else sum(_LOADS.values())
+
+
+def _budget() -> int:
+    try:
+        return int(float(os.environ.get("ZOO_SESSION_CACHE_MB", "4096")) * 2**20)
+    except ValueError:
+        return 4096 * 2**20
+
+
+def _identity_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy"]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", vi[:1], vi[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def cuda_available() -> bool:
+    """True when a CUDA session really runs on the GPU here (probed once per process, quietly)."""
+    global _CUDA_OK
+    if _CUDA_OK is None:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            _CUDA_OK = False
+        else:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 4
+            ort.set_default_logger_severity(4)
+            try:
+                sess = ort.InferenceSession(_identity_model(), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+                _CUDA_OK = sess.get_providers()[0] == "CUDAExecutionProvider"
+            except Exception:
+                _CUDA_OK = False
+            finally:
+                ort.set_default_logger_severity(3)
+    return _CUDA_OK
+
+
+def task_gpu() -> int | None:
+    """The GPU address Spark assigned to the running task, if any."""
+    try:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        gpus = ctx.resources().get("gpu") if ctx is not None else None
+        return int(gpus.addresses[0]) if gpus and gpus.addresses else None
+    except Exception:
+        return None
+
+
+def task_cpus() -> int:
+    """CPUs Spark gave the running task (``spark.task.cpus``); 1 outside a task on a 1-core box."""
+    try:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        if ctx is not None:
+            return max(1, int(ctx.cpus()))
+    except Exception:
+        pass
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def providers(device: str) -> tuple[str, list]:
+    """(resolved device, ONNX Runtime providers) for ``device`` in this task."""
+    if device not in DEVICES:
+        raise DeviceError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    if device == "cpu" or (device == "auto" and not cuda_available()):
+        return "cpu", ["CPUExecutionProvider"]
+    if not cuda_available():
+        raise DeviceError(
+            "device='cuda' was requested but ONNX Runtime cannot run CUDA here (no GPU, driver or CUDA "
+            "libraries); use device='auto' or 'cpu', or schedule the task on a GPU executor"
+        )
+    gpu = task_gpu()
+    gpu = 0 if gpu is None else gpu
+    return f"cuda:{gpu}", [("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"]
+
+
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def session(sha256: str, load: Callable[[], "Path | bytes"], options: RuntimeOptions = RuntimeOptions()):
+    """The cached session for model ``sha256`` (``load`` returns its file or bytes when needed)."""
+    import onnxruntime as ort
+
+    device, provs = providers(options.device)
+    intra = options.intra_op_threads or task_cpus()
+    key = (sha256, device, intra, options.inter_op_threads, options.optimization)
+    with _LOCK:
+        hit = _SESSIONS.get(key)
+        if hit is not None:
+            _SESSIONS.move_to_end(key)
+            return hit[0]
+        model = load()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra
+        opts.inter_op_num_threads = options.inter_op_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[options.optimization])
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            sess = ort.InferenceSession(str(model) if isinstance(model, Path) else model, opts, providers=provs)
+        except Exception as exc:
+            raise InvalidModelError(f"ONNX Runtime cannot load model {sha256[:12]}: {type(exc).__name__}: {exc}") from None
+        size = model.stat().st_size if isinstance(model, Path) else len(model)
+        _LOADS[sha256] += 1
+        log.debug("loaded model %s on %s with %d threads (pid %d)", sha256[:12], device, intra, os.getpid())
+        _SESSIONS[key] = (sess, size)
+        while len(_SESSIONS) > 1 and sum(s for _, s in _SESSIONS.values()) > _budget():
+            _SESSIONS.popitem(last=False)
+        return sess
