@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from zoo.errors import StageError
 
         raise StageError(f"{out} exists; pass --overwrite to replace it")
+    from pyspark.sql import SparkSession
+
+    owned = SparkSession.getActiveSession() is None  # inside a running application, reuse its session
     spark = _spark(args.master)
     quiet_spark_logs(spark)
     try:
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(elapsed, 3), "images_per_second": round(images / elapsed, 2) if elapsed else None,
         }
     finally:
-        spark.stop()
+        if owned:
+            spark.stop()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

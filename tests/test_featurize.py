@@ -1,0 +1,235 @@
+"""Deep featurization through Spark on real data: the shared MobileNet v2 int8 and 100 ImageNet photos."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+from pyspark.ml import PipelineModel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import functions as F
+
+import zoo
+from zoo import _imaging, _runtime, _tiny
+from zoo._presets import IMAGENET
+from zoo.errors import DeviceError, StageError
+
+from conftest import SHARED
+
+PHOTOS = SHARED / "data" / "imagenet-sample"
+
+
+@pytest.fixture(scope="module")
+def labels() -> dict[str, int]:
+    if not (PHOTOS / "labels.csv").exists():
+        pytest.skip(f"{PHOTOS} is absent: the shared photos are not beside the checkout")
+    with open(PHOTOS / "labels.csv") as fh:
+        return {row["file"]: int(row["class_index"]) for row in csv.DictReader(fh)}
+
+
+@pytest.fixture
+def mnv2(zoo_env, write_registry, mobilenet_bytes, labels):
+    """The real MobileNet v2 int8 registered from ../shared under a local name, with its published preprocessing."""
+    from conftest import MOBILENET, entry
+
+    write_registry(entry("mnv2-local", mobilenet_bytes, [MOBILENET.as_uri()], preprocess=IMAGENET))
+    return "mnv2-local"
+
+
+def _top1(rows, labels, column="features") -> float:
+    hits = [int(np.argmax(r[column])) == labels[os.path.basename(r["path"])] for r in rows]
+    assert len(hits) == len(labels)
+    return float(np.mean(hits))
+
+
+def test_pipeline_cut0_top1_on_real_photos_and_bgr_is_measurably_worse(spark, mnv2, labels):
+    df = zoo.read_images(spark, str(PHOTOS), glob="*.JPEG")
+    rgb = zoo.pipeline(mnv2, cut=0).fit(df).transform(df).select("path", "features").collect()
+    top1 = _top1(rgb, labels)
+    assert top1 >= 0.75, top1
+    bgr_pre = json.dumps({**IMAGENET, "color_order": "BGR"})
+    bgr = zoo.pipeline(mnv2, cut=0, preprocess=bgr_pre).fit(df).transform(df).select("path", "features").collect()
+    assert _top1(bgr, labels) <= top1 - 0.10, (top1, _top1(bgr, labels))
+
+
+def test_zoo_featurize_command_top1(spark, mnv2, labels, tmp_path, capsys):
+    from zoo.cli.main import main
+
+    out = tmp_path / "features.parquet"
+    code = main(["featurize", str(PHOTOS), "--glob", "*.JPEG", "--model", mnv2, "--cut", "0", "--output", str(out),
+                 "--master", "local[2]", "--format", "array", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 100 and summary["failed"] == 0 and summary["images_per_second"] > 0
+    rows = spark.read.parquet(str(out)).collect()
+    assert set(rows[0].asDict()) == {"path", "modificationTime", "length", "features", "error"}
+    assert _top1(rows, labels) >= 0.75
+    assert main(["featurize", str(PHOTOS), "--model", mnv2, "--output", str(out)]) == 10  # exists, no --overwrite
+
+
+def test_pipeline_features_equal_a_direct_onnx_runtime_computation(spark, mnv2, labels):
+    df = zoo.read_images(spark, str(PHOTOS), glob="*.JPEG").repartition(5)
+    got = {r["path"]: np.array(r["features"]) for r in
+           zoo.pipeline(mnv2, cut=1, outputFormat="array", batchSize=7).fit(df).transform(df).collect()}
+    session = ort.InferenceSession(str(zoo.cut(mnv2, 1)), providers=["CPUExecutionProvider"])
+    pre = _imaging.Preprocessor(IMAGENET, {"layout": "NCHW", "shape": [None, 3, 224, 224], "dtype": "float32"})
+    assert len(got) == 100
+    for path, features in got.items():
+        buf = np.empty((1, 3, 224, 224), np.float32)
+        pre(cv2.imread(path.removeprefix("file:")), buf[0])
+        want = session.run(None, {"input": buf})[0][0]
+        assert features.shape == (1280,)
+        np.testing.assert_allclose(features, want, rtol=1e-5, atol=1e-5, err_msg=path)
+
+
+def _bad_images(tmp_path) -> dict[str, bytes]:
+    from PIL import Image  # only to write the CMYK JPEG, which OpenCV cannot encode
+
+    good = _tiny.jpeg(60, 80, 1)
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (64, 48), (10, 200, 30, 5)).save(cmyk, "JPEG")
+    big = np.zeros((10000, 10000), np.uint8)
+    return {
+        "truncated.jpg": good[: len(good) // 2],
+        "text.jpg": b"this is not an image\n",
+        "empty.jpg": b"",
+        "one_pixel.png": cv2.imencode(".png", np.full((1, 1, 3), 200, np.uint8))[1].tobytes(),
+        "gray.png": cv2.imencode(".png", np.full((50, 70), 90, np.uint8))[1].tobytes(),
+        "sixteen_bit.png": cv2.imencode(".png", np.full((40, 40, 3), 40000, np.uint16))[1].tobytes(),
+        "cmyk.jpg": cmyk.getvalue(),
+        "rgba.png": cv2.imencode(".png", np.full((40, 50, 4), 128, np.uint8))[1].tobytes(),
+        "huge.png": cv2.imencode(".png", big, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes(),
+        "good.jpg": good,
+    }
+
+
+INVALID = {"truncated.jpg": "truncated", "text.jpg": "not an image", "empty.jpg": "empty",
+           "huge.png": "100,000,000 pixels, above maxPixels"}
+
+
+@pytest.mark.parametrize("mode", ["keep", "skip", "error"])
+def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mode):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, data in _bad_images(tmp_path).items():
+        (folder / name).write_bytes(data)
+    # built by hand rather than with read_images: Spark's binaryFile source never lists 0-byte files
+    df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in folder.iterdir()], "path string, content binary")
+    stage = zoo.stage("image_featurizer", modelName=_tiny.tiny_model_path(), cut=1, handleInvalid=mode,
+                      preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array", batchSize=3)
+    if mode == "error":
+        with pytest.raises(Exception, match=r"file file:.*(truncated|text|empty|huge)\.(jpg|png).*handleInvalid='skip'"):
+            stage.transform(df).collect()
+        return
+    rows = {os.path.basename(r["path"]): r for r in stage.transform(df).collect()}
+    decodable = set(_bad_images(tmp_path)) - set(INVALID)
+    if mode == "skip":
+        assert set(rows) == decodable  # exactly the undecodable ones dropped
+    else:
+        assert set(rows) == decodable | set(INVALID)  # nothing lost
+        for name, reason in INVALID.items():
+            assert rows[name]["features"] is None and reason in rows[name]["error"] and name in rows[name]["error"]
+    for name in decodable:
+        assert len(rows[name]["features"]) == 5 and np.all(np.isfinite(rows[name]["features"])), name
+        if mode == "keep":
+            assert rows[name]["error"] is None
+
+
+def test_image_struct_and_path_inputs_give_the_same_features_as_bytes(spark, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (_, data) in enumerate(_tiny.image_rows()):
+        (folder / f"{i}.png").write_bytes(cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8), 1))[1].tobytes())
+    params = dict(modelName=_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array")
+    by_bytes = zoo.stage("image_featurizer", **params).transform(zoo.read_images(spark, str(folder)))
+    from_bytes = {os.path.basename(r["path"]): r["features"] for r in by_bytes.collect()}
+    images = spark.read.format("image").load(str(folder))
+    from_struct = {os.path.basename(r["image"]["origin"]): r["features"] for r in
+                   zoo.stage("image_featurizer", inputCol="image", **params).transform(images).collect()}
+    paths = spark.createDataFrame([(str(p),) for p in folder.iterdir()], "file string")
+    from_path = {os.path.basename(r["file"]): r["features"] for r in
+                 zoo.stage("image_featurizer", inputCol="file", **params).transform(paths).collect()}
+    assert len(from_bytes) == 5 and from_bytes == from_struct == from_path
+
+
+def test_load_count_is_at_most_one_per_python_worker(spark):
+    rows = [(f"img{i}", data) for i, (_, data) in enumerate(_tiny.image_rows() * 400)]
+    df = spark.createDataFrame(rows, "path string, content binary").repartition(20)
+    stage = zoo.stage("image_featurizer", modelName=_tiny.tiny_model_path(), cut=2, preprocess=json.dumps(_tiny.PREPROCESS))
+    assert stage.transform(df).where(F.col("features").isNotNull()).count() == 2000
+    spec = stage._model_spec(spark)
+
+    def report(batches):  # runs in the same pool of Arrow Python workers as the featurizer
+        import pyarrow as pa
+
+        from zoo import _runtime as rt
+
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "loads": [rt.load_count(spec.sha256)]})
+
+    reports = spark.range(0, 200, 1, 200).mapInArrow(report, "pid long, loads long").collect()
+    per_worker = {r["pid"]: r["loads"] for r in reports}
+    assert per_worker and max(per_worker.values()) == 1, per_worker  # loaded, and never twice in one worker
+    assert sum(per_worker.values()) <= 2  # local[2]: at most one load per concurrently running worker
+
+
+def test_pipeline_with_head_augmentation_and_ensembling_saves_and_loads(spark, tmp_path):
+    rows = [(i, f"photo{i % 6}", float(i % 2), data) for i, (_, data) in enumerate(_tiny.image_rows() * 4)]
+    df = spark.createDataFrame(rows, "id int, photo string, label double, content binary")
+    pipe = zoo.pipeline(_tiny.tiny_model_path(), cut=1, augment=True, ensemble_by="photo",
+                        head=LogisticRegression(maxIter=5), preprocess=json.dumps(_tiny.PREPROCESS))
+    assert [s.zoo_name if hasattr(s, "zoo_name") else type(s).__name__ for s in pipe.getStages()] == [
+        "image_augmenter", "image_featurizer", "LogisticRegression", "group_average"]
+    model = pipe.fit(df)
+    out = model.transform(df)
+    assert out.count() == 2 * df.count()  # every photo plus its left-right flip
+    assert sorted(r["variant"] for r in out.select("variant").distinct().collect()) == ["flip_lr", "original"]
+    by_photo = out.groupBy("photo").agg(F.countDistinct(vector_to_array("probability_avg").cast("string")).alias("n"))
+    assert {r["n"] for r in by_photo.collect()} == {1}  # one ensembled prediction per photo
+    model.write().overwrite().save(str(tmp_path / "pm"))
+    loaded = PipelineModel.load(str(tmp_path / "pm"))
+    assert loaded.stages[1].getModelSha256() == zoo._pipeline.pin(_tiny.tiny_model_path())
+    key = ["id", "variant"]
+    a = {tuple(r[k] for k in key): r["probability_avg"] for r in out.collect()}
+    b = {tuple(r[k] for k in key): r["probability_avg"] for r in loaded.transform(df).collect()}
+    assert a == b
+
+
+def test_flipped_rows_really_are_flipped(spark):
+    data = _tiny.jpeg(30, 40, 3)
+    df = spark.createDataFrame([("a", data)], "path string, content binary")
+    out = zoo.stage("image_augmenter", variants=["flip_lr", "flip_ud"]).transform(df).collect()
+    img = {r["variant"]: cv2.imdecode(np.frombuffer(r["content"], np.uint8), cv2.IMREAD_COLOR) for r in out}
+    assert [r["variant"] for r in out] == ["original", "flip_lr", "flip_ud"]
+    np.testing.assert_array_equal(img["flip_lr"], img["original"][:, ::-1])
+    np.testing.assert_array_equal(img["flip_ud"], img["original"][::-1])
+
+
+def test_a_pinned_pipeline_refuses_a_model_that_changed(spark, zoo_env, write_registry, tmp_path):
+    from conftest import entry
+    from _models import resnet_like
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_tiny.tiny_model_bytes())
+    stage = zoo.stage("image_featurizer", modelName=str(path), cut=1, modelSha256="0" * 64)
+    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
+    with pytest.raises(StageError, match="pinned to 0000"):
+        stage.transform(df)
+
+
+def test_device_selection_without_a_gpu():
+    if _runtime.cuda_available():
+        pytest.skip("this machine has a working CUDA GPU")
+    assert _runtime.providers("auto") == ("cpu", ["CPUExecutionProvider"])
+    with pytest.raises(DeviceError, match="device='cuda' was requested"):
+        _runtime.providers("cuda")
+    with pytest.raises(DeviceError, match="device must be one of"):
+        _runtime.providers("tpu")
