@@ -42,15 +42,17 @@ def _session(spec: ModelSpec, runtime: RuntimeOptions):
     return _runtime.session(spec.sha256, lambda: _modelref.fetch(spec), runtime)
 
 
-def _list_array(matrix: np.ndarray, valid: np.ndarray):
-    """list<float> Arrow array over ``matrix`` rows (no copy); rows where ``valid`` is False are null."""
+def _arrow_values(matrix: np.ndarray, valid: np.ndarray | None = None):
+    """A numeric Arrow array for 1-D ``matrix``, else list<…> over its rows (no copy of the values);
+    rows where ``valid`` is False are null."""
     import pyarrow as pa
 
+    if matrix.ndim == 1:
+        return pa.array(matrix)
     n, width = matrix.shape
     offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32))
-    values = pa.array(matrix.reshape(-1))
-    mask = None if valid.all() else pa.array(~valid)
-    return pa.ListArray.from_arrays(offsets, values, mask=mask)
+    mask = None if valid is None or valid.all() else pa.array(~valid)
+    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(matrix).reshape(-1)), mask=mask)
 
 
 def _read_path(path: str) -> bytes:
@@ -143,7 +145,7 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
         if chunks:
             matrix[valid] = np.concatenate(chunks)
         seen += n
-        columns = [*batch.columns, _list_array(matrix, valid)]
+        columns = [*batch.columns, _arrow_values(matrix, valid)]
         names = [*batch.schema.names, job.output_col]
         if job.handle_invalid == "keep":
             columns.append(pa.array(errors, type=pa.string()))
@@ -152,3 +154,99 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
         if job.handle_invalid == "skip" and not valid.all():
             out = out.filter(pa.array(valid))
         yield out
+
+
+# -- onnx_model ----------------------------------------------------------------------------------------
+_NP = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16", "tensor(int64)": "int64",
+       "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+
+
+@dataclass(frozen=True)
+class TensorJob:
+    """Everything an executor needs to run ``onnx_model`` on Arrow batches (picklable)."""
+
+    spec: ModelSpec
+    feeds: tuple[tuple[str, str, str, tuple], ...]  # (model input, column, numpy dtype, per-row shape)
+    fetches: tuple[tuple[str, str, str, bool], ...]  # (output column, tensor, numpy dtype, is array)
+    extra_outputs: tuple[str, ...]  # tensors that are not graph outputs
+    batch_size: int
+    runtime: RuntimeOptions
+    stage: str
+
+
+def model_with_outputs(model: "Path | bytes", extra: tuple[str, ...]) -> bytes:
+    """The model with intermediate ``extra`` tensors added as graph outputs (types inferred by ORT)."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    for name in extra:
+        proto.graph.output.append(onnx.ValueInfoProto(name=name))
+    return proto.SerializeToString()
+
+
+def tensor_session(spec: ModelSpec, extra: tuple[str, ...], runtime: RuntimeOptions):
+    from zoo import _modelref, _runtime
+
+    if not extra:
+        return _session(spec, runtime)
+    key = f"{spec.sha256}+{','.join(extra)}"
+    return _runtime.session(key, lambda: model_with_outputs(_modelref.fetch(spec), extra), runtime)
+
+
+def _column_matrix(column, n: int, dtype: str, shape: tuple, where: str) -> np.ndarray:
+    """Arrow column (numbers, or lists nested to any depth) as an (n, *shape) array of ``dtype``."""
+    import pyarrow as pa
+
+    from zoo.errors import StageError
+
+    if column.null_count:
+        raise StageError(f"{where}: null value in row {column.is_null().to_pylist().index(True)}")
+    values, widths = column, None
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        lengths = values.value_lengths().to_numpy(zero_copy_only=False)
+        if widths is None:
+            widths = lengths
+        values = values.flatten()
+        if values.null_count:
+            raise StageError(f"{where}: an array holds a null element")
+    flat = values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    per_row = flat.size // n if n else 0
+    expected = int(np.prod([d for d in shape if d > 0])) if shape else 1
+    if n and (flat.size != per_row * n or (widths is not None and len(set(widths.tolist())) > 1)):
+        raise StageError(f"{where}: rows hold different numbers of values; the model needs {expected} per row")
+    if all(d > 0 for d in shape) and n and per_row != expected:
+        bad = 0 if widths is None else int(np.argmax(widths != widths[0]))
+        raise StageError(f"{where}: row {bad} holds {per_row} values; the model input needs {expected} per row "
+                         f"(shape {list(shape)})")
+    return flat.reshape(n, *[d if d > 0 else -1 for d in shape]) if shape else flat.reshape(n)
+
+
+def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
+    """mapInArrow body of ``onnx_model``."""
+    import pyarrow as pa
+
+    session = None
+    tensors = [t for _, t, _, _ in job.fetches]
+    for batch in batches:
+        n = batch.num_rows
+        parts: list[list[np.ndarray]] = [[] for _ in tensors]
+        for start in range(0, n, job.batch_size):
+            part = batch.slice(start, job.batch_size)
+            feed = {
+                name: _column_matrix(part.column(part.schema.get_field_index(col)), part.num_rows, dtype, shape,
+                                     f"{job.stage}: column {col!r} (feeding model input {name!r})")
+                for name, col, dtype, shape in job.feeds
+            }
+            session = session or tensor_session(job.spec, job.extra_outputs, job.runtime)
+            for i, value in enumerate(session.run(tensors, feed)):
+                parts[i].append(np.asarray(value))
+        columns, names = list(batch.columns), list(batch.schema.names)
+        for (col, _, dtype, is_array), chunks in zip(job.fetches, parts):
+            names.append(col)
+            if chunks:
+                values = np.concatenate(chunks).astype(dtype, copy=False)
+                columns.append(_arrow_values(values.reshape(n, -1) if is_array else values.reshape(n)))
+            else:  # an empty batch
+                item = pa.from_numpy_dtype(np.dtype(dtype))
+                columns.append(pa.array([], type=pa.list_(item) if is_array else item))
+        yield pa.RecordBatch.from_arrays(columns, names=names)

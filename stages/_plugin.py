@@ -11,8 +11,10 @@ def zoo_register_stages():
     from zoo.stages.group_average import GroupAverage
     from zoo.stages.image_augmenter import ImageAugmenter
     from zoo.stages.image_featurizer import ImageFeaturizer
+    from zoo.stages.image_transformer import ImageTransformer
+    from zoo.stages.onnx_model import ONNXModel
     from zoo.stages.partitioning import Cache, Repartition
     from zoo.stages.sql import SQL
     from zoo.stages.vector_assembler import VectorAssembler
 
-    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter, GroupAverage]
+    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter, GroupAverage, ONNXModel, ImageTransformer]

@@ -1,0 +1,81 @@
+"""onnx_model: any ONNX model on DataFrame columns, checked against ONNX Runtime run directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from pyspark.ml.linalg import Vectors
+
+import zoo
+from zoo import _tiny
+from zoo.errors import StageError
+
+from _models import resnet_like
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    return np.random.default_rng(5).normal(size=(7, 3, 32, 32)).astype(np.float32)
+
+
+def _direct(model_bytes: bytes, feed: dict, outputs: list[str]) -> list[np.ndarray]:
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    known = {o.name for o in model.graph.output}
+    for name in outputs:
+        if name not in known:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(outputs, feed)
+
+
+def test_outputs_intermediate_tensors_softmax_and_argmax_equal_onnx_runtime(spark, zoo_env, pixels):
+    df = spark.createDataFrame([(i, p.ravel().tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
+    stage = zoo.stage("onnx_model", modelName=_tiny.tiny_model_path(), feedDict={"input": "pixels"},
+                      fetchDict={"probs": "probabilities", "pooled": "flat", "logits": "logits"},
+                      softmaxDict={"logits": "softmax"}, argMaxDict={"probs": "label"}, batchSize=3)
+    rows = sorted(stage.transform(df.repartition(3)).collect(), key=lambda r: r["id"])
+    probs, flat, logits = _direct(_tiny.tiny_model_bytes(), {"input": pixels}, ["probabilities", "flat", "logits"])
+    np.testing.assert_allclose([r["probs"] for r in rows], probs, rtol=1e-6)
+    np.testing.assert_allclose([r["pooled"] for r in rows], flat, rtol=1e-6)
+    np.testing.assert_allclose([r["softmax"] for r in rows], probs, rtol=1e-5)  # softmax(logits) == the model's own
+    assert [r["label"] for r in rows] == probs.argmax(1).tolist()
+    assert stage.transform(df).schema["label"].dataType.simpleString() == "int"
+
+
+def test_nested_arrays_vectors_and_float64_are_reshaped_and_cast(spark, zoo_env, pixels):
+    model = resnet_like()
+    path = zoo_env.parent / "resnet_like.onnx"
+    path.write_bytes(model)
+    nested = spark.createDataFrame([(i, p.astype(float).tolist()) for i, p in enumerate(pixels)],
+                                   "id int, x array<array<array<double>>>")
+    vectors = spark.createDataFrame([(i, Vectors.dense(p.ravel().astype(float))) for i, p in enumerate(pixels)], ["id", "x"])
+    want = _direct(model, {"data": pixels}, ["logits"])[0]
+    for df in (nested, vectors):
+        stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"data": "x"}, fetchDict={"y": "logits"})
+        rows = sorted(stage.transform(df).collect(), key=lambda r: r["id"])
+        np.testing.assert_allclose([r["y"] for r in rows], want, rtol=1e-5, atol=1e-6)
+
+
+def test_model_bytes_and_cuts(spark, zoo_env, pixels):
+    df = spark.createDataFrame([(i, p.ravel().tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
+    stage = zoo.stage("onnx_model", feedDict={"input": "pixels"}, fetchDict={"f": "flat"}, cut=2)
+    stage.setModelBytes(_tiny.tiny_model_bytes())
+    assert stage.getModelName().startswith("sha256:")
+    rows = sorted(stage.transform(df).collect(), key=lambda r: r["id"])
+    np.testing.assert_allclose([r["f"] for r in rows], _direct(_tiny.tiny_model_bytes(), {"input": pixels}, ["flat"])[0],
+                               rtol=1e-6)
+
+
+def test_bad_configuration_and_rows_are_named(spark, zoo_env):
+    df = spark.createDataFrame([(1, [1.0, 2.0])], "id int, pixels array<float>")
+    base = dict(modelName=_tiny.tiny_model_path(), fetchDict={"p": "probabilities"})
+    with pytest.raises(StageError, match="model input 'nope'; the model's inputs are input"):
+        zoo.stage("onnx_model", feedDict={"nope": "pixels"}, **base).transform(df)
+    with pytest.raises(StageError, match="no tensor 'missing'"):
+        zoo.stage("onnx_model", feedDict={"input": "pixels"}, modelName=_tiny.tiny_model_path(),
+                  fetchDict={"p": "missing"}).transform(df)
+    with pytest.raises(Exception, match=r"column 'pixels' \(feeding model input 'input'\): row 0 holds 2 values; the model "
+                                        r"input needs 3072"):
+        zoo.stage("onnx_model", feedDict={"input": "pixels"}, **base).transform(df).collect()
