@@ -66,18 +66,21 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
                      TypeConverters.toString)
     maxPixels = Param(Params._dummy(), "maxPixels", "images with more pixels are invalid (checked from the header)",
                       TypeConverters.toInt)
+    embedModel = Param(Params._dummy(), "embedModel",
+                       "save the (cut) model's bytes with the stage, so a saved pipeline needs no zoo source to load",
+                       TypeConverters.toBoolean)
 
     @keyword_only
     def __init__(self, *, inputCol: str | None = None, outputCol: str | None = None, modelName: str | None = None,
                  cut: Any = None, modelSha256: str | None = None, preprocess: str | None = None,
                  outputFormat: str | None = None, handleInvalid: str | None = None, errorCol: str | None = None,
                  batchSize: int | None = None, device: str | None = None, numThreads: int | None = None,
-                 maxPixels: int | None = None, shipModel: bool | None = None):
+                 maxPixels: int | None = None, shipModel: bool | None = None, embedModel: bool | None = None):
         super().__init__()
         from zoo._imaging import DEFAULT_MAX_PIXELS
 
         self._setDefault(inputCol="content", outputCol="features", cut=1, preprocess="", outputFormat="vector",
-                         handleInvalid="error", errorCol="error", maxPixels=DEFAULT_MAX_PIXELS)
+                         handleInvalid="error", errorCol="error", maxPixels=DEFAULT_MAX_PIXELS, embedModel=False)
         self._set_model_defaults()
         self._set(**self._input_kwargs)
 
@@ -116,6 +119,23 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
 
     def getMaxPixels(self) -> int:
         return self.getOrDefault(self.maxPixels)
+
+    def setEmbedModel(self, value: bool) -> "ImageFeaturizer":
+        return self._set(embedModel=value)
+
+    def getEmbedModel(self) -> bool:
+        return self.getOrDefault(self.embedModel)
+
+    def write(self):
+        from zoo.stages._embedding import EmbeddingWriter
+
+        return EmbeddingWriter(self)
+
+    @classmethod
+    def read(cls):
+        from zoo.stages._embedding import EmbeddingReader
+
+        return EmbeddingReader(cls)
 
     # -- schema ------------------------------------------------------------------------------------
     def _preprocess_value(self):

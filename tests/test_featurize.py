@@ -233,3 +233,19 @@ def test_device_selection_without_a_gpu():
         _runtime.providers("cuda")
     with pytest.raises(DeviceError, match="device must be one of"):
         _runtime.providers("tpu")
+
+
+def test_embedded_model_makes_a_saved_pipeline_self_contained(spark, tmp_path, monkeypatch, zoo_env):
+    source = tmp_path / "model.onnx"
+    source.write_bytes(_tiny.tiny_model_bytes())
+    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
+    model = zoo.pipeline(str(source), cut=2, embed=True, outputFormat="array",
+                         preprocess=json.dumps(_tiny.PREPROCESS)).fit(df)
+    want = {r["path"]: r["features"] for r in model.transform(df).collect()}
+    model.write().overwrite().save(str(tmp_path / "pm"))
+    source.unlink()  # the model's only source is gone, and so is the cache
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh-home"))
+    loaded = PipelineModel.load(str(tmp_path / "pm"))
+    featurizer = loaded.stages[0]
+    assert featurizer.getModelName().startswith("sha256:") and featurizer.getShipModel()
+    assert {r["path"]: r["features"] for r in loaded.transform(df).collect()} == want

@@ -13,7 +13,8 @@ import zoo
 from test_cli import zoo_cmd
 from zoo.errors import SchemaError, StageError
 
-BUILTIN = {"sql", "repartition", "cache", "select", "drop", "rename", "vector_assembler"}
+BUILTIN = {"sql", "repartition", "cache", "select", "drop", "rename", "vector_assembler", "image_featurizer",
+           "onnx_model", "image_transformer", "image_augmenter", "group_average"}
 
 
 def test_builtins_are_registered_through_the_entry_point():

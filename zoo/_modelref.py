@@ -24,6 +24,7 @@ from zoo._logging import get_logger
 from zoo.errors import CutError, ModelNotFoundError
 
 log = get_logger("model")
+_SHIPPED: set[tuple[int, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ def ship(spark, spec: ModelSpec, runnable: Path | bytes) -> ModelSpec:
     import dataclasses
     import tempfile
 
+    shipped = dataclasses.replace(spec, shipped=True)
+    key = (id(spark), spec.sha256)
+    if key in _SHIPPED:  # Spark refuses a second file of the same name
+        return shipped
     if isinstance(runnable, bytes):
         tmp = Path(tempfile.mkdtemp(prefix="zoo-ship-")) / spec.sha256
         tmp.write_bytes(runnable)
@@ -123,7 +128,8 @@ def ship(spark, spec: ModelSpec, runnable: Path | bytes) -> ModelSpec:
         spark.sparkContext.addFile(str(runnable))
     except Exception:  # Spark Connect has no SparkContext; artifacts play the same role
         spark.addArtifacts(str(runnable), file=True)
-    return dataclasses.replace(spec, shipped=True)
+    _SHIPPED.add(key)
+    return shipped
 
 
 def _verified(path: Path, sha256: str) -> bool:

@@ -46,6 +46,7 @@ def pipeline(
     augment: bool | list[str] = False,
     ensemble_by: str | None = None,
     head: Any = None,
+    embed: bool = False,
     **stage_params: Any,
 ) -> Pipeline:
     """A ``Pipeline``: (augmenter) -> featurizer -> (``head``, e.g. LogisticRegression) -> (group average).
@@ -54,7 +55,8 @@ def pipeline(
     loads anywhere the zoo can serve that exact file. ``augment=True`` adds left-right flipped rows
     (a list such as ``["flip_lr", "flip_ud"]`` picks the variants). ``ensemble_by`` averages the
     head's ``probability`` (or, without a head, the features) over rows sharing that column's value
-    (a photo id for test-time augmentation, a burst id for camera bursts). Other keyword arguments
+    (a photo id for test-time augmentation, a burst id for camera bursts). ``embed=True`` saves the
+    (cut) model's bytes inside the saved pipeline, so it loads with no zoo source. Other keyword arguments
     set featurizer params (``batchSize``, ``device``, ``handleInvalid``, ``outputFormat``, ...).
     """
     from zoo._stage_registry import stage
@@ -64,7 +66,7 @@ def pipeline(
         variants = ["flip_lr"] if augment is True else list(augment)
         stages.append(stage("image_augmenter", inputCol=inputCol, variants=variants))
     stages.append(stage("image_featurizer", inputCol=inputCol, outputCol=outputCol, modelName=name, cut=cut,
-                        modelSha256=pin(name), **stage_params))
+                        modelSha256=pin(name), embedModel=embed, **stage_params))
     if head is not None:
         if head.hasParam("featuresCol"):
             head.set(head.getParam("featuresCol"), outputCol)
