@@ -169,11 +169,11 @@ def test_load_count_is_at_most_one_per_python_worker(spark):
     def report(batches):  # runs in the same pool of Arrow Python workers as the featurizer
         import pyarrow as pa
 
-        from zoo import _runtime as rt
+        import zoo as z
 
         for _ in batches:
             pass
-        yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "loads": [rt.load_count(spec.sha256)]})
+        yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "loads": [z.model_loads(spec.sha256)]})
 
     reports = spark.range(0, 200, 1, 200).mapInArrow(report, "pid long, loads long").collect()
     per_worker = {r["pid"]: r["loads"] for r in reports}

@@ -14,6 +14,7 @@ from zoo import errors
 from zoo._api import VerifyResult, add, cut, cuts, export_mirror, info, models, pull, remove, verify
 from zoo._cuts import Cut
 from zoo._pipeline import pipeline, read_images
+from zoo._runtime import load_count as model_loads
 from zoo._stage_registry import StageInfo, stage, stages
 from zoo.hookspecs import hookimpl, hookspec
 from zoo.registry import ModelEntry
@@ -33,6 +34,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "info",
+    "model_loads",
     "models",
     "pipeline",
     "read_images",
