@@ -252,8 +252,18 @@ def spark_zoo(spark, case: Case, folder: Path, out: Path, batch: int) -> float:
     import zoo
 
     df = zoo.read_images(spark, str(folder))
-    model = zoo.pipeline(case.name, cut=1, outputFormat="array", batchSize=batch).fit(df)
+    model = zoo.pipeline(case.name, cut=1, outputFormat="array", batchSize=batch).fit(df)  # 0 = sparkzoo's default
     return _timed_write(model.transform(df).select("path", "features"), out)
+
+
+def memory_target(case: Case, batch_size: int) -> int:
+    """The issue's bound on a worker's peak RSS: model file + 2 x one batch's input tensors + 300 MB."""
+    import zoo
+    from zoo._runtime import rows_per_call
+
+    pre, _ = _preprocessor(case)
+    rows = rows_per_call(batch_size, "cpu")
+    return zoo.cut(case.name, 1).stat().st_size + 2 * rows * int(np.prod(pre.row_shape)) * 4 + 300 * 10**6
 
 
 def worker_stats(spark) -> list[dict[str, int]]:
@@ -291,14 +301,16 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
         else:
             spark_fn: Callable = {"peer": spark_peer, "naive": spark_naive, "sparkzoo": spark_zoo}[method]
             spark = _spark(f"local[{cores}]")
+            rows = args.zoo_batch_size if method == "sparkzoo" else batch
             try:
                 target = out / f"features-{case.name}-{method}.parquet"
                 if args.repeat > 1:  # a first pass warms the page cache, the JVM's JIT and the workers
-                    spark_fn(spark, case, folder, target, batch)
-                seconds[method] = spark_fn(spark, case, folder, target, batch)
+                    spark_fn(spark, case, folder, target, rows)
+                seconds[method] = spark_fn(spark, case, folder, target, rows)
                 features[method] = _read_features(spark, target, files)
                 if method == "sparkzoo":
                     result["workers"] = worker_stats(spark)
+                    result["memory_target_bytes"] = memory_target(case, args.zoo_batch_size)
             finally:
                 spark.stop()
         print(f"  {case.name:24} {method:9} {len(files) / seconds[method]:8.1f} img/s", flush=True)
@@ -323,8 +335,8 @@ def scaling(case: Case, folder: Path, files: list[Path], args, out: Path) -> lis
         spark = _spark(f"local-cluster[{executors},1,2048]", {"spark.executor.memory": "1536m"})
         try:
             target = out / f"scaling-{executors}.parquet"
-            spark_zoo(spark, case, folder, target, args.batch_size)
-            secs = spark_zoo(spark, case, folder, target, args.batch_size)
+            spark_zoo(spark, case, folder, target, args.zoo_batch_size)
+            secs = spark_zoo(spark, case, folder, target, args.zoo_batch_size)
         finally:
             spark.stop()
         points.append({"executors": executors, "seconds": round(secs, 3), "images_per_second": round(len(files) / secs, 2)})
@@ -357,7 +369,8 @@ def main() -> int:
     parser.add_argument("--models", default="resnet50,mobilenet")
     parser.add_argument("--methods", default="ceiling,raw,peer,naive,sparkzoo")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="rows per ONNX Runtime call in the baselines")
+    parser.add_argument("--zoo-batch-size", type=int, default=0, help="sparkzoo's batchSize (0 = its automatic default)")
     parser.add_argument("--repeat", type=int, default=2, help="Spark methods: 1 = time the only run, 2 = warm then time")
     parser.add_argument("--scaling", action="store_true", help="also run 1 vs 2 executors on local-cluster (+ PNG)")
     parser.add_argument("--smoke", action="store_true", help="24 images, MobileNet only, one run each (CI)")
@@ -379,7 +392,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "commit": commit, "images": args.images, "image_sizes": "800x600 / 600x800 JPEG q90 from the shared photos",
-        "cores": args.cores, "batch_size": args.batch_size, "cases": [],
+        "cores": args.cores, "batch_size": args.batch_size, "zoo_batch_size": args.zoo_batch_size, "cases": [],
     }
     print(f"{len(files)} images in {folder}; {args.cores} cores; commit {commit}")
     for case in cases:
@@ -396,7 +409,8 @@ def main() -> int:
                   f"{m.get('vs_peer', float('nan')):8.3f} {m.get('vs_raw_loop', float('nan')):7.3f} "
                   f"{m.get('max_abs_diff_vs_raw_loop', float('nan')):11.2e}")
         for w in case.get("workers", []):
-            print(f"  sparkzoo worker pid {w['pid']}: {w['loads']} model load(s), peak RSS {w['peak_rss'] / 2**20:.0f} MiB")
+            print(f"  sparkzoo worker pid {w['pid']}: {w['loads']} model load(s), peak RSS {w['peak_rss'] / 2**20:.0f} MiB "
+                  f"(target <= {case['memory_target_bytes'] / 2**20:.0f} MiB)")
     print("targets: sparkzoo >= 0.85x ceiling (ResNet-50), >= 2.5x peer, >= 1.0x raw loop")
     (args.out / "featurize.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out / 'featurize.json'}")

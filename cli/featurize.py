@@ -101,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["vector", "array"], default="vector", help="features as ML vector or array<float>")
     p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     p.add_argument("--glob", help="only file names matching this glob, e.g. '*.jpg'")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=0, help="rows per ONNX Runtime call (0 = automatic)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--handle-invalid", choices=["keep", "skip", "error"], default="keep",
                    help="undecodable images: keep (null features + error column, counted; default), skip, error")

@@ -1,7 +1,7 @@
 """The executor side of the model stages: Arrow record batches in, Arrow record batches out.
 
 Runs inside ``mapInArrow``: each Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch``
-rows) is cut into inner batches of ``batch_size`` rows that are preprocessed into one reused
+rows) is cut into inner batches of ``batch_size`` rows (0: :func:`zoo._runtime.rows_per_call`) that are preprocessed into one reused
 buffer and run through the worker's cached ONNX Runtime session. Memory per worker is bounded
 by one Arrow batch plus one inner batch, whatever the partition size.
 """
@@ -36,10 +36,13 @@ class ImageJob:
     name_col: str | None  # a column naming each row in errors (path / image.origin)
 
 
-def _session(spec: ModelSpec, runtime: RuntimeOptions):
+def _session(spec: ModelSpec, runtime: RuntimeOptions, *, on_executor: bool = False):
+    """The worker's session for ``spec``; ``on_executor`` uses the node's cached optimised model file."""
     from zoo import _modelref, _runtime
+    from zoo.config import settings
 
-    return _runtime.session(spec.sha256, lambda: _modelref.fetch(spec), runtime)
+    home = (spec.settings or settings()).home if on_executor else None
+    return _runtime.session(spec.sha256, lambda: _modelref.fetch(spec), runtime, home)
 
 
 def _arrow_values(matrix: np.ndarray, valid: np.ndarray | None = None):
@@ -102,13 +105,14 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
     """mapInArrow body of ``image_featurizer``."""
     import pyarrow as pa
 
-    from zoo import _imaging
+    from zoo import _imaging, _runtime
     from zoo.errors import ImageError
 
     spec = job.spec
     pre = _imaging.Preprocessor(spec.preprocess, spec.input)
     session = None
-    buf = np.empty((job.batch_size, *pre.row_shape), dtype=pre.dtype)
+    step = _runtime.rows_per_call(job.batch_size, job.runtime.device)
+    buf = np.empty((step, *pre.row_shape), dtype=pre.dtype)
     width = spec.features
     seen = 0
     for batch in batches:
@@ -117,9 +121,9 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
         valid = np.zeros(n, dtype=bool)
         errors: list[str | None] = [None] * n
         chunks: list[np.ndarray] = []
-        for start in range(0, n, job.batch_size):
+        for start in range(0, n, step):
             rows = []
-            for i in range(start, min(n, start + job.batch_size)):
+            for i in range(start, min(n, start + step)):
                 try:
                     pre(_pixels(items[i], job), buf[len(rows)])
                 except ImageError as exc:
@@ -138,7 +142,7 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
                 valid[i] = True
                 rows.append(i)
             if rows:
-                session = session or _session(spec, job.runtime)
+                session = session or _session(spec, job.runtime, on_executor=True)
                 out = session.run([spec.output], {spec.input["name"]: buf[: len(rows)]})[0]
                 chunks.append(np.asarray(out, dtype=np.float32).reshape(len(rows), -1))
         matrix = np.zeros((n, width), dtype=np.float32)
@@ -184,11 +188,11 @@ def model_with_outputs(model: "Path | bytes", extra: tuple[str, ...]) -> bytes:
     return proto.SerializeToString()
 
 
-def tensor_session(spec: ModelSpec, extra: tuple[str, ...], runtime: RuntimeOptions):
+def tensor_session(spec: ModelSpec, extra: tuple[str, ...], runtime: RuntimeOptions, *, on_executor: bool = False):
     from zoo import _modelref, _runtime
 
     if not extra:
-        return _session(spec, runtime)
+        return _session(spec, runtime, on_executor=on_executor)
     key = f"{spec.sha256}+{','.join(extra)}"
     return _runtime.session(key, lambda: model_with_outputs(_modelref.fetch(spec), extra), runtime)
 
@@ -225,19 +229,22 @@ def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
     """mapInArrow body of ``onnx_model``."""
     import pyarrow as pa
 
+    from zoo import _runtime
+
     session = None
+    step = _runtime.rows_per_call(job.batch_size, job.runtime.device)
     tensors = [t for _, t, _, _ in job.fetches]
     for batch in batches:
         n = batch.num_rows
         parts: list[list[np.ndarray]] = [[] for _ in tensors]
-        for start in range(0, n, job.batch_size):
-            part = batch.slice(start, job.batch_size)
+        for start in range(0, n, step):
+            part = batch.slice(start, step)
             feed = {
                 name: _column_matrix(part.column(part.schema.get_field_index(col)), part.num_rows, dtype, shape,
                                      f"{job.stage}: column {col!r} (feeding model input {name!r})")
                 for name, col, dtype, shape in job.feeds
             }
-            session = session or tensor_session(job.spec, job.extra_outputs, job.runtime)
+            session = session or tensor_session(job.spec, job.extra_outputs, job.runtime, on_executor=True)
             for i, value in enumerate(session.run(tensors, feed)):
                 parts[i].append(np.asarray(value))
         columns, names = list(batch.columns), list(batch.schema.names)

@@ -36,7 +36,9 @@ class HasModel(Params):
     modelSha256 = Param(Params._dummy(), "modelSha256",
                         "sha256 the model must resolve to ('' = whatever modelName resolves to now); pins pipelines",
                         TypeConverters.toString)
-    batchSize = Param(Params._dummy(), "batchSize", "rows per ONNX Runtime call", TypeConverters.toInt)
+    batchSize = Param(Params._dummy(), "batchSize",
+                      "rows per ONNX Runtime call (0 = automatic: 4 on CPU, where larger batches only cost memory; 64 on a GPU)",
+                      TypeConverters.toInt)
     device = Param(Params._dummy(), "device", "auto (CUDA after a successful probe, else CPU), cpu or cuda",
                    TypeConverters.toString)
     numThreads = Param(Params._dummy(), "numThreads", "ONNX Runtime intra-op threads per task (0 = the task's CPUs)",
@@ -46,7 +48,7 @@ class HasModel(Params):
                       TypeConverters.toBoolean)
 
     def _set_model_defaults(self) -> None:
-        self._setDefault(modelName="", modelSha256="", batchSize=32, device="auto", numThreads=0, shipModel=False)
+        self._setDefault(modelName="", modelSha256="", batchSize=0, device="auto", numThreads=0, shipModel=False)
         if not self.hasDefault(self.cut):
             self._setDefault(cut=0)
 
@@ -95,8 +97,8 @@ class HasModel(Params):
     def _check_model_params(self) -> None:
         if not self.getModelName():
             raise StageError(f"{self._describe()}: modelName is not set; give a zoo name (see `zoo ls`), sha256: or a path")
-        if self.getBatchSize() < 1:
-            raise StageError(f"{self._describe()}: batchSize must be >= 1; got {self.getBatchSize()}")
+        if self.getBatchSize() < 0:
+            raise StageError(f"{self._describe()}: batchSize must be >= 1, or 0 for automatic; got {self.getBatchSize()}")
         if self.getDevice() not in DEVICES:
             raise StageError(f"{self._describe()}: device must be one of {', '.join(DEVICES)}; got {self.getDevice()!r}")
         if self.getNumThreads() < 0:

@@ -1,0 +1,32 @@
+"""The featurization benchmark runs end to end on a few dozen images, so it never rots.
+
+No timing is asserted (figures depend on the machine); what is asserted is that every method ran,
+produced the same features as the raw loop, and that sparkzoo loaded the model at most once per
+worker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_bench_featurize_smoke(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_featurize.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    report = json.loads((tmp_path / "featurize.json").read_text())
+    (case,) = report["cases"]
+    assert case["images"] == 24 and len(list((tmp_path / "images-24").glob("*.jpg"))) == 24
+    assert set(case["methods"]) == {"ceiling", "raw", "peer", "naive", "sparkzoo"}
+    for method, figures in case["methods"].items():
+        assert figures["images_per_second"] > 0, method
+        # the same files give the same features whichever way they are computed
+        assert figures["max_abs_diff_vs_raw_loop"] < 1e-4, (method, figures)
+    assert case["workers"] and all(w["loads"] <= 1 for w in case["workers"]), case["workers"]
+    assert "targets: sparkzoo >= 0.85x ceiling" in result.stdout

@@ -1,0 +1,105 @@
+"""ONNX Runtime sessions on workers: the node's cached optimised model files and automatic batch sizes.
+
+Real ONNX Runtime and real models throughout (the ResNet-like test network and the shared
+MobileNet v2 int8); the optimiser really runs in its child process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+
+from _models import resnet_like
+from zoo import _optimized, _runtime
+from zoo._runtime import RuntimeOptions
+
+CPU1 = RuntimeOptions(device="cpu", intra_op_threads=1)
+
+
+def _model(tmp_path, data: bytes):
+    sha = hashlib.sha256(data).hexdigest()
+    path = tmp_path / f"{sha}.onnx"
+    path.write_bytes(data)
+    return sha, path
+
+
+def _outputs(sess, seed: int = 0) -> np.ndarray:
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 2 for d in inp.shape]
+    x = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return sess.run(None, {inp.name: x})[0]
+
+
+def _forget(sha: str) -> None:
+    """Drop this process's cached sessions of ``sha`` so the next call really loads."""
+    for key in [k for k in _runtime._SESSIONS if k[0] == sha]:
+        del _runtime._SESSIONS[key]
+
+
+@pytest.mark.parametrize("which", ["resnet_like", "mobilenet_int8"])
+def test_worker_session_loads_the_cached_optimised_file_and_computes_the_same(tmp_path, which, request):
+    data = resnet_like(seed=3) if which == "resnet_like" else request.getfixturevalue("mobilenet_bytes")
+    sha, path = _model(tmp_path, data)
+    home = tmp_path / "home"
+    _forget(sha)
+    plain = _runtime.session(sha + "-plain", lambda: path, CPU1)  # in-process optimisation, as before
+    loads = _runtime.load_count(sha)
+    fast = _runtime.session(sha, lambda: path, CPU1, home)
+    assert _runtime.load_count(sha) == loads + 1
+    cached = _optimized.path_for(home, sha)
+    assert cached.is_file() and cached.parent.name == "optimized"
+    assert cached.name == f"{sha}-{_optimized.fingerprint()}.onnx"
+    assert not [p for p in cached.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
+    np.testing.assert_allclose(_outputs(fast), _outputs(plain), rtol=1e-5, atol=1e-5)
+    # the next worker on the node (a fresh load in this process) reuses the file instead of rebuilding it
+    stamp = cached.stat().st_mtime_ns
+    _forget(sha)
+    again = _runtime.session(sha, lambda: path, CPU1, home)
+    assert cached.stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(_outputs(again), _outputs(plain), rtol=1e-5, atol=1e-5)
+    _forget(sha)
+
+
+def test_a_damaged_optimised_file_is_discarded_and_the_model_still_loads(tmp_path, caplog):
+    sha, path = _model(tmp_path, resnet_like(seed=4))
+    home = tmp_path / "home"
+    cached = _optimized.path_for(home, sha)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not an onnx model")
+    _forget(sha)
+    with caplog.at_level(logging.WARNING, logger="zoo"):
+        sess = _runtime.session(sha, lambda: path, CPU1, home)
+    assert _outputs(sess).shape[0] == 2
+    assert not cached.exists(), "the damaged file must go, so the next worker rebuilds it"
+    assert any("discarding the optimised file" in r.getMessage() and str(cached) in r.getMessage() for r in caplog.records)
+    _forget(sha)
+
+
+def test_an_unwritable_home_falls_back_to_optimising_in_process(tmp_path):
+    sha, path = _model(tmp_path, resnet_like(seed=5))
+    home = tmp_path / "not-a-directory"
+    home.write_text("a file where the cache should be")  # mkdir of home/optimized fails
+    _forget(sha)
+    sess = _runtime.session(sha, lambda: path, CPU1, home)
+    reference = _runtime.session(sha + "-plain", lambda: path, CPU1)
+    np.testing.assert_allclose(_outputs(sess), _outputs(reference), rtol=1e-5, atol=1e-5)
+    assert home.read_text() == "a file where the cache should be"
+    _forget(sha)
+
+
+def test_fingerprint_names_this_machine_and_runtime():
+    fp = _optimized.fingerprint()
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert _optimized.fingerprint() == fp  # stable within a process (and across: it hashes fixed facts)
+
+
+def test_rows_per_call_is_automatic_only_for_zero():
+    assert _runtime.rows_per_call(0, "cpu") == _runtime.CPU_BATCH == 4
+    assert _runtime.rows_per_call(17, "cpu") == 17
+    if not _runtime.cuda_available():
+        assert _runtime.rows_per_call(0, "auto") == _runtime.CPU_BATCH
+    else:
+        assert _runtime.rows_per_call(0, "cuda") == _runtime.GPU_BATCH
