@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         df = zoo.read_images(spark, args.input, glob=args.glob)
         params = dict(outputFormat=args.format, handleInvalid=args.handle_invalid, batchSize=args.batch_size,
-                      device=args.device)
+                      device=args.device, fastDecode=args.fast_decode)
         model = zoo.pipeline(args.model, args.cut, **params).fit(df)
         started = time.perf_counter()
         progress = settings().progress
@@ -103,6 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--glob", help="only file names matching this glob, e.g. '*.jpg'")
     p.add_argument("--batch-size", type=int, default=0, help="rows per ONNX Runtime call (0 = automatic)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--fast-decode", action="store_true",
+                   help="decode large JPEGs at reduced scale (faster; slightly different pixels, see README)")
     p.add_argument("--handle-invalid", choices=["keep", "skip", "error"], default="keep",
                    help="undecodable images: keep (null features + error column, counted; default), skip, error")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

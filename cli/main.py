@@ -122,7 +122,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         else:
             print(
                 f"removed {report.temp_files} unfinished downloads, {report.stale_locks} stale locks and "
-                f"{report.quarantined} quarantined blobs; freed {_mib(report.bytes_freed)}"
+                f"{report.quarantined} quarantined blobs, {report.foreign_optimized} optimised files of other "
+                f"machines/runtimes; freed {_mib(report.bytes_freed)}"
             )
     return 0
 

@@ -66,6 +66,10 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
                      TypeConverters.toString)
     maxPixels = Param(Params._dummy(), "maxPixels", "images with more pixels are invalid (checked from the header)",
                       TypeConverters.toInt)
+    fastDecode = Param(Params._dummy(), "fastDecode",
+                       "decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT) when they stay at least as large "
+                       "as the resize target: faster decoding, slightly different pixels than full decoding + resize",
+                       TypeConverters.toBoolean)
     embedModel = Param(Params._dummy(), "embedModel",
                        "save the (cut) model's bytes with the stage, so a saved pipeline needs no zoo source to load",
                        TypeConverters.toBoolean)
@@ -75,12 +79,14 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
                  cut: Any = None, modelSha256: str | None = None, preprocess: str | None = None,
                  outputFormat: str | None = None, handleInvalid: str | None = None, errorCol: str | None = None,
                  batchSize: int | None = None, device: str | None = None, numThreads: int | None = None,
-                 maxPixels: int | None = None, shipModel: bool | None = None, embedModel: bool | None = None):
+                 maxPixels: int | None = None, shipModel: bool | None = None, embedModel: bool | None = None,
+                 fastDecode: bool | None = None):
         super().__init__()
         from zoo._imaging import DEFAULT_MAX_PIXELS
 
         self._setDefault(inputCol="content", outputCol="features", cut=1, preprocess="", outputFormat="vector",
-                         handleInvalid="error", errorCol="error", maxPixels=DEFAULT_MAX_PIXELS, embedModel=False)
+                         handleInvalid="error", errorCol="error", maxPixels=DEFAULT_MAX_PIXELS, embedModel=False,
+                         fastDecode=False)
         self._set_model_defaults()
         self._set(**self._input_kwargs)
 
@@ -119,6 +125,12 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
 
     def getMaxPixels(self) -> int:
         return self.getOrDefault(self.maxPixels)
+
+    def setFastDecode(self, value: bool) -> "ImageFeaturizer":
+        return self._set(fastDecode=value)
+
+    def getFastDecode(self) -> bool:
+        return self.getOrDefault(self.fastDecode)
 
     def setEmbedModel(self, value: bool) -> "ImageFeaturizer":
         return self._set(embedModel=value)
@@ -176,6 +188,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
             spec=spec, input_col=self.getInputCol(), input_kind=kind, batch_size=self.getBatchSize(),
             runtime=self._runtime_options(), handle_invalid=self.getHandleInvalid(), error_col=self.getErrorCol(),
             max_pixels=self.getMaxPixels(), output_col=self.getOutputCol(), stage=self._describe(), name_col=name_col,
+            fast_decode=self.getFastDecode(),
         )
         fields = [*dataset.schema.fields, T.StructField(self.getOutputCol(), T.ArrayType(T.FloatType()), True)]
         if self.getHandleInvalid() == "keep":

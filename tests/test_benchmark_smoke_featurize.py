@@ -23,9 +23,12 @@ def test_bench_featurize_smoke(tmp_path):
     report = json.loads((tmp_path / "featurize.json").read_text())
     (case,) = report["cases"]
     assert case["images"] == 24 and len(list((tmp_path / "images-24").glob("*.jpg"))) == 24
-    assert set(case["methods"]) == {"ceiling", "raw", "peer", "naive", "sparkzoo"}
+    assert set(case["methods"]) == {"ceiling", "raw", "peer", "naive", "sparkzoo", "fast"}
     for method, figures in case["methods"].items():
         assert figures["images_per_second"] > 0, method
+        if method == "fast":  # reduced JPEG decoding: close, not equal
+            assert 0.9 < figures["min_cosine_vs_raw_loop"] < 1.0, figures
+            continue
         # the same files give the same features whichever way they are computed
         assert figures["max_abs_diff_vs_raw_loop"] < 1e-4, (method, figures)
     assert case["workers"] and all(w["loads"] <= 1 for w in case["workers"]), case["workers"]

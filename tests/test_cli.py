@@ -76,11 +76,18 @@ def test_cache_dir_size_prune(served_mobilenet, zoo_env, mobilenet_bytes):
     orphan = zoo_env / "tmp" / f"{'e' * 64}.host.1.x.part"
     orphan.write_bytes(b"z" * 1000)
     os.utime(orphan, (0, 0))
+    from zoo import _optimized
+
+    (zoo_env / "optimized").mkdir()
+    ours = _optimized.path_for(zoo_env, MOBILENET_SHA)  # this machine's: kept
+    ours.write_bytes(b"o" * 300)
+    foreign = zoo_env / "optimized" / f"{MOBILENET_SHA}-0123456789abcdef.onnx"  # another runtime/CPU: pruned
+    foreign.write_bytes(b"f" * 200)
     sizes = json.loads(zoo_cmd("cache", "size", "--json").stdout)
-    assert sizes["blobs"] == len(mobilenet_bytes) and sizes["tmp"] == 1000
+    assert sizes["blobs"] == len(mobilenet_bytes) and sizes["tmp"] == 1000 and sizes["optimized"] == 500
     report = json.loads(zoo_cmd("cache", "prune", "--json").stdout)
-    assert report["temp_files"] == 1 and report["bytes_freed"] == 1000
-    assert not orphan.exists()
+    assert report["temp_files"] == 1 and report["foreign_optimized"] == 1 and report["bytes_freed"] == 1200
+    assert not orphan.exists() and not foreign.exists() and ours.exists()
 
 
 def test_add_then_mirror_then_pull_from_the_mirror_offline_of_upstream(zoo_env, tmp_path, mobilenet_bytes):

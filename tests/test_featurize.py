@@ -249,3 +249,38 @@ def test_embedded_model_makes_a_saved_pipeline_self_contained(spark, tmp_path, m
     featurizer = loaded.stages[0]
     assert featurizer.getModelName().startswith("sha256:") and featurizer.getShipModel()
     assert {r["path"]: r["features"] for r in loaded.transform(df).collect()} == want
+
+
+def test_fast_decode_keeps_top1_on_large_photos_and_is_off_by_default(spark, mnv2, labels, tmp_path):
+    """fastDecode decodes large JPEGs at reduced scale: pixels differ, accuracy must not."""
+    big = tmp_path / "big"
+    big.mkdir()
+    for name in labels:  # the photos at 3x (shorter side >= 1024: libjpeg decodes them at 1/4)
+        img = cv2.imread(str(PHOTOS / name))
+        cv2.imwrite(str(big / name), cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+    df = zoo.read_images(spark, str(big), glob="*.JPEG")
+    full_stage = zoo.pipeline(mnv2, cut=0)
+    assert full_stage.getStages()[0].getFastDecode() is False
+    full = full_stage.fit(df).transform(df).select("path", "features").collect()
+    fast = zoo.pipeline(mnv2, cut=0, fastDecode=True).fit(df).transform(df).select("path", "features").collect()
+    top_full, top_fast = _top1(full, labels), _top1(fast, labels)
+    assert top_fast >= 0.75 and abs(top_fast - top_full) <= 0.05, (top_full, top_fast)
+    differ = sum(not np.array_equal(np.asarray(a["features"]), np.asarray(b["features"]))
+                 for a, b in zip(sorted(full, key=lambda r: r["path"]), sorted(fast, key=lambda r: r["path"])))
+    assert differ > 50, "fastDecode must really decode differently"
+
+
+@pytest.mark.parametrize("size", [(500, 375), (600, 800), (1600, 1200), (3000, 520), (224, 224), (2100, 4100)])
+def test_reduced_decoding_never_shrinks_below_the_resize_target(size):
+    w, h = size
+    pre = _imaging.Preprocessor(IMAGENET, {"name": "x", "shape": [None, 3, 224, 224], "layout": "NCHW"})
+    data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))[1].tobytes()
+    img = _imaging.decode(data, reduction=pre.reduction)
+    factor = pre.reduction(w, h)
+    assert img.shape[:2] == (-(-h // factor), -(-w // factor))
+    assert min(img.shape[:2]) >= 256 or factor == 1  # the shorter side still reaches the resize target (256)
+    if min(w, h) >= 512:
+        assert factor >= 2
+    row = np.empty(pre.row_shape, np.float32)
+    pre(img, row)  # and the preprocessing still yields the model's 224x224 crop

@@ -50,7 +50,9 @@ def fingerprint() -> str:
 
 
 def path_for(home: Path, sha256: str) -> Path:
-    return Path(home) / "optimized" / f"{sha256}-{fingerprint()}.onnx"
+    from zoo.cache import Cache
+
+    return Cache(Path(home)).optimized_dir / f"{sha256}-{fingerprint()}.onnx"
 
 
 def optimized(model: Path, sha256: str, home: Path) -> Path | None:

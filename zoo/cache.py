@@ -118,6 +118,7 @@ class PruneReport:
     stale_locks: int = 0
     quarantined: int = 0
     bytes_freed: int = 0
+    foreign_optimized: int = 0
 
 
 class Cache:
@@ -130,6 +131,7 @@ class Cache:
         self.locks_dir = self.root / "locks"
         self.quarantine_dir = self.root / "quarantine"
         self.index_path = self.root / "index.json"
+        self.optimized_dir = self.root / "optimized"  # derived, per machine: see zoo._optimized
 
     # -- layout ------------------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
@@ -356,20 +358,22 @@ class Cache:
 
     # -- housekeeping ----------------------------------------------------------------------------
     def size(self) -> dict[str, int]:
-        """Bytes used by blobs, unfinished downloads and quarantined files."""
+        """Bytes used by blobs, unfinished downloads, quarantined files and optimised model files."""
 
         def total(d: Path) -> int:
             return sum(p.stat().st_size for p in d.glob("*") if p.is_file()) if d.exists() else 0
 
-        sizes = {"blobs": total(self.blobs_dir), "tmp": total(self.tmp_dir), "quarantine": total(self.quarantine_dir)}
+        sizes = {"blobs": total(self.blobs_dir), "tmp": total(self.tmp_dir), "quarantine": total(self.quarantine_dir),
+                 "optimized": total(self.optimized_dir)}
         sizes["total"] = sum(sizes.values())
         return sizes
 
     def prune(self, stale: float) -> PruneReport:
-        """Delete orphaned partial downloads, stale locks and quarantined blobs."""
+        """Delete orphaned partial downloads, stale locks, quarantined blobs, and optimised model
+        files made for another ONNX Runtime version or CPU (left behind by upgrades)."""
         from zoo._lock import is_stale
 
-        temp = locks = quarantined = freed = 0
+        temp = locks = quarantined = freed = foreign = 0
         for part, meta_path, _ in list(self._orphans(stale)):
             for p in (part, meta_path):
                 try:
@@ -394,5 +398,13 @@ class Cache:
                 freed += p.stat().st_size
                 p.unlink()
                 quarantined += 1
-        return PruneReport(temp, locks, quarantined, freed)
+        if self.optimized_dir.exists():
+            from zoo._optimized import fingerprint
+
+            for p in self.optimized_dir.glob("*.onnx"):
+                if not p.stem.endswith(f"-{fingerprint()}"):
+                    freed += p.stat().st_size
+                    p.unlink(missing_ok=True)
+                    foreign += 1
+        return PruneReport(temp, locks, quarantined, freed, foreign)
 
