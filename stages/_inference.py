@@ -119,15 +119,16 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
     seen = 0
     for batch in batches:
         n = batch.num_rows
-        items = batch.column(batch.schema.get_field_index(job.input_col)).to_pylist()
+        column = batch.column(batch.schema.get_field_index(job.input_col))
         valid = np.zeros(n, dtype=bool)
         errors: list[str | None] = [None] * n
         chunks: list[np.ndarray] = []
         for start in range(0, n, step):
             rows = []
+            items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
             for i in range(start, min(n, start + step)):
                 try:
-                    pre(_pixels(items[i], job, reduction), buf[len(rows)])
+                    pre(_pixels(items[i - start], job, reduction), buf[len(rows)])
                 except ImageError as exc:
                     if job.handle_invalid == "error":
                         raise ImageError(

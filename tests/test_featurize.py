@@ -284,3 +284,22 @@ def test_reduced_decoding_never_shrinks_below_the_resize_target(size):
         assert factor >= 2
     row = np.empty(pre.row_shape, np.float32)
     pre(img, row)  # and the preprocessing still yields the model's 224x224 crop
+
+
+def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(300):
+        (folder / f"{k:03d}.jpg").write_bytes(_tiny.jpeg(8 + k % 5, 9, seed=k))
+    spark_own = zoo.read_images(spark, str(folder), partitions=0)
+    default = zoo.read_images(spark, str(folder))
+    explicit = zoo.read_images(spark, str(folder), partitions=3)
+    assert spark_own.rdd.getNumPartitions() >= 8  # binaryFile: ~31 small files per partition
+    cores = spark.sparkContext.defaultParallelism
+    assert default.rdd.getNumPartitions() == max(2 * cores, 3)  # 300 files / 128 per partition -> 3
+    assert explicit.rdd.getNumPartitions() == 3
+    for df in (spark_own, default, explicit):
+        paths = [r["path"] for r in df.select("path").collect()]
+        assert len(paths) == 300 and len(set(paths)) == 300
+    feats = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS)).fit(default).transform(default)
+    assert feats.where("features IS NOT NULL").count() == 300
