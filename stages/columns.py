@@ -41,6 +41,7 @@ class Select(_ColumnsStage):
     """Keep only the named columns, in the given order (like ``DataFrame.select``)."""
 
     zoo_name = "select"
+    zoo_streaming = True  # checked by the kit's streaming check
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         for c in self.getCols():
@@ -63,6 +64,7 @@ class Drop(_ColumnsStage):
     """Remove the named columns; unlike ``DataFrame.drop`` a missing column is an error, not a no-op."""
 
     zoo_name = "drop"
+    zoo_streaming = True  # checked by the kit's streaming check
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         for c in self.getCols():
@@ -85,6 +87,7 @@ class Rename(ZooTransformer):
     """Rename columns: ``mapping`` is {old name: new name}; other columns pass through."""
 
     zoo_name = "rename"
+    zoo_streaming = True  # checked by the kit's streaming check
     mapping = param("mapping", "{old column name: new column name}", to_str_dict)
 
     @keyword_only

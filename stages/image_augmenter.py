@@ -68,6 +68,7 @@ class ImageAugmenter(ZooTransformer, HasInputCol):
     """
 
     zoo_name = "image_augmenter"
+    zoo_streaming = True  # checked by the kit's streaming check
     variants = Param(Params._dummy(), "variants", "flips to add per image: flip_lr, flip_ud, flip_both",
                      TypeConverters.toListString)
     variantCol = Param(Params._dummy(), "variantCol", "output column naming each row's variant", TypeConverters.toString)

@@ -48,6 +48,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
     """
 
     zoo_name = "image_featurizer"
+    zoo_streaming = True  # checked by the kit's streaming check
 
     preprocess = Param(
         Params._dummy(), "preprocess",

@@ -151,6 +151,7 @@ class ImageTransformer(ZooTransformer, HasInputCol, HasOutputCol):
     """
 
     zoo_name = "image_transformer"
+    zoo_streaming = True  # checked by the kit's streaming check
     ops = Param(Params._dummy(), "ops", "the chain: a list of {'op': name, ...params} dicts", to_ops)
     outputFormat = Param(Params._dummy(), "outputFormat", "struct, png, jpeg or array", TypeConverters.toString)
     handleInvalid = Param(Params._dummy(), "handleInvalid", "what an undecodable image does: error, skip or keep (null)",

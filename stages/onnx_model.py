@@ -46,6 +46,7 @@ class ONNXModel(ZooTransformer, HasModel):
     """
 
     zoo_name = "onnx_model"
+    zoo_streaming = True  # checked by the kit's streaming check
     feedDict = Param(Params._dummy(), "feedDict", "model input name -> input column", to_str_dict)
     fetchDict = Param(Params._dummy(), "fetchDict", "output column -> model output (or any intermediate tensor) name",
                       to_str_dict)

@@ -22,6 +22,7 @@ class SQL(ZooTransformer):
     """
 
     zoo_name = "sql"
+    zoo_streaming = True  # checked by the kit's streaming check
     statement = param("statement", "SQL statement; the input DataFrame is the table __THIS__", TypeConverters.toString)
 
     @keyword_only

@@ -47,6 +47,7 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
     """
 
     zoo_name = "vector_assembler"
+    zoo_streaming = True  # checked by the kit's streaming check
     handleInvalid = Param(
         Params._dummy(),
         "handleInvalid",

@@ -26,6 +26,7 @@ class _Scale(ZooTransformer):
     """Multiply x by factor into y (the correct base the broken variants start from)."""
 
     zoo_name = "scale_ok"
+    zoo_streaming = True
     factor = param("factor", "multiplier", TypeConverters.toFloat)
 
     @keyword_only
@@ -179,3 +180,22 @@ class RandomFit(MeanCenter):
         import random
 
         return MeanCenterModel(mean=random.random())
+
+
+class ClaimsStreamingButSorts(_Scale):
+    """Declares streaming support but sorts, which a streaming query refuses."""
+
+    zoo_name = "broken_streaming_sort"
+
+    def _apply(self, dataset):
+        return super()._apply(dataset).orderBy("x")
+
+
+class StreamsDifferently(_Scale):
+    """Computes something else on a stream than in batch."""
+
+    zoo_name = "broken_streaming_output"
+
+    def _apply(self, dataset):
+        factor = self.getFactor() * (2.0 if dataset.isStreaming else 1.0)
+        return dataset.withColumn("y", F.col("x") * F.lit(factor))

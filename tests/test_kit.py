@@ -33,6 +33,8 @@ def test_a_correct_estimator_passes_every_check(spark):
         (broken.NoExamples, "meta", "returned no examples"),
         (broken.LazyValidation, "bad_input", "instead of zoo.errors.SchemaError"),
         (broken.RandomFit, "estimator", "fitting twice on the same data gives different models"),
+        (broken.ClaimsStreamingButSorts, "streaming", "cannot transform a streaming DataFrame"),
+        (broken.StreamsDifferently, "streaming", "a stream of the example gives different rows than the batch"),
     ],
 )
 def test_the_kit_reports_each_defect(spark, cls, check, words):

@@ -23,6 +23,9 @@ Checks (each failure names the stage, the check and, for fuzzing, a minimal repr
                 unset) / same output; also for a fitted model, a one-stage Pipeline and its PipelineModel
 ``pickle``      the stage survives cloudpickle
 ``estimator``   ``fit`` returns a Model, and fitting twice gives the same output
+``streaming``   for stages that declare ``zoo_streaming = True``: a Structured Streaming query over
+                each example (parquet file source, memory sink) gives the batch output, as Spark's
+                own ``MLTest.testTransformer`` runs batch and stream
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from zoo.errors import SchemaError, StageError
 
 CHECKS = (
     "meta", "construct", "params", "copy", "schema", "unchanged", "partitioning", "fuzz", "bad_input",
-    "persistence", "pickle", "estimator",
+    "persistence", "pickle", "estimator", "streaming",
 )
 
 
@@ -313,6 +316,37 @@ class _Kit:
                         raise _Fail(f"param {p.name!r} changed through cloudpickle")
             if rows(self._apply(clone, example)) != rows(self._apply(example.stage, example)):
                 raise _Fail("the unpickled stage gives different output")
+
+    def check_streaming(self) -> None:
+        import uuid
+
+        if not getattr(self.cls, "zoo_streaming", False):
+            return  # the stage does not claim streaming support
+        for example in self.examples:
+            reference = _outcome(lambda: self._apply(example.stage, example))
+            if reference[0] != "ok":
+                continue  # examples that fail by design are covered by the other checks
+            with tempfile.TemporaryDirectory(prefix="zoo-kit-stream-") as tmp:
+                source = os.path.join(tmp, "in")
+                example.transform_df.write.parquet(source)
+                stream = self.spark.readStream.schema(example.transform_df.schema).parquet(source)
+                name = f"zoo_kit_{uuid.uuid4().hex}"
+                try:
+                    writer = self._apply(example.stage, example, stream).writeStream.format("memory")
+                    query = writer.queryName(name).option("checkpointLocation", os.path.join(tmp, "checkpoint")).start()
+                except Exception as exc:
+                    raise _Fail(f"the stage cannot transform a streaming DataFrame: {type(exc).__name__}: "
+                                f"{_essence(exc)}") from None
+                try:
+                    query.processAllAvailable()
+                    streamed = ("ok", rows(self.spark.table(name)))
+                except Exception as exc:
+                    raise _Fail(f"a streaming query over the example failed: {_essence(exc)}") from None
+                finally:
+                    query.stop()
+                    self.spark.catalog.dropTempView(name)
+            if streamed != reference:
+                raise _Fail("a stream of the example gives different rows than the batch transform")
 
     def check_estimator(self) -> None:
         if not self._is_estimator():
