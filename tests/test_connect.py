@@ -51,3 +51,52 @@ def test_stages_run_under_spark_connect(tmp_path):
     assert out["rows"] == [[1, [2.0, 1.0, 2.0]], [2, [0.0, 3.0, 4.0]]]
     assert "input column 'nope' is missing" in out["error"]
     assert out["kit"] == {"sql": [], "vector_assembler": [], "rename": []}
+
+
+FEATURIZE = r"""
+import json, os, sys, tempfile
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+from pyspark.sql import SparkSession
+from pyspark.ml import PipelineModel
+import zoo
+from zoo import _tiny
+
+spark = SparkSession.builder.remote("local[2]").getOrCreate()
+folder = sys.argv[1]
+df = zoo.read_images(spark, folder)
+model = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array").fit(df)
+features = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in model.transform(df).select("path", "features").collect()}
+path = os.path.join(folder, "..", "model")
+model.write().overwrite().save(path)
+model.write().overwrite().save(path)  # overwriting an existing save works under Connect too
+reloaded = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
+            PipelineModel.load(path).transform(df).select("path", "features").collect()}
+spark.stop()
+print(json.dumps({"session": type(spark).__module__, "features": features, "reloaded": reloaded}))
+"""
+
+
+def test_featurizer_pipeline_transforms_saves_and_loads_under_spark_connect(tmp_path, spark):
+    pytest.importorskip("grpc", reason="Spark Connect needs pyspark[connect] (in the test extras)")
+    import numpy as np
+
+    import zoo
+    from zoo import _tiny
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k in range(6):
+        (folder / f"{k}.jpg").write_bytes(_tiny.jpeg(16 + k, 20, seed=k))
+    result = subprocess.run([sys.executable, "-c", FEATURIZE, str(folder)], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["session"] == "pyspark.sql.connect.session"
+    df = zoo.read_images(spark, str(folder))  # the same pipeline in classic mode, for reference
+    classic = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
+               zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS),
+                            outputFormat="array").fit(df).transform(df).collect()}
+    assert sorted(out["features"]) == sorted(classic) == [f"{k}.jpg" for k in range(6)]
+    for name, values in classic.items():
+        np.testing.assert_allclose(out["features"][name], values, rtol=1e-6)
+        np.testing.assert_allclose(out["reloaded"][name], values, rtol=1e-6)
