@@ -28,6 +28,7 @@ architecture with seeded weights (``_resnet50.py``; the output says which).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -250,11 +251,13 @@ def spark_naive(spark, case: Case, folder: Path, out: Path, batch: int) -> float
     return _timed_write(df.select("path", featurize("content").alias("features")), out)
 
 
-def spark_zoo(spark, case: Case, folder: Path, out: Path, batch: int) -> float:
+def spark_zoo(spark, case: Case, folder: Path, out: Path, batch: int, fast_decode: bool = False) -> float:
+    """``zoo.pipeline``; ``fast_decode`` is the ``fast`` row (reduced JPEG decoding: pixels differ slightly)."""
     import zoo
 
     df = zoo.read_images(spark, str(folder))
-    model = zoo.pipeline(case.name, cut=1, outputFormat="array", batchSize=batch).fit(df)  # 0 = sparkzoo's default
+    model = zoo.pipeline(case.name, cut=1, outputFormat="array", batchSize=batch,  # 0 = sparkzoo's default
+                         fastDecode=fast_decode).fit(df)
     return _timed_write(model.transform(df).select("path", "features"), out)
 
 
@@ -266,15 +269,6 @@ def memory_target(case: Case, batch_size: int) -> int:
     pre, _ = _preprocessor(case)
     rows = rows_per_call(batch_size, "cpu")
     return zoo.cut(case.name, 1).stat().st_size + 2 * rows * int(np.prod(pre.row_shape)) * 4 + 300 * 10**6
-
-
-def spark_zoo_fast(spark, case: Case, folder: Path, out: Path, batch: int) -> float:
-    """sparkzoo with ``fastDecode=True`` (reduced JPEG decoding; pixels differ slightly, so not equal)."""
-    import zoo
-
-    df = zoo.read_images(spark, str(folder))
-    model = zoo.pipeline(case.name, cut=1, outputFormat="array", batchSize=batch, fastDecode=True).fit(df)
-    return _timed_write(model.transform(df).select("path", "features"), out)
 
 
 def worker_stats(spark) -> list[dict[str, int]]:
@@ -311,7 +305,7 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
             seconds[method], features[method] = fn(case, files, cores, batch)
         else:
             spark_fn: Callable = {"peer": spark_peer, "naive": spark_naive, "sparkzoo": spark_zoo,
-                                   "fast": spark_zoo_fast}[method]
+                                   "fast": functools.partial(spark_zoo, fast_decode=True)}[method]
             spark = _spark(f"local[{cores}]")
             rows = args.zoo_batch_size if method in ("sparkzoo", "fast") else batch
             try:

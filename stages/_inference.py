@@ -126,9 +126,9 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
         for start in range(0, n, step):
             rows = []
             items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
-            for i in range(start, min(n, start + step)):
+            for i, item in enumerate(items, start):
                 try:
-                    pre(_pixels(items[i - start], job, reduction), buf[len(rows)])
+                    pre(_pixels(item, job, reduction), buf[len(rows)])
                 except ImageError as exc:
                     if job.handle_invalid == "error":
                         raise ImageError(

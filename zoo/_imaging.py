@@ -75,11 +75,12 @@ def decode(data: bytes | memoryview | None, max_pixels: int = DEFAULT_MAX_PIXELS
     size = header_size(bytes(data[:65536]))
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageError(f"the image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, above maxPixels {max_pixels:,}")
-    if bytes(data[:2]) == b"\xff\xd8" and b"\xff\xd9" not in bytes(data[-65536:]):
+    jpeg = bytes(data[:2]) == b"\xff\xd8"
+    if jpeg and b"\xff\xd9" not in bytes(data[-65536:]):
         # libjpeg decodes a truncated file with a grey bottom and only a warning; refuse it instead
         raise ImageError(f"the JPEG is truncated ({len(data):,} bytes, no end-of-image marker)")
     buf = np.frombuffer(data, np.uint8)
-    factor = reduction(*size) if reduction is not None and size is not None and bytes(data[:2]) == b"\xff\xd8" else 1
+    factor = reduction(*size) if reduction is not None and size is not None and jpeg else 1
     img = cv2.imdecode(buf, getattr(cv2, _REDUCED[factor]) if factor in _REDUCED else cv2.IMREAD_COLOR)
     if img is None:
         raise ImageError(f"the {len(data):,} bytes are not an image OpenCV can decode (or the file is truncated)")
@@ -147,15 +148,11 @@ class Preprocessor:
     def reduction(self, width: int, height: int) -> int:
         """The largest JPEG decode reduction (8, 4, 2, else 1) that keeps every side the resize
         needs at least as large as the resize target, so reduced decoding never upsamples."""
-        if self.resize_mode == "shorter_side":
+        if self.resize_mode == "shorter_side":  # both sides >= size is the shorter side >= size
             size = int(self.resize_size if isinstance(self.resize_size, int) else self.resize_size[0])
-            need_w = need_h = size
-            short, long_ = (width, height) if width <= height else (height, width)
-            for f in (8, 4, 2):
-                if -(-short // f) >= size and -(-long_ // f) >= size:
-                    return f
-            return 1
-        need_h, need_w = _pair(self.resize_size)
+            need_h = need_w = size
+        else:
+            need_h, need_w = _pair(self.resize_size)
         for f in (8, 4, 2):
             if -(-width // f) >= need_w and -(-height // f) >= need_h:
                 return f

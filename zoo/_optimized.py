@@ -55,6 +55,11 @@ def path_for(home: Path, sha256: str) -> Path:
     return Cache(Path(home)).optimized_dir / f"{sha256}-{fingerprint()}.onnx"
 
 
+def for_this_machine(path: Path) -> bool:
+    """Whether an optimised file (named by :func:`path_for`) was built for this machine and runtime."""
+    return path.stem.endswith(f"-{fingerprint()}")
+
+
 def optimized(model: Path, sha256: str, home: Path) -> Path | None:
     """The optimised file of ``model`` (sha ``sha256``) for this machine, built now if missing; None
     when it cannot be had (the caller then loads ``model`` as it is)."""

@@ -176,8 +176,6 @@ def session(sha256: str, load: Callable[[], "Path | bytes"], options: RuntimeOpt
     cached optimised file instead of optimising in this process (see :mod:`zoo._optimized`):
     same speed, about half the worker's peak memory.
     """
-    import onnxruntime as ort
-
     device, provs = providers(options.device)
     intra = options.intra_op_threads or task_cpus()
     key = (sha256, device, intra, options.inter_op_threads, options.optimization)

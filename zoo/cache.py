@@ -399,10 +399,10 @@ class Cache:
                 p.unlink()
                 quarantined += 1
         if self.optimized_dir.exists():
-            from zoo._optimized import fingerprint
+            from zoo._optimized import for_this_machine
 
             for p in self.optimized_dir.glob("*.onnx"):
-                if not p.stem.endswith(f"-{fingerprint()}"):
+                if not for_this_machine(p):
                     freed += p.stat().st_size
                     p.unlink(missing_ok=True)
                     foreign += 1
