@@ -57,13 +57,14 @@ class Case:
 
 
 # -- inputs -----------------------------------------------------------------------------------------------
-def make_images(n: int, folder: Path, seed: int = 0) -> list[Path]:
+def make_images(n: int, folder: Path, seed: int = 0, photos: Path = PHOTOS) -> list[Path]:
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
-    photos = sorted(PHOTOS.glob("*.JPEG"))
+    source = photos
+    photos = sorted(source.glob("*.JPEG"))
     if not photos:
-        raise SystemExit(f"{PHOTOS} has no photos: the shared material must sit beside the checkout")
+        raise SystemExit(f"{source} has no photos: the shared material must sit beside the checkout")
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):

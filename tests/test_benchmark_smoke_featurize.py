@@ -33,3 +33,20 @@ def test_bench_featurize_smoke(tmp_path):
         assert figures["max_abs_diff_vs_raw_loop"] < 1e-4, (method, figures)
     assert case["workers"] and all(w["loads"] <= 1 for w in case["workers"]), case["workers"]
     assert "targets: sparkzoo >= 0.85x ceiling" in result.stdout
+
+
+def test_bench_gpu_dry_run_smoke(tmp_path):
+    """The GPU benchmark's code path on CPU (``--dry-run``): CI has no GPU, but the script must not rot."""
+    out = tmp_path / "gpu.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--dry-run", "--images", "8", "--workers", "2",
+         "--batch", "4", "--work", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["images"] == 8
+    assert set(report["img_per_s"]) == {"tensors cpu", "tensors cuda", "executor cpu", "executor cuda",
+                                        "executor cuda x2 workers"}
+    assert all(v > 0 for v in report["img_per_s"].values())
+    assert report["agreement"]["min_cosine"] > 0.99999 and report["agreement"]["feature_scale"] > 0

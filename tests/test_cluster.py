@@ -35,11 +35,27 @@ from pyspark.sql import SparkSession
 import zoo
 
 url, images, mode, out = sys.argv[1:5]
-spark = (SparkSession.builder.master(url).appName(f"zoo-cluster-{mode}")
-         .config("spark.executor.cores", "1").config("spark.cores.max", "2").config("spark.executor.memory", "700m")
-         .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-         .config("spark.pyspark.python", sys.executable).config("spark.ui.enabled", "false").getOrCreate())
+builder = (SparkSession.builder.master(url).appName(f"zoo-cluster-{mode}")
+           .config("spark.executor.cores", "1").config("spark.cores.max", "2").config("spark.executor.memory", "700m")
+           .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+           .config("spark.pyspark.python", sys.executable).config("spark.ui.enabled", "false"))
+if mode == "gpu":  # the README's GPU settings: one GPU per executor, one per task
+    builder = builder.config("spark.executor.resource.gpu.amount", "1").config("spark.task.resource.gpu.amount", "1")
+spark = builder.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
+if mode == "gpu":  # which GPU each task would give ONNX Runtime
+    from pyspark import TaskContext
+    from zoo import _runtime
+
+    def choose(_):
+        assigned = TaskContext.get().resources()["gpu"].addresses
+        yield assigned, _runtime.cuda_device(required=True)
+
+    result = spark.sparkContext.parallelize(range(4), 4).mapPartitions(choose).collect()
+    spark.stop()
+    with open(out, "w") as fh:
+        json.dump({"gpu": result}, fh)
+    sys.exit(0)
 df = zoo.read_images(spark, images)
 model = zoo.pipeline("mnv2-cluster", cut=1, outputFormat="array", shipModel=(mode == "ship")).fit(df)
 rows = model.transform(df).select("path", "features").collect()
@@ -121,7 +137,22 @@ def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(spark, server, 
         for name, values in features.items():
             np.testing.assert_allclose(values, local[name], rtol=1e-6, atol=1e-6)
 
-    with StandaloneCluster(tmp_path / "cluster", [{**common, "ZOO_HOME": str(h)} for h in nodes]) as cluster:
+    # each node advertises one GPU through a discovery script (a fake at the hardware edge: there is no GPU
+    # here), with different addresses so a task that silently defaulted to GPU 0 would show
+    workers = []
+    for i, home in enumerate(nodes):
+        script = tmp_path / f"gpus{i}.sh"
+        script.write_text(f'#!/bin/sh\necho \'{{"name": "gpu", "addresses": ["{3 + 2 * i}"]}}\'\n')
+        script.chmod(0o755)
+        opts = f"-Dspark.worker.resource.gpu.amount=1 -Dspark.worker.resource.gpu.discoveryScript={script}"
+        workers.append({**common, "ZOO_HOME": str(home), "SPARK_WORKER_OPTS": opts})
+    with StandaloneCluster(tmp_path / "cluster", workers) as cluster:
+        # GPU scheduling: each task uses the GPU Spark assigned to it
+        scheduled = run("gpu")["gpu"]
+        assert len(scheduled) == 4
+        assert all(assigned == [str(chosen)] for assigned, chosen in scheduled), scheduled
+        assert {chosen for _, chosen in scheduled} <= {3, 5}
+
         # (b) the source refuses everyone: executors must use the file the driver shipped
         server.faults["/models/mnv2.onnx"] = [{"status": 503}] * 50
         shipped = run("ship")

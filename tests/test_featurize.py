@@ -235,6 +235,17 @@ def test_device_selection_without_a_gpu():
         _runtime.providers("tpu")
 
 
+def test_cuda_featurizer_task_without_an_assigned_gpu_fails_before_loading_the_model(spark, tmp_path, monkeypatch):
+    monkeypatch.delenv("ZOO_CUDA_DEVICE", raising=False)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_tiny.tiny_model_bytes())
+    stage = zoo.stage("image_featurizer", modelName=str(path), cut=1, device="cuda")
+    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
+    with pytest.raises(Exception, match="Spark assigned no GPU to this task") as info:
+        stage.transform(df).collect()
+    assert "spark.task.resource.gpu.amount" in str(info.value)
+
+
 def test_embedded_model_makes_a_saved_pipeline_self_contained(spark, tmp_path, monkeypatch, zoo_env):
     source = tmp_path / "model.onnx"
     source.write_bytes(_tiny.tiny_model_bytes())

@@ -103,3 +103,46 @@ def test_rows_per_call_is_automatic_only_for_zero():
         assert _runtime.rows_per_call(0, "auto") == _runtime.CPU_BATCH
     else:
         assert _runtime.rows_per_call(0, "cuda") == _runtime.GPU_BATCH
+
+
+def test_outside_a_spark_task_cuda_uses_zoo_cuda_device_else_gpu_0(monkeypatch):
+    from zoo.errors import ConfigError
+
+    monkeypatch.delenv("ZOO_CUDA_DEVICE", raising=False)
+    assert _runtime.task_gpu() == (False, None)
+    assert _runtime.cuda_device(required=True) == 0
+    monkeypatch.setenv("ZOO_CUDA_DEVICE", "2")
+    assert _runtime.cuda_device(required=True) == 2
+    monkeypatch.setenv("ZOO_CUDA_DEVICE", "gpu2")
+    with pytest.raises(ConfigError, match="ZOO_CUDA_DEVICE='gpu2'"):
+        _runtime.cuda_device(required=True)
+
+
+def _in_a_task(spark, env: dict[str, str]) -> list:
+    """Run the GPU choice inside real Spark tasks (local mode: Spark assigns no GPU here)."""
+
+    def choose(_):
+        import os
+
+        from zoo import _runtime as runtime
+        from zoo.errors import DeviceError
+
+        os.environ.pop("ZOO_CUDA_DEVICE", None)
+        os.environ.update(env)
+        try:
+            yield runtime.task_gpu(), runtime.cuda_device(required=False), runtime.cuda_device(required=True)
+        except DeviceError as exc:
+            yield runtime.task_gpu(), runtime.cuda_device(required=False), str(exc)
+
+    return spark.sparkContext.parallelize([0], 1).mapPartitions(choose).collect()
+
+
+def test_in_a_spark_task_without_an_assigned_gpu_cuda_fails_fast_and_auto_stays_on_cpu(spark):
+    [(where, auto, cuda)] = _in_a_task(spark, {})
+    assert tuple(where) == (True, None)
+    assert auto is None, "auto must not take a GPU Spark did not assign"
+    assert "Spark assigned no GPU to this task" in cuda
+    assert "spark.task.resource.gpu.amount" in cuda and "ZOO_CUDA_DEVICE" in cuda
+    # where Spark does not schedule GPUs (local mode) the user may choose one explicitly
+    [(where, auto, cuda)] = _in_a_task(spark, {"ZOO_CUDA_DEVICE": "1"})
+    assert (auto, cuda) == (1, 1)

@@ -5,8 +5,8 @@ Sessions live in a small LRU bounded by the size of the model files they were bu
 benchmarks can prove a worker loads a model once.
 
 Device choice: ``cpu``; ``cuda`` (fails fast with :class:`~zoo.errors.DeviceError` when CUDA does
-not really work here); ``auto`` (CUDA only after a real probe succeeds, else CPU). The GPU is the
-one Spark assigned to the task (``TaskContext.resources()["gpu"]``), else GPU 0. ONNX Runtime's
+not really work here, or when a Spark task was assigned no GPU); ``auto`` (CUDA only after a real
+probe succeeds and a GPU is this task's, else CPU). See :func:`cuda_device` for which GPU. ONNX Runtime's
 fallback noise (e.g. a missing libcublasLt) is kept out of the logs during the probe.
 """
 
@@ -85,16 +85,50 @@ def cuda_available() -> bool:
     return _CUDA_OK
 
 
-def task_gpu() -> int | None:
-    """The GPU address Spark assigned to the running task, if any."""
+def task_gpu() -> tuple[bool, int | None]:
+    """(running in a Spark task?, the GPU address Spark assigned to it, if any)."""
     try:
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
-        gpus = ctx.resources().get("gpu") if ctx is not None else None
-        return int(gpus.addresses[0]) if gpus and gpus.addresses else None
     except Exception:
-        return None
+        return False, None
+    if ctx is None:
+        return False, None
+    try:
+        gpus = ctx.resources().get("gpu")
+        return True, int(gpus.addresses[0]) if gpus and gpus.addresses else None
+    except Exception:
+        return True, None
+
+
+NO_GPU_ASSIGNED = (
+    "device='cuda' was requested but Spark assigned no GPU to this task: set "
+    "spark.executor.resource.gpu.amount, spark.task.resource.gpu.amount and a GPU discovery script "
+    "(README: GPUs), or set ZOO_CUDA_DEVICE to a GPU number where Spark does not schedule GPUs (local mode)"
+)
+
+
+def cuda_device(required: bool) -> int | None:
+    """The GPU this task may use.
+
+    In a Spark task: the GPU Spark assigned (``TaskContext.resources()["gpu"]``), else
+    ``ZOO_CUDA_DEVICE``; with neither, ``None`` (``auto`` falls back to CPU) or, when CUDA is
+    ``required``, a :class:`DeviceError` before any model is loaded. Several tasks sharing a GPU
+    Spark never gave them is how executors run out of GPU memory, so sparkzoo does not guess.
+    Outside a task (the driver, a plain script): ``ZOO_CUDA_DEVICE``, else GPU 0.
+    """
+    from zoo.config import settings
+
+    in_task, assigned = task_gpu()
+    if assigned is not None:
+        return assigned
+    chosen = settings().cuda_device
+    if chosen is not None or not in_task:
+        return chosen or 0
+    if required:
+        raise DeviceError(NO_GPU_ASSIGNED)
+    return None
 
 
 def task_cpus() -> int:
@@ -116,13 +150,14 @@ def providers(device: str) -> tuple[str, list]:
         raise DeviceError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
     if device == "cpu" or (device == "auto" and not cuda_available()):
         return "cpu", ["CPUExecutionProvider"]
+    gpu = cuda_device(required=device == "cuda")
+    if gpu is None:
+        return "cpu", ["CPUExecutionProvider"]
     if not cuda_available():
         raise DeviceError(
             "device='cuda' was requested but ONNX Runtime cannot run CUDA here (no GPU, driver or CUDA "
             "libraries); use device='auto' or 'cpu', or schedule the task on a GPU executor"
         )
-    gpu = task_gpu()
-    gpu = 0 if gpu is None else gpu
     return f"cuda:{gpu}", [("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"]
 
 

@@ -40,6 +40,7 @@ class Settings:
     progress: bool | None = None
     disabled_plugins: frozenset[str] = field(default_factory=frozenset)
     plugins_autoload: bool = True
+    cuda_device: int | None = None
 
     def http_allowed(self, host: str) -> bool:
         """Plain http is refused unless the host is listed in ``ZOO_ALLOW_HTTP`` (or it is ``*``)."""
@@ -101,6 +102,15 @@ def _number(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def _device_id(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a GPU number (0, 1, ...)")
+    return int(raw)
+
+
 def default_home() -> Path:
     """``$XDG_CACHE_HOME/zoo``, else ``~/.cache/zoo``."""
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -130,4 +140,5 @@ def settings() -> Settings:
         progress=_flag("ZOO_PROGRESS", None),
         disabled_plugins=frozenset(_split_list(env.get("ZOO_DISABLE_PLUGINS", ""))),
         plugins_autoload=bool(_flag("ZOO_PLUGINS_AUTOLOAD", True)),
+        cuda_device=_device_id("ZOO_CUDA_DEVICE"),
     )
