@@ -7,6 +7,7 @@ from zoo.hookspecs import hookimpl
 
 @hookimpl
 def zoo_register_stages():
+    from zoo.stages.auto_featurizer import Featurize
     from zoo.stages.columns import Drop, Rename, Select
     from zoo.stages.group_average import GroupAverage
     from zoo.stages.image_augmenter import ImageAugmenter
@@ -15,6 +16,8 @@ def zoo_register_stages():
     from zoo.stages.onnx_model import ONNXModel
     from zoo.stages.partitioning import Cache, Repartition
     from zoo.stages.sql import SQL
+    from zoo.stages.text_featurizer import TextFeaturizer
     from zoo.stages.vector_assembler import VectorAssembler
 
-    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter, GroupAverage, ONNXModel, ImageTransformer]
+    return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter, GroupAverage, ONNXModel, ImageTransformer,
+            TextFeaturizer, Featurize]

@@ -104,6 +104,7 @@ class _Kit:
     def __init__(self, cls: type, name: str, spark, fuzz_examples: int):
         self.cls, self.name, self.spark, self.fuzz_examples = cls, name, spark, fuzz_examples
         self.examples = []
+        self._fitted: dict[tuple[int, int], Any] = {}  # (stage, fit DataFrame) -> model: one fit per pair
 
     def _is_estimator(self) -> bool:
         from pyspark.ml import Estimator
@@ -113,7 +114,11 @@ class _Kit:
     def _apply(self, stage, example, df=None):
         df = example.transform_df if df is None else df
         if self._is_estimator():
-            return stage.fit(_fit_df(example)).transform(df)
+            # check_estimator proves fitting is repeatable, so the other checks may reuse one fit
+            key = (id(stage), id(_fit_df(example)))
+            if key not in self._fitted:
+                self._fitted[key] = (stage, stage.fit(_fit_df(example)))
+            return self._fitted[key][1].transform(df)
         return stage.transform(df)
 
     def check_meta(self) -> None:

@@ -1,10 +1,13 @@
 """Hypothesis strategies that generate rows for a Spark schema, edge cases first.
 
 Nulls everywhere, NaN and infinities, the extremes of each integer width, unicode text (including
-astral-plane characters), empty arrays and empty DataFrames.
+astral-plane characters), dates and timestamps (1900-2100, with the epoch, the 2038 edge and a
+leap day), empty arrays and empty DataFrames.
 """
 
 from __future__ import annotations
+
+import datetime as _dt
 
 from hypothesis import strategies as st
 from pyspark.sql import types as T
@@ -32,6 +35,12 @@ def values_for(data_type: T.DataType, nullable: bool = True) -> st.SearchStrateg
         base = st.text(max_size=12) | st.sampled_from(["", "ü", "日本語", "🐆", "a\x00b"])
     elif isinstance(data_type, T.BinaryType):
         base = st.binary(max_size=16)
+    elif isinstance(data_type, (T.TimestampType, T.TimestampNTZType)):
+        # 1900-2100: Python's conversion of earlier times depends on the platform's calendar support
+        base = st.datetimes(_dt.datetime(1900, 1, 1), _dt.datetime(2100, 12, 31)) | st.sampled_from(
+            [_dt.datetime(1970, 1, 1), _dt.datetime(2038, 1, 19, 3, 14, 8), _dt.datetime(2000, 2, 29, 23, 59, 59)])
+    elif isinstance(data_type, T.DateType):
+        base = st.dates(_dt.date(1900, 1, 1), _dt.date(2100, 12, 31)) | st.sampled_from([_dt.date(1970, 1, 1), _dt.date(2000, 2, 29)])
     elif isinstance(data_type, T.ArrayType):
         base = st.lists(values_for(data_type.elementType, data_type.containsNull), max_size=6)
     else:
