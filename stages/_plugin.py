@@ -16,8 +16,9 @@ def zoo_register_stages():
     from zoo.stages.onnx_model import ONNXModel
     from zoo.stages.partitioning import Cache, Repartition
     from zoo.stages.sql import SQL
+    from zoo.stages.text_embedder import TextEmbedder
     from zoo.stages.text_featurizer import TextFeaturizer
     from zoo.stages.vector_assembler import VectorAssembler
 
     return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter, GroupAverage, ONNXModel, ImageTransformer,
-            TextFeaturizer, Featurize]
+            TextFeaturizer, Featurize, TextEmbedder]

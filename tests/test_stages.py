@@ -14,7 +14,8 @@ from test_cli import zoo_cmd
 from zoo.errors import SchemaError, StageError
 
 BUILTIN = {"sql", "repartition", "cache", "select", "drop", "rename", "vector_assembler", "image_featurizer",
-           "onnx_model", "image_transformer", "image_augmenter", "group_average"}
+           "onnx_model", "image_transformer", "image_augmenter", "group_average", "text_featurizer", "featurize",
+           "text_embedder"}
 
 
 def test_builtins_are_registered_through_the_entry_point():

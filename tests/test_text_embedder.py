@@ -1,0 +1,68 @@
+"""text_embedder: a real (tiny) ONNX text encoder with a BERT-style signature and a real tokenizers
+tokenizer (zoo._tiny), compared with ONNX Runtime run text by text without padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import zoo
+from zoo import _tiny
+from zoo.errors import StageError
+
+TEXTS = [(1, "A snow leopard on the ridge"), (2, "the camera saw nothing"), (3, None), (4, "Leopard! 雪豹 unknown")]
+
+
+def _reference(text: str | None, pooling: str) -> np.ndarray:
+    from tokenizers import Tokenizer
+
+    enc = Tokenizer.from_str(_tiny.tiny_tokenizer_json()).encode(text or "")
+    feed = {k: np.array([v], dtype=np.int64) for k, v in
+            (("input_ids", enc.ids), ("attention_mask", enc.attention_mask), ("token_type_ids", enc.type_ids))}
+    hidden = ort.InferenceSession(_tiny.tiny_text_encoder_bytes()).run(None, feed)[0][0]
+    return hidden.mean(axis=0) if pooling == "mean" else hidden[0]
+
+
+def _stage(**params):
+    params = {"modelName": _tiny.tiny_text_encoder_path(), "tokenizer": _tiny.tiny_tokenizer_path(), **params}
+    return zoo.stage("text_embedder", **params)
+
+
+def test_mean_pooled_embeddings_equal_each_text_run_alone(spark):
+    df = spark.createDataFrame(TEXTS, "id int, text string")
+    out = {r["id"]: r["embedding"].toArray() for r in _stage(batchSize=3).transform(df).collect()}
+    assert sorted(out) == [1, 2, 3, 4], "no row may be lost (a null text is the empty text)"
+    for i, text in TEXTS:  # padding to the batch's longest text changes nothing
+        np.testing.assert_allclose(out[i], _reference(text, "mean"), rtol=1e-6, atol=1e-6)
+    assert len(out[1]) == 8
+
+
+def test_cls_pooling_and_normalisation(spark):
+    df = spark.createDataFrame(TEXTS, "id int, text string")
+    out = {r["id"]: r["v"].toArray() for r in _stage(pooling="cls", normalize=True, outputCol="v").transform(df).collect()}
+    for i, text in TEXTS:
+        expected = _reference(text, "cls")
+        np.testing.assert_allclose(out[i], expected / np.linalg.norm(expected), rtol=1e-6, atol=1e-6)
+        assert np.linalg.norm(out[i]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_bad_settings_are_named(spark, tmp_path):
+    df = spark.createDataFrame(TEXTS, "id int, text string")
+    with pytest.raises(StageError, match="tokenizer is not set"):
+        zoo.stage("text_embedder", modelName=_tiny.tiny_text_encoder_path()).transform(df)
+    missing = tmp_path / "nope.json"
+    with pytest.raises(StageError, match=f"cannot read tokenizer '{missing}'"):
+        _stage(tokenizer=str(missing)).transform(df)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    with pytest.raises(StageError, match="is not a tokenizers tokenizer.json"):
+        _stage(tokenizer=str(broken)).transform(df)
+    with pytest.raises(StageError, match=r"has inputs \['input'\] that a tokenizer does not produce"):
+        _stage(modelName=_tiny.tiny_model_path()).transform(df)
+    with pytest.raises(StageError, match="has no output 'pooled'"):
+        _stage(outputTensor="pooled").transform(df)
+    with pytest.raises(StageError, match="pooling must be one of mean, cls, none"):
+        _stage(pooling="max").transform(df)
+    with pytest.raises(StageError, match="pooling='none' needs"):
+        _stage(pooling="none").transform(df).collect()
