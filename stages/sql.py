@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from pyspark import keyword_only
@@ -46,13 +47,15 @@ class SQL(ZooTransformer):
         return self.getOrDefault(self.statement)
 
     def _run(self, dataset: DataFrame) -> DataFrame:
-        view = f"zoo_sql_{uuid.uuid4().hex}"
-        dataset.createOrReplaceTempView(view)
+        # spark.sql's DataFrame arguments: classic PySpark registers a temporary view for the call
+        # and drops it afterwards (nothing is left in the catalog); Spark Connect embeds the plan.
+        name = f"zoo_sql_{uuid.uuid4().hex}"
+        statement = self.getStatement().replace("{", "{{").replace("}", "}}").replace("__THIS__", "{" + name + "}")
         try:
-            return dataset.sparkSession.sql(self.getStatement().replace("__THIS__", f"`{view}`"))
+            return dataset.sparkSession.sql(statement, **{name: dataset})
         except Exception as exc:
-            # the view name is an implementation detail; report the statement as the user wrote it
-            message = str(exc).split("\n")[0].replace(view, "__THIS__")
+            # the generated names are an implementation detail; report the statement as the user wrote it
+            message = re.sub(r"`?\w*zoo_sql_[0-9a-f]{32}\w*`?", "__THIS__", str(exc).split("\n")[0])
             raise SchemaError(f"{self._describe()}: statement {self.getStatement()!r} fails: {message}") from None
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:

@@ -152,3 +152,11 @@ def test_plugins_can_be_disabled_by_name_or_all_third_party_ones_at_once():
     assert "text_normalize" not in disabled and BUILTIN <= disabled
     no_auto = {s["name"] for s in json.loads(zoo_cmd("stages", "--json", env_extra={"ZOO_PLUGINS_AUTOLOAD": "0"}).stdout)}
     assert no_auto == BUILTIN
+
+
+def test_sql_leaves_no_temporary_view_behind(spark):
+    before = {t.name for t in spark.catalog.listTables()}
+    df = spark.createDataFrame([(1, "a{b}")], "id int, s string")
+    out = zoo.stage("sql", statement="SELECT id + 1 AS id, s, '{x}' AS braces FROM __THIS__").transform(df)
+    assert [tuple(r) for r in out.collect()] == [(2, "a{b}", "{x}")]  # braces in the statement stay literal
+    assert {t.name for t in spark.catalog.listTables()} == before
