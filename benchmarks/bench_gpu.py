@@ -73,13 +73,16 @@ def _job(spec, device: str, threads: int, batch: int):
                     name_col="path")
 
 
-def featurize(spec, files: list[Path], device: str, threads: int, batch: int) -> tuple[float, np.ndarray]:
-    """Seconds and features of the executor function over ``files`` (one warm-up batch first, not timed)."""
+def featurize(spec, files: list[Path], device: str, threads: int, batch: int, ready=None) -> tuple[float, np.ndarray]:
+    """Seconds and features of the executor function over ``files``: one warm-up batch first, not
+    timed, then ``ready()`` (e.g. a barrier shared with other workers) before the clock starts."""
     from zoo.stages._inference import featurize_images
 
     job = _job(spec, device, threads, batch)
     for _ in featurize_images(_batches(files[:batch], batch), job):
         pass
+    if ready is not None:
+        ready()
     started = time.perf_counter()
     out = [b.column(b.schema.get_field_index("features")) for b in featurize_images(_batches(files, 256), job)]
     elapsed = time.perf_counter() - started
@@ -88,16 +91,7 @@ def featurize(spec, files: list[Path], device: str, threads: int, batch: int) ->
 
 def _worker(args) -> float:
     spec, files, batch, barrier, device = args
-    from zoo.stages._inference import featurize_images
-
-    job = _job(spec, device, 0, batch)
-    for _ in featurize_images(_batches(files[:batch], batch), job):
-        pass
-    barrier.wait()
-    started = time.perf_counter()
-    for _ in featurize_images(_batches(files, 256), job):
-        pass
-    return time.perf_counter() - started
+    return featurize(spec, files, device, 0, batch, ready=barrier.wait)[0]
 
 
 def featurize_workers(spec, files: list[Path], workers: int, batch: int, device: str) -> float:

@@ -31,16 +31,15 @@ from pyspark import keyword_only
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCols, HasOutputCol
-from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from zoo.errors import SchemaError, StageError
 from zoo.stages._base import StageExample, ZooEstimator, ZooModel, is_numeric
+from zoo.stages._inner_model import HasInnerModel
 
 _DATE_PARTS = {"year": F.year, "month": F.month, "day": F.dayofmonth, "weekday": F.dayofweek}
-_PIPELINE_DIR = "pipeline"
 
 
 def _type_kind(t: T.DataType) -> str | None:
@@ -211,7 +210,7 @@ class Featurize(_FeaturizeParams, ZooEstimator):
 
     def _fit_validated(self, dataset: DataFrame) -> "FeaturizeModel":
         from pyspark.ml import Pipeline
-        from pyspark.ml.feature import FeatureHasher, OneHotEncoder, StringIndexer
+        from pyspark.ml.feature import FeatureHasher, OneHotEncoder, StringIndexer, StringIndexerModel
 
         from zoo.stages.text_featurizer import TextFeaturizer
         from zoo.stages.vector_assembler import VectorAssembler
@@ -261,7 +260,7 @@ class Featurize(_FeaturizeParams, ZooEstimator):
         prepared = FeaturizeModel._prepare(dataset, plan)
         inner = Pipeline(stages=stages).fit(prepared)
         for stage in inner.stages:  # categories learnt by the indexer give the one-hot widths
-            if type(stage).__name__ == "StringIndexerModel":
+            if isinstance(stage, StringIndexerModel):
                 for entry, labels in zip(categorical, stage.labelsArray):
                     entry.update(width=len(labels) + 1, categories=labels[:10] + (["..."] if len(labels) > 10 else []))
         model = FeaturizeModel()
@@ -300,11 +299,13 @@ class Featurize(_FeaturizeParams, ZooEstimator):
                              T.StructField("joined", T.TimestampType())])
 
 
-class FeaturizeModel(_FeaturizeParams, ZooModel):
-    """A fitted :class:`Featurize`: the per-column plan (with fit-time statistics) and the fitted
-    inner stages (indexers, text featurizers, hasher, assembler)."""
+class FeaturizeModel(HasInnerModel, _FeaturizeParams, ZooModel):
+    """A fitted :class:`Featurize`: the per-column plan (with fit-time statistics, a param) and the
+    fitted inner stages (indexers, text featurizers, hasher, assembler) as a ``PipelineModel`` in
+    ``_inner``, saved in the sub-folder ``pipeline``."""
 
     zoo_name = "featurize_model"
+    _inner_dir = "pipeline"
     plan = Param(Params._dummy(), "plan", "what is done to each column, with fit-time statistics (JSON; read "
                  "it with report())", TypeConverters.toString)
 
@@ -312,6 +313,12 @@ class FeaturizeModel(_FeaturizeParams, ZooModel):
         super().__init__()
         self._setDefault(plan="[]")
         self._inner = None
+
+    @classmethod
+    def _inner_class(cls) -> type:
+        from pyspark.ml import PipelineModel
+
+        return PipelineModel
 
     def report(self) -> list[dict[str, Any]]:
         """Each featurized column in output order: type, treatment, statistics, width."""
@@ -348,27 +355,3 @@ class FeaturizeModel(_FeaturizeParams, ZooModel):
         out = self._inner.transform(self._prepare(dataset, plan))
         keep = {*dataset.columns, self.getOutputCol()}
         return out.drop(*[c for c in out.columns if c not in keep])
-
-    def write(self):
-        return _ModelWriter(self)
-
-    @classmethod
-    def read(cls):
-        return _ModelReader(cls)
-
-
-class _ModelWriter(DefaultParamsWriter):
-    """Params (the plan included) as SparkML JSON; the fitted inner stages as a PipelineModel in ``pipeline``."""
-
-    def saveImpl(self, path: str) -> None:
-        super().saveImpl(path)
-        self.instance._inner.write().overwrite().save(f"{path.rstrip('/')}/{_PIPELINE_DIR}")
-
-
-class _ModelReader(DefaultParamsReader):
-    def load(self, path: str):
-        from pyspark.ml import PipelineModel
-
-        model = super().load(path)
-        model._inner = PipelineModel.load(f"{path.rstrip('/')}/{_PIPELINE_DIR}")
-        return model

@@ -17,17 +17,16 @@ from pyspark import keyword_only
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
-from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from zoo.errors import StageError
 from zoo.stages._base import StageExample, ZooEstimator, ZooModel
+from zoo.stages._inner_model import HasInnerModel
 
 _LANGUAGES = ("danish", "dutch", "english", "finnish", "french", "german", "hungarian", "italian", "norwegian",
               "portuguese", "russian", "spanish", "swedish", "turkish")
-_IDF_DIR = "idf"
 
 
 class _TextParams(HasInputCol, HasOutputCol):
@@ -205,7 +204,7 @@ class TextFeaturizer(_TextParams, ZooEstimator):
 
             tf = f"__{self.uid}_tf"
             df, _ = self._term_frequencies(dataset, tf)
-            model._idf = IDF(inputCol=tf, outputCol=self.getOutputCol(), minDocFreq=self.getMinDocFreq()).fit(df)
+            model._inner = IDF(inputCol=tf, outputCol=self.getOutputCol(), minDocFreq=self.getMinDocFreq()).fit(df)
         return model._resetUid(f"{type(model).__name__}_{self.uid.split('_')[-1]}")
 
     @classmethod
@@ -228,55 +227,39 @@ class TextFeaturizer(_TextParams, ZooEstimator):
         return T.StructType([T.StructField("text", T.StringType())])
 
 
-class TextFeaturizerModel(_TextParams, ZooModel):
-    """A fitted :class:`TextFeaturizer`: the same steps, with the learnt IDF weights (if any)."""
+class TextFeaturizerModel(HasInnerModel, _TextParams, ZooModel):
+    """A fitted :class:`TextFeaturizer`: the same steps, with the learnt IDF weights (if any) as
+    Spark's ``IDFModel`` in ``_inner``, saved in the sub-folder ``idf``."""
 
     zoo_name = "text_featurizer_model"
+    _inner_dir = "idf"
 
     def __init__(self):
         super().__init__()
-        self._idf = None
+        self._inner = None
+
+    @classmethod
+    def _inner_class(cls) -> type:
+        from pyspark.ml.feature import IDFModel
+
+        return IDFModel
+
+    def _expects_inner(self) -> bool:
+        return self.getUseIDF()
 
     @property
     def idf(self):
         """The learnt inverse document frequencies (a DenseVector), or None without ``useIDF``."""
-        return self._idf.idf if self._idf is not None else None
+        return self._inner.idf if self._inner is not None else None
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802
         return self._check(schema)
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
-        if self._idf is None:
+        if self._inner is None:
             df, temporary = self._term_frequencies(dataset, self.getOutputCol())
             return df.drop(*temporary)
         tf = f"__{self.uid}_tf"
         df, temporary = self._term_frequencies(dataset, tf)
-        idf = self._idf.copy({self._idf.inputCol: tf, self._idf.outputCol: self.getOutputCol()})
+        idf = self._inner.copy({self._inner.inputCol: tf, self._inner.outputCol: self.getOutputCol()})
         return idf.transform(df).drop(*temporary, tf)
-
-    def write(self):
-        return _ModelWriter(self)
-
-    @classmethod
-    def read(cls):
-        return _ModelReader(cls)
-
-
-class _ModelWriter(DefaultParamsWriter):
-    """Params as JSON (SparkML's format) plus the IDF weights, which are too big for a param,
-    as Spark's own ``IDFModel`` in the sub-folder ``idf``."""
-
-    def saveImpl(self, path: str) -> None:
-        super().saveImpl(path)
-        if self.instance._idf is not None:
-            self.instance._idf.write().overwrite().save(f"{path.rstrip('/')}/{_IDF_DIR}")
-
-
-class _ModelReader(DefaultParamsReader):
-    def load(self, path: str):
-        from pyspark.ml.feature import IDFModel
-
-        model = super().load(path)
-        if model.getUseIDF():
-            model._idf = IDFModel.load(f"{path.rstrip('/')}/{_IDF_DIR}")
-        return model
