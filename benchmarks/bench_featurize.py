@@ -44,8 +44,8 @@ import pandas as pd  # module level: pandas_udf resolves its type hints here
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-PHOTOS = SHARED / "data" / "imagenet-sample"
-MOBILENET = SHARED / "models" / "mobilenetv2-12-int8.onnx"
+PHOTOS = "data/imagenet-sample"  # relative to the shared folder (--shared)
+MOBILENET = "models/mobilenetv2-12-int8.onnx"
 sys.path.insert(0, str(Path(__file__).parent))
 
 
@@ -57,7 +57,7 @@ class Case:
 
 
 # -- inputs -----------------------------------------------------------------------------------------------
-def make_images(n: int, folder: Path, seed: int = 0, photos: Path = PHOTOS) -> list[Path]:
+def make_images(n: int, folder: Path, seed: int = 0, photos: Path = SHARED / PHOTOS) -> list[Path]:
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def make_images(n: int, folder: Path, seed: int = 0, photos: Path = PHOTOS) -> l
     return out
 
 
-def register_models(which: list[str], out: Path) -> list[Case]:
+def register_models(which: list[str], out: Path, shared: Path = SHARED) -> list[Case]:
     import zoo
 
     cases = []
@@ -102,8 +102,8 @@ def register_models(which: list[str], out: Path) -> list[Case]:
                               f"pretrained file not downloadable here ({type(exc).__name__}); same architecture "
                               "and FLOPs with seeded weights"))
     if "mobilenet" in which:
-        zoo.add(MOBILENET, name="mobilenetv2-int8-shared", preprocess="imagenet", license="Apache-2.0")
-        cases.append(Case("mobilenetv2-int8-shared", "MobileNet v2 int8 (shared, pretrained)", str(MOBILENET)))
+        zoo.add(shared / MOBILENET, name="mobilenetv2-int8-shared", preprocess="imagenet", license="Apache-2.0")
+        cases.append(Case("mobilenetv2-int8-shared", "MobileNet v2 int8 (shared, pretrained)", str(shared / MOBILENET)))
     return cases
 
 
@@ -386,6 +386,7 @@ def main() -> int:
     parser.add_argument("--scaling", action="store_true", help="also run 1 vs 2 executors on local-cluster (+ PNG)")
     parser.add_argument("--smoke", action="store_true", help="24 images, MobileNet only, one run each (CI)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared material (photos, MobileNet)")
     args = parser.parse_args()
     if args.smoke:
         args.images, args.models, args.repeat = 24, "mobilenet", 1
@@ -397,8 +398,8 @@ def main() -> int:
     os.environ.setdefault("ZOO_RETRIES", "0")
 
     folder = args.out / f"images-{args.images}"
-    files = make_images(args.images, folder)
-    cases = register_models(args.models.split(","), args.out)
+    files = make_images(args.images, folder, photos=args.shared / PHOTOS)
+    cases = register_models(args.models.split(","), args.out, args.shared)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
