@@ -10,9 +10,17 @@ package itself, so the package is callable and does the same.
 import sys
 import types
 
-from zoo.stages._base import StageExample, ZooEstimator, ZooModel, ZooStage, ZooTransformer
-
 __all__ = ["StageExample", "ZooEstimator", "ZooModel", "ZooStage", "ZooTransformer"]
+
+
+def __getattr__(name: str):
+    # The base classes load on first use: executor-side modules of this package (_inference) must
+    # import without pyspark.ml, which imports pandas into every Python worker.
+    if name in __all__:
+        from zoo.stages import _base
+
+        return getattr(_base, name)
+    raise AttributeError(f"module 'zoo.stages' has no attribute {name!r}")
 
 
 class _CallablePackage(types.ModuleType):

@@ -48,15 +48,36 @@ def _session(spec: ModelSpec, runtime: RuntimeOptions, *, on_executor: bool = Fa
 
 def _arrow_values(matrix: np.ndarray, valid: np.ndarray | None = None):
     """A numeric Arrow array for 1-D ``matrix``, else list<…> over its rows (no copy of the values);
-    rows where ``valid`` is False are null."""
+    rows where ``valid`` is False are null.
+
+    Built from buffers: ``pa.array`` imports pandas (to check for pandas objects), ~45 MB in every
+    Python worker that never uses it."""
     import pyarrow as pa
 
     if matrix.ndim == 1:
-        return pa.array(matrix)
+        return _flat_array(matrix)
     n, width = matrix.shape
-    offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32))
-    mask = None if valid is None or valid.all() else pa.array(~valid)
-    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(matrix).reshape(-1)), mask=mask)
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int32))
+    validity = None if valid is None or valid.all() else _bitmap(valid)
+    values = _flat_array(np.ascontiguousarray(matrix).reshape(-1))
+    return pa.Array.from_buffers(pa.list_(values.type), n, [validity, offsets], children=[values])
+
+
+def _flat_array(values: np.ndarray):
+    """A 1-D Arrow array over ``values``' memory (booleans are packed into bits)."""
+    import pyarrow as pa
+
+    if values.dtype == np.bool_:
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, _bitmap(values)])
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _bitmap(flags: np.ndarray):
+    """Arrow's bit-packed (least significant bit first) form of a boolean numpy array."""
+    import pyarrow as pa
+
+    return pa.py_buffer(np.packbits(flags.astype(np.bool_, copy=False), bitorder="little"))
 
 
 def _read_path(path: str) -> bytes:
@@ -159,7 +180,7 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
             names.append(job.error_col)
         out = pa.RecordBatch.from_arrays(columns, names=names)
         if job.handle_invalid == "skip" and not valid.all():
-            out = out.filter(pa.array(valid))
+            out = out.filter(_flat_array(valid))
         yield out
 
 

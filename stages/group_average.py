@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pyspark import keyword_only
-from pyspark.ml.functions import array_to_vector
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
@@ -14,6 +13,7 @@ from pyspark.sql import types as T
 
 from zoo.errors import StageError
 from zoo.stages._base import StageExample, ZooTransformer, is_numeric
+from zoo._jvm_functions import to_vector
 
 EXPECTED = "a vector or array<numeric> column"
 
@@ -77,7 +77,7 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
     def _apply(self, dataset: DataFrame) -> DataFrame:
         col = F.col(f"`{self.getInputCol()}`")
         if isinstance(dataset.schema[self.getInputCol()].dataType, T.ArrayType):
-            col = array_to_vector(col.cast("array<double>"))
+            col = to_vector(dataset.sparkSession, col)
         key, tmp = self.getKeyCol(), "__zoo_group_key"
         sums = (dataset.where(col.isNotNull())
                 .groupBy(F.col(f"`{key}`").alias(tmp))

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from pyspark import keyword_only
-from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
@@ -22,6 +21,7 @@ from pyspark.sql import types as T
 from zoo.errors import SchemaError, StageError
 from zoo.stages._base import StageExample, ZooTransformer
 from zoo.stages._model_params import HasModel
+from zoo._jvm_functions import to_vector
 
 IMAGE_FIELDS = {"height", "width", "nChannels", "mode", "data"}
 EXPECTED = "binary image bytes (binaryFile's content), an image struct (Spark's image source) or a file path string"
@@ -197,7 +197,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
         out = dataset.mapInArrow(lambda batches: featurize_images(batches, job), T.StructType(fields))
         if self.getOutputFormat() == "vector":
             col = F.col(self.getOutputCol())
-            out = out.withColumn(self.getOutputCol(), F.when(col.isNotNull(), array_to_vector(col)))
+            out = out.withColumn(self.getOutputCol(), F.when(col.isNotNull(), to_vector(dataset.sparkSession, col)))
         return out
 
     @classmethod

@@ -21,7 +21,6 @@ from typing import Iterator
 
 import numpy as np
 from pyspark import keyword_only
-from pyspark.ml.functions import array_to_vector
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
@@ -32,6 +31,7 @@ from pyspark.sql import types as T
 from zoo.errors import StageError
 from zoo.stages._base import StageExample, ZooTransformer
 from zoo.stages._model_params import HasModel
+from zoo._jvm_functions import to_vector
 
 POOLINGS = ("mean", "cls", "none")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -226,7 +226,8 @@ class TextEmbedder(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
                       self.getInputCol(), self.getBatchSize() or 32, self._runtime_options(), self._describe())
         mapped = T.StructType([*dataset.schema.fields, T.StructField("__zoo_embedding", T.ArrayType(T.FloatType()), True)])
         out = dataset.mapInArrow(lambda batches: embed_texts(batches, job), mapped)
-        return out.withColumn(self.getOutputCol(), array_to_vector(F.col("__zoo_embedding"))).drop("__zoo_embedding")
+        vector = to_vector(dataset.sparkSession, F.col("__zoo_embedding"))
+        return out.withColumn(self.getOutputCol(), vector).drop("__zoo_embedding")
 
     @classmethod
     def zoo_examples(cls, spark):

@@ -1,13 +1,14 @@
 """``vector_assembler``: many numeric, boolean, vector and array columns into one ML vector.
 
-Built for wide deep-feature arrays: everything happens in Spark SQL expressions (``concat`` of
-double arrays, then ``array_to_vector``), with no Python UDF and no per-element JVM builder.
+Built for wide deep-feature arrays: everything happens in generated JVM code (``concat`` of double
+arrays, then sparkzoo's ``dense_vector``, which wraps the array without boxing its elements; see
+``zoo._jvm_functions``), with no Python UDF and no per-element builder.
 """
 
 from __future__ import annotations
 
 from pyspark import keyword_only
-from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasHandleInvalid, HasInputCols, HasOutputCol
@@ -17,6 +18,7 @@ from pyspark.sql import types as T
 
 from zoo.stages._base import StageExample, ZooTransformer, is_numeric
 from zoo.errors import StageError
+from zoo._jvm_functions import to_vector
 
 EXPECTED = "a numeric, boolean, vector or array<numeric> column"
 _FUZZ = T.StructType(
@@ -106,7 +108,7 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
         pieces, invalid, whole_null = self._parts(dataset.schema)
-        vector = array_to_vector(F.concat(*pieces))
+        vector = to_vector(dataset.sparkSession, F.concat(*pieces))
         mode = self.getHandleInvalid()
         if mode == "skip":
             bad = F.lit(False)

@@ -18,5 +18,6 @@ def test_bench_vector_assembler_smoke(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
-    assert data["rows"] == 200 and data["ratio"] > 0
+    assert data["rows"] == 200 and data["ratio"] > 0 and data["ratio_without_jar"] > 0
+    assert data["jvm_functions"] is True  # the jar loaded into the benchmark's session
     assert "ratio (target >= 2.0)" in result.stdout

@@ -21,7 +21,8 @@ def test_wheel_layout(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.startswith("sparkzoo-")}
     assert tops == {"zoo"}, tops
     for required in ("zoo/__init__.py", "zoo/stages/__init__.py", "zoo/cli/main.py", "zoo/registry.json",
-                     "zoo/registry.schema.json", "zoo/py.typed"):
+                     "zoo/registry.schema.json", "zoo/py.typed", "zoo/_jvm/sparkzoo-functions.jar",
+                     "zoo/_jvm/ZooFunctions.java"):
         assert required in names
     registry = zipfile.ZipFile(wheel).read("zoo/registry.json")
     assert registry == (REPO / "registry.json").read_bytes()

@@ -41,6 +41,7 @@ class Settings:
     disabled_plugins: frozenset[str] = field(default_factory=frozenset)
     plugins_autoload: bool = True
     cuda_device: int | None = None
+    jvm_functions: bool = True
 
     def http_allowed(self, host: str) -> bool:
         """Plain http is refused unless the host is listed in ``ZOO_ALLOW_HTTP`` (or it is ``*``)."""
@@ -141,4 +142,5 @@ def settings() -> Settings:
         disabled_plugins=frozenset(_split_list(env.get("ZOO_DISABLE_PLUGINS", ""))),
         plugins_autoload=bool(_flag("ZOO_PLUGINS_AUTOLOAD", True)),
         cuda_device=_device_id("ZOO_CUDA_DEVICE"),
+        jvm_functions=bool(_flag("ZOO_JVM_FUNCTIONS", True)),
     )
