@@ -73,6 +73,27 @@ def _flat_array(values: np.ndarray):
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
+def _numpy(array) -> np.ndarray:
+    """A numpy view of a null-free numeric or boolean Arrow array (``to_numpy`` imports pandas)."""
+    import pyarrow as pa
+
+    t, n = array.type, len(array)
+    if pa.types.is_boolean(t):
+        if n == 0:
+            return np.empty(0, np.bool_)
+        bits = np.unpackbits(np.frombuffer(array.buffers()[1], np.uint8), bitorder="little")
+        return bits[array.offset:array.offset + n].astype(np.bool_)
+    if pa.types.is_floating(t):
+        dtype = np.dtype(f"float{t.bit_width}")
+    elif pa.types.is_integer(t):
+        dtype = np.dtype(f"{'int' if pa.types.is_signed_integer(t) else 'uint'}{t.bit_width}")
+    else:
+        return array.to_numpy(zero_copy_only=False)
+    if n == 0:
+        return np.empty(0, dtype)
+    return np.frombuffer(array.buffers()[1], dtype, count=n, offset=array.offset * dtype.itemsize)
+
+
 def _bitmap(flags: np.ndarray):
     """Arrow's bit-packed (least significant bit first) form of a boolean numpy array."""
     import pyarrow as pa
@@ -231,13 +252,13 @@ def _column_matrix(column, n: int, dtype: str, shape: tuple, where: str) -> np.n
         raise StageError(f"{where}: null value in row {column.is_null().to_pylist().index(True)}")
     values, widths = column, None
     while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        lengths = values.value_lengths().to_numpy(zero_copy_only=False)
+        lengths = _numpy(values.value_lengths())
         if widths is None:
             widths = lengths
         values = values.flatten()
         if values.null_count:
             raise StageError(f"{where}: an array holds a null element")
-    flat = values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    flat = _numpy(values).astype(dtype, copy=False)
     per_row = flat.size // n if n else 0
     expected = int(np.prod([d for d in shape if d > 0])) if shape else 1
     if n and (flat.size != per_row * n or (widths is not None and len(set(widths.tolist())) > 1)):
@@ -278,6 +299,6 @@ def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
                 values = np.concatenate(chunks).astype(dtype, copy=False)
                 columns.append(_arrow_values(values.reshape(n, -1) if is_array else values.reshape(n)))
             else:  # an empty batch
-                item = pa.from_numpy_dtype(np.dtype(dtype))
-                columns.append(pa.array([], type=pa.list_(item) if is_array else item))
+                empty = np.empty((0, 1) if is_array else 0, np.dtype(dtype))
+                columns.append(_arrow_values(empty))
         yield pa.RecordBatch.from_arrays(columns, names=names)

@@ -179,18 +179,24 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
         return T.StructType(fields)
 
     # -- transform ---------------------------------------------------------------------------------
-    def _apply(self, dataset: DataFrame) -> DataFrame:
-        from zoo.stages._inference import ImageJob, featurize_images
+    def _executor_job(self, dataset: DataFrame):
+        """What the executors get (picklable; tests unpickle it in a bare interpreter)."""
+        from zoo.stages._inference import ImageJob
 
         spec = self._model_spec(dataset.sparkSession, preprocess=self._preprocess_value())
         kind = input_kind(dataset.schema[self.getInputCol()].dataType)
         name_col = self.getInputCol() if kind in ("path", "struct") else ("path" if "path" in dataset.columns else None)
-        job = ImageJob(
+        return ImageJob(
             spec=spec, input_col=self.getInputCol(), input_kind=kind, batch_size=self.getBatchSize(),
             runtime=self._runtime_options(), handle_invalid=self.getHandleInvalid(), error_col=self.getErrorCol(),
             max_pixels=self.getMaxPixels(), output_col=self.getOutputCol(), stage=self._describe(), name_col=name_col,
             fast_decode=self.getFastDecode(),
         )
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        from zoo.stages._inference import featurize_images
+
+        job = self._executor_job(dataset)
         fields = [*dataset.schema.fields, T.StructField(self.getOutputCol(), T.ArrayType(T.FloatType()), True)]
         if self.getHandleInvalid() == "keep":
             fields.append(T.StructField(self.getErrorCol(), T.StringType(), True))

@@ -161,11 +161,11 @@ class ONNXModel(ZooTransformer, HasModel):
                 fields.append(T.StructField(dest, kind_type, True))
         return T.StructType(fields)
 
-    def _apply(self, dataset: DataFrame) -> DataFrame:
-        from zoo.stages._inference import TensorJob, run_tensors
+    def _executor_job(self, dataset: DataFrame):
+        """(dataset with vector feeds as arrays, the temporary columns, what the executors get)."""
+        from zoo.stages._inference import TensorJob
 
         spec, inputs, outs, extra = self._signature(dataset.sparkSession)
-        schema = self.transformSchema(dataset.schema)
         temp, feeds = [], []
         for i, (name, col) in enumerate(sorted(self.getFeedDict().items())):
             if isinstance(dataset.schema[col].dataType, VectorUDT):  # dense values, computed in the JVM
@@ -176,6 +176,13 @@ class ONNXModel(ZooTransformer, HasModel):
             feeds.append((name, col, *inputs[name]))
         fetches = tuple((col, t, _WIDEN.get(outs[t][0], outs[t][0]), outs[t][1] != 1) for col, t in self.getFetchDict().items())
         job = TensorJob(spec, tuple(feeds), fetches, extra, self.getBatchSize(), self._runtime_options(), self._describe())
+        return dataset, temp, job
+
+    def _apply(self, dataset: DataFrame) -> DataFrame:
+        from zoo.stages._inference import run_tensors
+
+        schema = self.transformSchema(dataset.schema)
+        dataset, temp, job = self._executor_job(dataset)
         mapped = T.StructType([*dataset.schema.fields, *[f for f in schema.fields if f.name in self.getFetchDict()]])
         out = dataset.mapInArrow(lambda batches: run_tensors(batches, job), mapped)
         for src, dest in self.getSoftmaxDict().items():

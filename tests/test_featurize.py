@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -317,46 +315,3 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
     feats = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS)).fit(default).transform(default)
     assert feats.where("features IS NOT NULL").count() == 300
 
-
-def test_executor_code_runs_without_pandas_or_pyspark_ml(spark, tmp_path):
-    """What a Python worker imports to featurize (the pickled job, the executor function, Arrow
-    output) must not pull in pandas or pyspark.ml: ~50 MB per worker, which put ResNet-50 workers
-    over the memory target. Checked in a fresh interpreter that, like Spark's worker, has
-    pyspark.worker loaded, runs featurize_images on a real Arrow batch and skips a bad row."""
-    import ast
-
-    import pyarrow as pa
-    from pyspark import cloudpickle
-
-    from zoo import _tiny
-    from zoo.stages._inference import ImageJob, featurize_images
-
-    stage = zoo.stage("image_featurizer", modelName=_tiny.tiny_model_path(), cut=1, handleInvalid="skip",
-                      preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array", batchSize=2)
-    job = ImageJob(spec=stage._model_spec(spark, preprocess=stage._preprocess_value()), input_col="content",
-                   input_kind="binary", batch_size=2, runtime=stage._runtime_options(), handle_invalid="skip",
-                   error_col="error", max_pixels=stage.getMaxPixels(), output_col="features", stage="image_featurizer",
-                   name_col="path")
-    rows = [*_tiny.image_rows()[:3], ("bad.jpg", b"not an image")]
-    batch = pa.RecordBatch.from_arrays([pa.array([p for p, _ in rows]), pa.array([c for _, c in rows])],
-                                       names=["path", "content"])
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    (tmp_path / "batch.arrow").write_bytes(sink.getvalue().to_pybytes())
-    (tmp_path / "job.pkl").write_bytes(cloudpickle.dumps(lambda batches: featurize_images(batches, job)))
-    expected = [r for b in featurize_images([batch], job) for r in b.column(2).to_pylist()]
-    child = (
-        "import pickle, sys\n"
-        "import pyspark.worker, pyarrow as pa\n"
-        f"fn = pickle.loads(open({str(tmp_path / 'job.pkl')!r}, 'rb').read())\n"
-        f"batches = list(pa.ipc.open_stream(open({str(tmp_path / 'batch.arrow')!r}, 'rb').read()))\n"
-        "out = [r for b in fn(batches) for r in b.column(2).to_pylist()]\n"
-        "print(repr(out))\n"
-        "print('HEAVY', sorted(m for m in ('pandas', 'pyspark.ml') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "ZOO_HOME": os.environ.get("ZOO_HOME", str(tmp_path / "home"))})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "HEAVY []" in result.stdout
-    assert ast.literal_eval(result.stdout.splitlines()[0]) == expected and len(expected) == 3  # the bad row skipped
