@@ -11,9 +11,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from zoo._jvm_functions import to_vector
 from zoo.errors import StageError
 from zoo.stages._base import StageExample, ZooTransformer, is_numeric
-from zoo._jvm_functions import to_vector
 
 EXPECTED = "a vector or array<numeric> column"
 

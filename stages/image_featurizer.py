@@ -18,10 +18,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from zoo._jvm_functions import to_vector
 from zoo.errors import SchemaError, StageError
 from zoo.stages._base import StageExample, ZooTransformer
 from zoo.stages._model_params import HasModel
-from zoo._jvm_functions import to_vector
 
 IMAGE_FIELDS = {"height", "width", "nChannels", "mode", "data"}
 EXPECTED = "binary image bytes (binaryFile's content), an image struct (Spark's image source) or a file path string"
@@ -202,8 +202,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
             fields.append(T.StructField(self.getErrorCol(), T.StringType(), True))
         out = dataset.mapInArrow(lambda batches: featurize_images(batches, job), T.StructType(fields))
         if self.getOutputFormat() == "vector":
-            col = F.col(self.getOutputCol())
-            out = out.withColumn(self.getOutputCol(), F.when(col.isNotNull(), to_vector(dataset.sparkSession, col)))
+            out = out.withColumn(self.getOutputCol(), to_vector(dataset.sparkSession, F.col(self.getOutputCol())))
         return out
 
     @classmethod

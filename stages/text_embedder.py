@@ -28,10 +28,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from zoo._jvm_functions import to_vector
 from zoo.errors import StageError
 from zoo.stages._base import StageExample, ZooTransformer
 from zoo.stages._model_params import HasModel
-from zoo._jvm_functions import to_vector
 
 POOLINGS = ("mean", "cls", "none")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -84,11 +84,9 @@ def embed_texts(batches: Iterator, job: TextJob) -> Iterator:
             feed = {i.name: arrays[i.name] for i in session.get_inputs()}
             out = np.asarray(session.run([job.output], feed)[0], dtype=np.float32)
             chunks.append(_pool(out, arrays["attention_mask"], job))
-        width = chunks[0].shape[1] if chunks else 0
-        matrix = np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
+        matrix = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)  # width is moot for no rows
         names = [*batch.schema.names, "__zoo_embedding"]
-        yield pa.RecordBatch.from_arrays([*batch.columns, _arrow_values(matrix) if len(texts) else
-                                          pa.array([], type=pa.list_(pa.float32()))], names=names)
+        yield pa.RecordBatch.from_arrays([*batch.columns, _arrow_values(matrix)], names=names)
 
 
 def _pool(out: np.ndarray, mask: np.ndarray, job: TextJob) -> np.ndarray:

@@ -16,9 +16,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from zoo._jvm_functions import to_vector
 from zoo.stages._base import StageExample, ZooTransformer, is_numeric
 from zoo.errors import StageError
-from zoo._jvm_functions import to_vector
 
 EXPECTED = "a numeric, boolean, vector or array<numeric> column"
 _FUZZ = T.StructType(

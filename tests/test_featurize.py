@@ -314,4 +314,3 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
         assert len(paths) == 300 and len(set(paths)) == 300
     feats = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS)).fit(default).transform(default)
     assert feats.where("features IS NOT NULL").count() == 300
-

@@ -39,6 +39,7 @@ def spark_jar() -> Path:
     front (a Spark Connect server, a driver that forbids ``ADD JAR``). Public as ``zoo.spark_jar``."""
     return JAR
 
+
 _lock = threading.Lock()
 _usable: "weakref.WeakKeyDictionary[SparkSession, bool]" = weakref.WeakKeyDictionary()
 
@@ -71,19 +72,15 @@ def _enable(spark: SparkSession) -> bool:
         log.warning("%s is %s, not sparkzoo's functions: using Spark's array_to_vector (slower)", key, current)
         return False
     spark.conf.set(key, CATALOG_CLASS)
-    for attempt in ("as started", "after ADD JAR"):
-        try:
-            if _works(spark):
-                log.debug("sparkzoo JVM functions usable (%s)", attempt)
-                return True
-        except Exception as exc:  # class not found, analysis errors, a remote server without the file
-            log.debug("sparkzoo JVM functions not usable %s: %s", attempt, str(exc).splitlines()[0] if str(exc) else exc)
-        if attempt == "as started":
-            try:
-                spark.sql(f"ADD JAR '{_sql_string(JAR)}'")
-            except Exception as exc:
-                log.debug("ADD JAR %s failed: %s", JAR, str(exc).splitlines()[0] if str(exc) else exc)
-                break
+    if _works(spark, "as started"):
+        return True
+    try:
+        spark.sql(f"ADD JAR '{_sql_string(JAR)}'")
+    except Exception as exc:  # e.g. a remote server that cannot read the path
+        log.debug("ADD JAR %s failed: %s", JAR, _first_line(exc))
+    else:
+        if _works(spark, "after ADD JAR"):
+            return True
     if current is None:
         spark.conf.unset(key)
     log.info("sparkzoo's JVM functions are not usable in this session: vectors are built with Spark's "
@@ -91,11 +88,22 @@ def _enable(spark: SparkSession) -> bool:
     return False
 
 
-def _works(spark: SparkSession) -> bool:
+def _works(spark: SparkSession, when: str) -> bool:
     """Run ``dense_vector`` on one row, in a task, and check the vector it returns."""
     probe = F.call_function(f"{CATALOG}.dense_vector", F.array(F.lit(1.5), F.lit(-2.0)))
-    row = spark.range(1).select(probe.alias("v")).first()
-    return row is not None and row["v"] is not None and list(row["v"].toArray()) == [1.5, -2.0]
+    try:
+        row = spark.range(1).select(probe.alias("v")).first()
+    except Exception as exc:  # class not found, analysis errors
+        log.debug("sparkzoo JVM functions not usable %s: %s", when, _first_line(exc))
+        return False
+    ok = row is not None and row["v"] is not None and list(row["v"].toArray()) == [1.5, -2.0]
+    if ok:
+        log.debug("sparkzoo JVM functions usable (%s)", when)
+    return ok
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _sql_string(path: Path) -> str:
