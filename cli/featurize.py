@@ -80,13 +80,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model.transform(df).drop("content").write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
         elapsed = time.perf_counter() - started
         written = spark.read.parquet(str(out))
-        counts = written.agg(F.count(F.lit(1)).alias("n"),
-                             *([F.count("error").alias("failed")] if args.handle_invalid == "keep" else [])).first()
-        images = counts["n"]
+        keep = args.handle_invalid == "keep"
+        counts = written.agg(F.count(F.lit(1)).alias("n"), *([F.count("error").alias("failed")] if keep else [])).first()
+        rows = counts["n"]
+        # every file found gets a row in keep mode; in skip mode the difference is what was skipped
+        found = rows if keep else df.count()
+        failed = counts["failed"] if keep else found - rows
         return {
-            "output": str(out), "model": args.model, "cut": args.cut, "images": images,
-            "failed": counts["failed"] if args.handle_invalid == "keep" else 0,
-            "seconds": round(elapsed, 3), "images_per_second": round(images / elapsed, 2) if elapsed else None,
+            "output": str(out), "model": args.model, "cut": args.cut, "found": found, "images": rows,
+            "featurized": found - failed, "failed": failed, "handle_invalid": args.handle_invalid,
+            "seconds": round(elapsed, 3), "images_per_second": round(rows / elapsed, 2) if elapsed else None,
         }
     finally:
         if owned:

@@ -86,8 +86,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not results:
             print("the cache is empty")
         for r in results:
-            print(f"{r.status:12} {r.sha256[:16]}  {','.join(r.names)}")
-    if any(r.status == "quarantined" for r in results):
+            why = f"  ({r.reason})" if r.reason else ""
+            print(f"{r.status:12} {r.sha256[:16]}  {','.join(r.names)}{why}")
+    if any(r.status in ("quarantined", "corrupt") for r in results):
         return 7
     if any(r.status == "missing" for r in results):
         return 4
@@ -217,9 +218,20 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        print(f"{summary['images']:,} images -> {summary['output']} ({summary['failed']:,} failed) in "
+        outcome = {"keep": "kept with the reason in `error`", "skip": "skipped"}.get(summary["handle_invalid"], "")
+        print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized, "
+              f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
               f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s")
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the closed pipe again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,7 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _logging.configure(["WARNING", "INFO", "DEBUG"][min(args.verbose, 2)] if args.verbose else None)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `zoo ... | head`: stop quietly, as command-line tools do on SIGPIPE
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the signal ended
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,15 +3,19 @@
 It serves registered byte strings with ETags and honours ``Range`` / ``If-Range``; faults can be
 queued per path (each request consumes one): ``status`` (answer with that HTTP status),
 ``delay`` (sleep before answering), ``drop_after`` (send that many body bytes, then cut the
-connection), ``corrupt`` (flip one byte of the body), ``ignore_range`` (answer 200 with the whole
-body), ``redirect`` (302 to another URL). ``throttle`` (bytes per second) slows every body.
-Every request is recorded, so tests can count downloads and look at the headers sent.
+connection), ``stall_after`` (send that many body bytes, then go silent for that many seconds
+given as ``stall``), ``corrupt`` (flip one byte of the body), ``ignore_range`` (answer 200 with
+the whole body), ``redirect`` (302 to another URL), ``headers`` (extra response headers, e.g.
+Retry-After). ``throttle`` (bytes per second) slows every body. ``tls`` (an ``ssl.SSLContext``)
+serves https. Every request is recorded (with the time it arrived), so tests can count
+downloads and look at the headers sent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +29,7 @@ class Record:
     headers: dict[str, str]
     status: int = 0
     sent: int = 0
+    at: float = 0.0
 
 
 @dataclass
@@ -35,6 +40,7 @@ class LoopbackServer:
     throttle: dict[str, float] = field(default_factory=dict)
     requests: list[Record] = field(default_factory=list)
     etags: dict[str, str] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -51,7 +57,8 @@ class LoopbackServer:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
-                record = Record(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                record = Record(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                at=time.monotonic())
                 with server._lock:
                     server.requests.append(record)
                     queue = server.faults.get(self.path)
@@ -68,7 +75,11 @@ class LoopbackServer:
                 status = fault.get("status", 200 if data is not None else 404)
                 if status >= 400:
                     record.status = status
-                    self.send_error(status)
+                    self.send_response(status)
+                    for key, value in fault.get("headers", {}).items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 etag = server.etags[self.path]
                 if fault.get("corrupt"):
@@ -102,6 +113,17 @@ class LoopbackServer:
             def _send_body(self, payload: memoryview, fault: dict, record: Record) -> None:
                 limit = fault.get("drop_after")
                 rate = server.throttle.get(self.path)
+                if "stall_after" in fault:  # send some bytes, then go silent (a stalled connection)
+                    head = fault["stall_after"]
+                    try:
+                        self.wfile.write(payload[:head])
+                        self.wfile.flush()
+                        record.sent = head
+                        time.sleep(fault.get("stall", 10))
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
+                    return
                 if limit is None and not rate:  # fast path: one C-level call, as a real server would
                     try:
                         self.wfile.write(payload)
@@ -133,12 +155,14 @@ class LoopbackServer:
 
         self.httpd = ThreadingHTTPServer((self.host, 0), Handler)
         self.httpd.daemon_threads = True
+        if self.tls is not None:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     def add(self, path: str, data: bytes) -> str:
         self.files[path] = data

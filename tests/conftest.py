@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,13 +22,39 @@ MOBILENET = SHARED / "models" / "mobilenetv2-12-int8.onnx"
 MOBILENET_SHA = "83530ad811bc31d2b60a5599a21265a5057608c9b044b4ee758cc22f2309f54f"
 
 
+def missing(reason: str) -> None:
+    """A prerequisite is missing: fail under CI (where it must exist), skip with the reason elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: this must not be skipped)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def mobilenet_bytes() -> bytes:
     if not MOBILENET.exists():
-        pytest.skip(f"{MOBILENET} is absent: the shared test material is not beside the checkout")
+        missing(f"{MOBILENET} is absent: the shared test material is not beside the checkout")
     data = MOBILENET.read_bytes()
     assert hashlib.sha256(data).hexdigest() == MOBILENET_SHA
     return data
+
+
+def zoo_cmd(*args: str, env_extra: dict | None = None, check: int | None = 0) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("zoo")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "zoo.cli.main"]
+    env = dict(os.environ, **(env_extra or {}))
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
+    if check is not None:
+        assert result.returncode == check, f"exit {result.returncode}\nstdout:{result.stdout}\nstderr:{result.stderr}"
+    return result
+
+
+def without_privileges() -> list[str]:
+    """As root, drop every capability so file permissions apply (the cache must look read-only)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        missing("running as root without setpriv: cannot make the cache read-only")
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
 @pytest.fixture
@@ -50,6 +78,52 @@ def zoo_env(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def server():
     srv = LoopbackServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small, real tmpfs (a full disk for real ENOSPC); needs root, as CI has."""
+
+    def mount(name: str, size: str) -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            missing(f"cannot mount a tmpfs here ({done.stderr.strip()}); run as root")
+        mounted.append(target)
+        return target
+
+    mounted: list[Path] = []
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture(scope="session")
+def tls_ca():
+    """A throw-away certificate authority (trustme) and a certificate for 127.0.0.1 signed by it."""
+    import trustme
+
+    ca = trustme.CA()
+    return ca, ca.issue_cert("127.0.0.1")
+
+
+@pytest.fixture
+def https_server(tls_ca, tmp_path, monkeypatch):
+    """A loopback server speaking https with a certificate the client trusts (through SSL_CERT_FILE,
+    which Python's default SSL context reads): the real TLS stack, no verification switched off."""
+    import ssl
+
+    ca, cert = tls_ca
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    srv = LoopbackServer(tls=context)
     yield srv
     srv.close()
 

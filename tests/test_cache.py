@@ -14,7 +14,7 @@ import time
 import pytest
 
 import zoo
-from conftest import MOBILENET_SHA, entry
+from conftest import MOBILENET_SHA, entry, without_privileges
 from zoo._lock import BlobLock
 from zoo.cache import Cache
 
@@ -51,15 +51,6 @@ def test_published_blobs_are_read_only(server, served_mobilenet, zoo_env):
     assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _without_privileges() -> list[str]:
-    """As root, drop every capability so file permissions apply (the cache must look read-only)."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: cannot make the cache read-only")
-    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
-
-
 def test_read_only_cache_serves_hits_and_explains_misses(server, served_mobilenet, zoo_env, write_registry, mobilenet_bytes):
     path = zoo.pull("mnv2")
     write_registry(entry("other", mobilenet_bytes[:1000], [server.add("/o.onnx", mobilenet_bytes[:1000])]))
@@ -69,7 +60,7 @@ def test_read_only_cache_serves_hits_and_explains_misses(server, served_mobilene
     code = "import sys, zoo\ntry:\n    print(zoo.pull(sys.argv[1]))\nexcept zoo.errors.ZooError as e:\n    print(type(e).__name__, e)"
     try:
         run = lambda name: subprocess.run(
-            [*_without_privileges(), sys.executable, "-c", code, name], capture_output=True, text=True, timeout=60
+            [*without_privileges(), sys.executable, "-c", code, name], capture_output=True, text=True, timeout=60
         )
         hit = run("mnv2")
         assert hit.stdout.strip() == str(path), hit.stderr

@@ -11,17 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MOBILENET, MOBILENET_SHA, entry
-
-
-def zoo_cmd(*args: str, env_extra: dict | None = None, check: int | None = 0) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("zoo")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "zoo.cli.main"]
-    env = dict(os.environ, **(env_extra or {}))
-    result = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
-    if check is not None:
-        assert result.returncode == check, f"exit {result.returncode}\nstdout:{result.stdout}\nstderr:{result.stderr}"
-    return result
+from conftest import MOBILENET, MOBILENET_SHA, entry, zoo_cmd
 
 
 @pytest.mark.parametrize(

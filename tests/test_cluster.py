@@ -23,7 +23,7 @@ import pytest
 
 import zoo
 from _cluster import StandaloneCluster
-from conftest import MOBILENET, entry
+from conftest import MOBILENET, entry, missing
 from zoo._presets import IMAGENET
 
 SHARED_PHOTOS = MOBILENET.parents[1] / "data" / "imagenet-sample"
@@ -78,7 +78,7 @@ with open(out, "w") as fh:
 @pytest.fixture
 def photos(tmp_path):
     if not SHARED_PHOTOS.exists():
-        pytest.skip("the shared photos are not beside the checkout")
+        missing("the shared photos are not beside the checkout")
     folder = tmp_path / "photos"
     folder.mkdir()
     for p in sorted(SHARED_PHOTOS.glob("*.JPEG"))[:12]:

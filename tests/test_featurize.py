@@ -21,7 +21,7 @@ from zoo import _imaging, _runtime, _tiny
 from zoo._presets import IMAGENET
 from zoo.errors import DeviceError, StageError
 
-from conftest import SHARED
+from conftest import SHARED, missing
 
 PHOTOS = SHARED / "data" / "imagenet-sample"
 
@@ -29,7 +29,7 @@ PHOTOS = SHARED / "data" / "imagenet-sample"
 @pytest.fixture(scope="module")
 def labels() -> dict[str, int]:
     if not (PHOTOS / "labels.csv").exists():
-        pytest.skip(f"{PHOTOS} is absent: the shared photos are not beside the checkout")
+        missing(f"{PHOTOS} is absent: the shared photos are not beside the checkout")
     with open(PHOTOS / "labels.csv") as fh:
         return {row["file"]: int(row["class_index"]) for row in csv.DictReader(fh)}
 
@@ -314,3 +314,34 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
         assert len(paths) == 300 and len(set(paths)) == 300
     feats = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS)).fit(default).transform(default)
     assert feats.where("features IS NOT NULL").count() == 300
+
+
+@pytest.mark.parametrize("mode", ["keep", "skip"])
+def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, capsys, mode):
+    """Spark's file sources skip 0-byte files: 17 files must still give 17 rows (or 16 and a count)."""
+    from zoo.cli.main import main
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for k in range(16):
+        (folder / ("sub" if k % 2 else "") / f"{k:02d}.jpg").write_bytes(_tiny.jpeg(20, 24, seed=k))
+    (folder / "sub" / "empty.jpg").write_bytes(b"")
+    (folder / ".hidden.jpg").write_bytes(b"")  # Spark's listing ignores hidden files: so do we
+    (folder / "empty.txt").write_bytes(b"")  # not matched by the glob
+    df = zoo.read_images(spark, str(folder), glob="*.jpg")
+    assert df.count() == 17 and df.where("length = 0").count() == 1
+    out = tmp_path / "features.parquet"
+    code = main(["featurize", str(folder), "--glob", "*.jpg", "--model", _tiny.tiny_model_path(), "--cut", "1",
+                 "--output", str(out), "--master", "local[2]", "--handle-invalid", mode, "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["found"], summary["featurized"], summary["failed"]) == (17, 16, 1)
+    rows = {os.path.basename(r["path"]): r for r in spark.read.parquet(str(out)).collect()}
+    if mode == "keep":
+        assert len(rows) == 17 and rows["empty.jpg"]["features"] is None and "0 bytes" in rows["empty.jpg"]["error"]
+    else:
+        assert len(rows) == 16 and "empty.jpg" not in rows
+    main(["featurize", str(folder), "--glob", "*.jpg", "--model", _tiny.tiny_model_path(), "--output",
+          str(tmp_path / "again.parquet"), "--master", "local[2]", "--handle-invalid", mode])
+    line = capsys.readouterr().out
+    assert "17 files found" in line and "16 featurized, 1 failed" in line

@@ -193,28 +193,6 @@ def test_plain_http_refused_unless_allowed(server, served_mobilenet, zoo_env, mo
     assert server.requests == []
 
 
-def test_hf_source_uses_the_hub_endpoint_and_drops_the_token_on_cross_host_redirects(
-    server, zoo_env, write_registry, mobilenet_bytes, monkeypatch
-):
-    from _http import LoopbackServer
-
-    cdn = LoopbackServer()
-    try:
-        cdn_url = cdn.add("/blob", mobilenet_bytes)
-        resolve = "/onnxmodelzoo/mnv2-12/resolve/main/mnv2-12.onnx"
-        server.fault(resolve, redirect=cdn_url)
-        monkeypatch.setenv("ZOO_HF_ENDPOINT", server.url(""))
-        monkeypatch.setenv("HF_TOKEN", "hf_secret_test_token")
-        write_registry(entry("hfm", mobilenet_bytes, ["hf://onnxmodelzoo/mnv2-12/mnv2-12.onnx@main"]))
-        assert zoo.pull("hfm").read_bytes() == mobilenet_bytes
-        (hub_request,) = server.gets(resolve)
-        assert hub_request.headers["authorization"] == "Bearer hf_secret_test_token"
-        (cdn_request,) = cdn.gets("/blob")
-        assert "authorization" not in cdn_request.headers
-    finally:
-        cdn.close()
-
-
 def test_file_and_fsspec_sources(zoo_env, write_registry, mobilenet_bytes, tmp_path, monkeypatch):
     fsspec = pytest.importorskip("fsspec")
     src = tmp_path / "m.onnx"

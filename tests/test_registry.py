@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
 import zoo
-from conftest import MOBILENET_SHA, SHARED, entry
+from conftest import MOBILENET_SHA, SHARED, entry, missing
 from zoo import registry
 from zoo.config import split_locations
 from zoo.errors import OfflineError, RegistryError, UnsafePathError
@@ -22,7 +24,7 @@ REQUIRED = [
 def test_builtin_registry_pins_the_real_upstream_checksums(zoo_env):
     manifest_path = SHARED / "reference" / "onnx-model-zoo-classification-manifest.json"
     if not manifest_path.exists():
-        pytest.skip("shared reference manifest absent")
+        missing("shared reference manifest absent")
     manifest = {m["model_path"].rsplit("/", 1)[1][:-5]: m["metadata"] for m in json.loads(manifest_path.read_text())}
     entries = {e.name: e for e in zoo.models()}
     assert set(REQUIRED) <= set(entries)
@@ -121,3 +123,38 @@ def test_plugins_contribute_models_through_the_hook(zoo_env):
         manager().unregister(plugin)
     with pytest.raises(zoo.errors.ModelNotFoundError):
         zoo.info("from-plugin")
+
+
+def test_the_generated_schema_check_is_current_and_agrees_with_jsonschema(zoo_env, write_registry, mobilenet_bytes):
+    """zoo/_schema_check.py (fastjsonschema, the fast yes/no) must be regenerated with the schema, and
+    must accept and refuse exactly what jsonschema does; the built-in registry, loaded without a
+    schema check, must pass jsonschema."""
+    import subprocess
+    import sys
+
+    from zoo._schema_check import validate
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_schema_check.py"
+    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    builtin = json.loads(resources.files("zoo").joinpath("registry.json").read_text("utf-8"))
+    assert list(registry._validator().iter_errors(builtin)) == []
+    good = entry("ok", mobilenet_bytes, ["https://example.invalid/m.onnx"])
+    bad_docs = [
+        {"schema_version": 1, "models": [{**good, "sha256": "nothex"}]},
+        {"schema_version": 1, "models": [{**good, "task": "juggling"}]},
+        {"schema_version": 1, "models": [{**good, "bytes": -1}]},
+        {"schema_version": 1, "models": [{**good, "sources": []}]},
+        {"schema_version": 1, "models": [{**good, "input": {"name": "x"}}]},
+        {"schema_version": 1, "models": [{**good, "extra": 1}]},
+        {"schema_version": 2, "models": []},
+        {"models": []},
+    ]
+    for doc in [builtin, {"schema_version": 1, "models": [good]}, *bad_docs]:
+        detailed = list(registry._validator().iter_errors(doc))
+        try:
+            validate(doc)
+            fast_ok = True
+        except Exception:
+            fast_ok = False
+        assert fast_ok == (not detailed), (doc, detailed)

@@ -16,7 +16,7 @@ from zoo._logging import get_logger
 from zoo._presets import preset
 from zoo.cache import Cache, hash_file
 from zoo.config import Settings, settings as current_settings
-from zoo.errors import ModelNotFoundError, OfflineError, RegistryError
+from zoo.errors import ChecksumError, ModelNotFoundError, OfflineError, RegistryError
 from zoo.registry import SHA256_RE, ModelEntry, Registry
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def _offline_error(ref: str, target: _download.Target, s: Settings) -> OfflineEr
     size = f", {target.bytes:,} bytes" if target.bytes else ""
     return OfflineError(
         f"model {ref!r} (sha256 {target.sha256}{size}) is not in the cache {s.home} and ZOO_OFFLINE "
-        f"forbids downloading it. On a machine with network access run:\n  zoo pull {ref}\n"
+        f"forbids the network, and no local mirror (a file:// or folder entry of ZOO_MIRRORS) or file:// "
+        f"source has it. On a machine with network access run:\n  zoo pull {ref}\n"
         "then copy that cache here, or export it with `zoo mirror DIR` and set ZOO_MIRRORS to DIR."
     )
 
@@ -63,9 +64,13 @@ def pull(name_or_sha: str, *, progress: bool | None = None) -> Path:
     target, entry = _target(name_or_sha, registry.load(s))
     path = cache.lookup(target.sha256, target.bytes)
     if path is None:
-        if s.offline:
-            raise _offline_error(name_or_sha, target, s)
-        path = _download.fetch(target, cache, s)
+        if s.offline:  # local mirrors and file:// sources need no network: use them
+            local = [u for u in target.candidate_urls(s) if u.startswith("file:")]
+            if not local:
+                raise _offline_error(name_or_sha, target, s)
+            path = _download.fetch(target, cache, s, urls=local)
+        else:
+            path = _download.fetch(target, cache, s)
     if entry is not None:
         cache.remember_name(entry.name, entry.sha256)
     return path
@@ -176,7 +181,7 @@ def add(
     lock = cache.lock("user-registry", timeout=30.0, stale=s.lock_stale)
     held = lock.acquire()
     try:
-        existing = registry.parse_text(user.read_bytes(), str(user)) if user.exists() else []
+        existing = registry.read_registry_file(user) if os.path.lexists(user) else []
         kept = [e for e in existing if e.name != name and name not in e.aliases]
         atomic_write_bytes(user, json.dumps(registry.document(kept + [entry]), indent=2).encode())
     finally:
@@ -188,12 +193,17 @@ def add(
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of re-hashing one cached blob: ``ok``, ``quarantined`` or ``missing``."""
+    """Outcome of re-hashing one cached blob.
+
+    ``status``: ``ok``; ``quarantined`` (bad, moved to ``quarantine/``); ``corrupt`` (bad, but the
+    cache is read-only so it stays where it is; it is never served); ``missing``. ``reason`` says
+    what was wrong."""
 
     sha256: str
     names: tuple[str, ...]
     status: str
     path: str | None
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -233,16 +243,24 @@ def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) 
     results = []
     for sha in shas:
         present = cache.blob_path(sha)
-        if not present.exists():
-            results.append(VerifyResult(sha, tuple(labels.get(sha, ())), "missing", None))
+        names_of = tuple(labels.get(sha, ()))
+        if not os.path.lexists(present):
+            results.append(VerifyResult(sha, names_of, "missing", None))
             continue
-        bar = _download._progress_bar(f"verify {sha[:12]}", present.stat().st_size, 0, s)
+        bar = _download._progress_bar(f"verify {sha[:12]}", os.lstat(present).st_size, 0, s)
         try:
-            path = cache.verify_blob(sha, bar.update)
+            problem = cache.blob_problem(sha, bar.update)
         finally:
             bar.close()
-        status = "ok" if path is not None else "quarantined"
-        results.append(VerifyResult(sha, tuple(labels.get(sha, ())), status, str(path) if path else None))
+        if problem is None:
+            results.append(VerifyResult(sha, names_of, "ok", str(present)))
+            continue
+        try:
+            cache.quarantine(sha, problem)
+        except ChecksumError:  # bad but cannot be moved (a read-only cache): report it and go on
+            results.append(VerifyResult(sha, names_of, "corrupt", str(present), problem))
+            continue
+        results.append(VerifyResult(sha, names_of, "quarantined", None, problem))
     return results
 
 

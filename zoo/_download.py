@@ -15,6 +15,7 @@ The flow for a blob that is not cached:
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -28,7 +29,7 @@ from zoo._logging import get_logger
 from zoo._sources import SourceFailure, describe
 from zoo.cache import Cache, Partial
 from zoo.config import Settings
-from zoo.errors import Attempt, ChecksumError, DownloadError, InsufficientSpaceError
+from zoo.errors import Attempt, CacheError, ChecksumError, DownloadError, InsufficientSpaceError, InvalidModelError
 
 log = get_logger("download")
 
@@ -66,20 +67,36 @@ def _progress_bar(label: str, total: int | None, initial: int, settings: Setting
 
 
 def _check_space(cache: Cache, target: Target, have: int) -> None:
-    if target.bytes is None:
-        return
-    need = target.bytes - have
+    """Refuse to start when the download cannot fit: its remaining bytes (or, when the size is not
+    known, at least the reserve) plus a reserve must be free."""
+    need = max(target.bytes - have, 0) if target.bytes is not None else 0
     free = shutil.disk_usage(cache.tmp_dir).free
     if free < need + SPACE_RESERVE:
+        size = f"needs {need:,} bytes plus a {SPACE_RESERVE >> 20} MiB reserve" if target.bytes is not None else (
+            f"its size is not known, and less than the {SPACE_RESERVE >> 20} MiB reserve is free")
         raise InsufficientSpaceError(
-            f"not enough free space in {cache.root} to download {target.label} (sha256 {target.sha256}): "
-            f"needs {need:,} bytes plus a {SPACE_RESERVE >> 20} MiB reserve, {free:,} bytes free. "
-            "Free some with `zoo cache prune` or `zoo rm NAME`, or point ZOO_HOME at a larger disk."
+            f"not enough free space in {cache.tmp_dir} to download {target.label} (sha256 {target.sha256}): "
+            f"{size}, {free:,} bytes free. Free some with `zoo cache prune` or `zoo rm NAME`, or point "
+            "ZOO_HOME at a larger disk."
         )
 
 
-def _transfer(url: str, partial: Partial, target: Target, settings: Settings) -> None:
-    """Stream ``url`` into ``partial`` (resuming when it holds bytes from the same URL)."""
+def _disk_full(cache: Cache, target: Target, partial: Partial, exc: OSError) -> InsufficientSpaceError:
+    need = f"{target.bytes - partial.size:,} more bytes" if target.bytes is not None else "more bytes"
+    free = shutil.disk_usage(cache.tmp_dir).free
+    return InsufficientSpaceError(
+        f"the disk holding {cache.tmp_dir} filled up while downloading {target.label} (sha256 {target.sha256}): "
+        f"{exc.strerror}; it needs {need}, {free:,} bytes are free. The {partial.size:,} bytes received are kept "
+        f"in {partial.path.name} and the next pull resumes from there; `zoo cache prune` frees them. Free some "
+        "space (`zoo cache prune`, `zoo rm NAME`) or point ZOO_HOME at a larger disk."
+    )
+
+
+def _transfer(url: str, partial: Partial, target: Target, settings: Settings) -> bool:
+    """Stream ``url`` into ``partial`` (resuming when it holds bytes from the same URL).
+
+    Returns whether the body continued earlier bytes (a resume): a resumed file that does not
+    verify is fetched again from byte 0 before the source is given up."""
     if partial.size and partial.url != url:
         partial.reset()
     resume_from = partial.size
@@ -100,6 +117,7 @@ def _transfer(url: str, partial: Partial, target: Target, settings: Settings) ->
             partial.url, partial.validator = url, stream.validator
             partial.write_meta()
         _copy_body(stream, partial, expected, target, settings)
+        return stream.offset > 0
     finally:
         stream.close()
 
@@ -115,9 +133,9 @@ class _HashWriter:
 
     SYNC_EVERY = 32 << 20
 
-    def __init__(self, partial: Partial, fd: int, buffers: int = 4):
+    def __init__(self, partial: Partial, buffers: int = 4):
         self.partial = partial
-        self.fd = fd
+        self.fd = partial.fd
         self.free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(buffers):
             self.free.put(bytearray(CHUNK))
@@ -151,41 +169,55 @@ class _HashWriter:
 
 
 def _copy_body(stream: _sources.Stream, partial: Partial, expected: int | None, target: Target, settings: Settings) -> None:
+    """Copy the body into the partial file at the bytes already there, hashing as it goes.
+
+    Whatever arrived before a failure (a stall, a reset, a full disk) is written and counted first,
+    so the next attempt resumes after it. On a write error the file is cut back to the bytes fully
+    written and hashed, so file and hash always agree."""
     bar = _progress_bar(target.label, expected, partial.size, settings)
     received = partial.size
+    failure: SourceFailure | None = None
     try:
-        with open(partial.path, "r+b", buffering=0) as out:
-            out.seek(partial.size)
-            hasher = _HashWriter(partial, out.fileno())
-            try:
-                while True:
-                    buf = hasher.free.get()
-                    try:
-                        n = stream.readinto(memoryview(buf))
-                    except (OSError, ValueError) as exc:  # reset, timeout, closed socket
-                        hasher.free.put(buf)
-                        raise SourceFailure(f"connection lost after {received:,} bytes: {exc}", transient=True) from None
-                    if not n:
-                        hasher.free.put(buf)
-                        break
-                    if expected is not None and received + n > expected:
-                        hasher.free.put(buf)
-                        raise SourceFailure(f"the source sent more than the expected {expected:,} bytes", transient=False)
-                    out.write(memoryview(buf)[:n])
-                    hasher.full.put((buf, n))
-                    received += n
-                    bar.update(n)
-            finally:
-                hasher.close()
+        hasher = _HashWriter(partial)
+        try:
+            while failure is None:
+                buf = hasher.free.get()
+                n, error = stream.fill(memoryview(buf))
+                if error is not None:  # keep what arrived, then give up on this attempt
+                    failure = SourceFailure(f"connection lost after {received + n:,} bytes: {error}", transient=True)
+                if expected is not None and received + n > expected:
+                    hasher.free.put(buf)
+                    raise SourceFailure(f"the source sent more than the expected {expected:,} bytes", transient=False)
+                if not n:
+                    hasher.free.put(buf)
+                    break
+                try:
+                    partial.write_at(received, memoryview(buf)[:n])
+                except OSError:
+                    hasher.free.put(buf)
+                    raise
+                hasher.full.put((buf, n))
+                received += n
+                bar.update(n)
+        except OSError:
+            hasher.close()
+            partial.truncate(partial.size)
+            raise
+        hasher.close()
     finally:
         bar.close()
+    if failure is not None:
+        raise failure
     if expected is not None and received < expected:
         raise SourceFailure(f"connection closed after {received:,} of {expected:,} bytes", transient=True)
 
 
-def fetch(target: Target, cache: Cache, settings: Settings) -> Path:
-    """Download ``target`` into ``cache`` and return the verified blob path."""
-    urls = target.candidate_urls(settings)
+def fetch(target: Target, cache: Cache, settings: Settings, *, urls: list[str] | None = None) -> Path:
+    """Download ``target`` into ``cache`` and return the verified blob path.
+
+    ``urls`` narrows the candidates (e.g. to local mirrors when offline); default: every mirror,
+    then the target's sources."""
+    urls = target.candidate_urls(settings) if urls is None else urls
     if not urls:
         raise DownloadError(
             f"{target.label} (sha256 {target.sha256}) has no sources: no registry entry names it and "
@@ -200,13 +232,19 @@ def fetch(target: Target, cache: Cache, settings: Settings) -> Path:
             log.info("%s was downloaded by another process meanwhile", target.label)
             return hit
         partial = cache.adopt_partial(target.sha256, settings.lock_stale)
-        _check_space(cache, target, partial.size if partial else 0)
-        if partial is None:
-            partial = cache.new_partial(target.sha256)
         try:
+            _check_space(cache, target, partial.size if partial else 0)
+            if partial is None:
+                partial = cache.new_partial(target.sha256)
             return _try_sources(urls, partial, target, cache, settings)
+        except OSError as exc:  # the cache's disk, not a source: no other source would do better
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) and partial is not None:
+                raise _disk_full(cache, target, partial, exc) from None
+            raise CacheError(
+                f"cannot write the download of {target.label} into {cache.tmp_dir}: {exc.strerror or exc}"
+            ) from None
         finally:
-            if partial.path.exists():  # not published: keep the bytes for a resume
+            if partial is not None and not partial.settled:  # keep the bytes for a resume
                 partial.abandon()
     finally:
         lock.release()
@@ -218,32 +256,56 @@ def _try_sources(urls: list[str], partial: Partial, target: Target, cache: Cache
     if partial.size and partial.url in urls:
         urls = [partial.url] + [u for u in urls if u != partial.url]
     for url in urls:
-        for attempt in range(settings.retries + 1):
+        attempt = 0
+        while True:
             try:
-                _transfer(url, partial, target, settings)
+                resumed = _transfer(url, partial, target, settings)
             except SourceFailure as exc:
                 attempts.append(Attempt(describe(url), exc.reason))
                 log.warning("%s from %s: %s", target.label, describe(url), exc.reason)
                 if exc.transient and attempt < settings.retries:
-                    time.sleep(_sources.backoff_delay(settings, attempt))
+                    time.sleep(_sources.backoff_delay(settings, attempt, exc))
+                    attempt += 1
                     continue
                 break
             digest = partial.hexdigest()
             if digest == target.sha256:
+                try:
+                    _check_model(partial, target)
+                except InvalidModelError:
+                    partial.discard()  # the registry's bytes, but unsafe: nothing to keep or resume
+                    raise
                 path = cache.publish(partial, target.sha256)
                 log.info("pulled %s from %s", target.label, describe(url))
                 return path
+            partial.reset()
+            if resumed:  # the earlier bytes may be what is wrong: fetch the whole file once more from here
+                log.warning("%s from %s: the resumed download does not verify; fetching it again from byte 0",
+                            target.label, describe(url))
+                continue
             reason = f"checksum mismatch: the bytes hash to {digest}, the registry pins {target.sha256}"
             attempts.append(Attempt(describe(url), reason))
             log.warning("%s from %s: %s", target.label, describe(url), reason)
-            partial.reset()
             break
     tried = "\n".join(f"  - {a}" for a in attempts)
-    only_checksums = attempts and all(a.reason.startswith("checksum mismatch") for a in attempts)
-    cls = ChecksumError if only_checksums else DownloadError
-    raise cls(
+    if attempts and all(a.reason.startswith("checksum mismatch") for a in attempts):
+        raise ChecksumError(
+            f"could not download {target.label} (sha256 {target.sha256}): every source served bytes that do "
+            f"not match the sha256 the registry pins:\n{tried}\nThe network delivered whole files, so the "
+            "registry entry or the sources are wrong (or tampered with): check the registry entry's sha256 "
+            "and which files the sources and ZOO_MIRRORS serve. Nothing was published.",
+            attempts,
+        )
+    raise DownloadError(
         f"could not download {target.label} (sha256 {target.sha256}); every source failed:\n{tried}\n"
         "Check the network or proxy settings, set ZOO_MIRRORS to an internal mirror, or run "
         "`zoo doctor`. A partial download, if any, is kept and resumed by the next pull.",
         attempts,
     )
+
+
+def _check_model(partial: Partial, target: Target) -> None:
+    """Refuse a verified ONNX file whose tensors point at external data outside its own folder."""
+    from zoo._onnx_checks import check_external_data_fd
+
+    check_external_data_fd(partial.fd, target.label)

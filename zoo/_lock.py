@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo._fsutil import HOST, owner_alive, token
+from zoo._fsutil import HOST, owner_alive, read_regular, token
 from zoo._logging import get_logger
 from zoo.errors import CacheReadOnlyError
 
@@ -40,9 +40,9 @@ class LockOwner:
 
 def read_owner(path: Path) -> LockOwner | None:
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = json.loads(read_regular(path, 4096))
         return LockOwner(str(data["host"]), int(data["pid"]), float(data["started"]), str(data["token"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -52,7 +52,7 @@ def is_stale(path: Path, stale: float) -> bool:
     if owner is not None and owner_alive(owner.host, owner.pid) is False:
         return True
     try:
-        age = time.time() - path.stat().st_mtime
+        age = time.time() - os.lstat(path).st_mtime
     except FileNotFoundError:
         return False
     return age > stale
@@ -126,7 +126,7 @@ class BlobLock:
         def beat() -> None:
             while not self._stop.wait(interval):
                 try:
-                    os.utime(self.path)
+                    os.utime(self.path, follow_symlinks=False)
                 except OSError:
                     return
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from zoo.errors import InvalidModelError, UnsafePathError
+from zoo.errors import ExternalDataError, InvalidModelError
 
 _DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 
@@ -19,38 +20,125 @@ def _load(path: Path):
         raise InvalidModelError(f"{path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
 
 
-def _external_locations(model) -> list[str]:
-    from onnx import TensorProto
-    from onnx.external_data_helper import _get_all_tensors
+def external_references(model) -> list[tuple[str, str]]:
+    """(tensor name, location) of every tensor stored outside the file, wherever it sits in the graph.
 
-    out = []
-    for tensor in _get_all_tensors(model):
-        if tensor.data_location == TensorProto.EXTERNAL:
-            out.extend(e.value for e in tensor.external_data if e.key == "location")
-    return out
+    sparkzoo walks the model itself (initializers, sparse initializers, tensor attributes of every
+    node, and every subgraph of If/Loop/Scan nodes and functions) rather than trusting a helper of
+    whichever onnx version is installed."""
+    from onnx import AttributeProto, TensorProto
+
+    found: list[tuple[str, str]] = []
+
+    def tensor(t) -> None:
+        if t.data_location == TensorProto.EXTERNAL:
+            location = next((e.value for e in t.external_data if e.key == "location"), "")
+            found.append((t.name or "(unnamed tensor)", location))
+
+    def sparse(st) -> None:
+        tensor(st.values)
+        tensor(st.indices)
+
+    def graph(g) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for st in g.sparse_initializer:
+            sparse(st)
+        nodes(g.node)
+
+    def nodes(node_list) -> None:
+        for node in node_list:
+            for attr in node.attribute:
+                if attr.type == AttributeProto.TENSOR:
+                    tensor(attr.t)
+                elif attr.type == AttributeProto.TENSORS:
+                    for t in attr.tensors:
+                        tensor(t)
+                elif attr.type == AttributeProto.SPARSE_TENSOR:
+                    sparse(attr.sparse_tensor)
+                elif attr.type == AttributeProto.SPARSE_TENSORS:
+                    for st in attr.sparse_tensors:
+                        sparse(st)
+                elif attr.type == AttributeProto.GRAPH:
+                    graph(attr.g)
+                elif attr.type == AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        graph(g)
+
+    graph(model.graph)
+    for function in model.functions:
+        nodes(function.node)
+    return found
 
 
-def check_external_data(path: Path, model=None) -> list[str]:
-    """Raise :class:`UnsafePathError` if an external-data reference leaves the model's directory.
+def _escapes(location: str, base: Path) -> bool:
+    posix = PurePosixPath(location.replace("\\", "/"))
+    return (
+        not location
+        or "\0" in location
+        or posix.is_absolute()
+        or PureWindowsPath(location).is_absolute()
+        or bool(PureWindowsPath(location).drive)
+        or ".." in posix.parts
+        or not (base / location).resolve().is_relative_to(base)
+    )
 
-    Returns the (safe) external locations; callers that keep single-file blobs refuse any.
-    """
+
+def check_external_data(path: Path, model=None, *, label: str | None = None) -> list[str]:
+    """Raise :class:`ExternalDataError` if an external-data reference leaves the model's directory.
+
+    Returns the (safe) external locations; callers that keep single-file blobs refuse any."""
     model = model if model is not None else _load(path)
-    locations = _external_locations(model)
     base = path.parent.resolve()
-    for loc in locations:
-        escapes = (
-            PurePosixPath(loc).is_absolute()
-            or PureWindowsPath(loc).is_absolute()
-            or PureWindowsPath(loc).drive
-            or ".." in PurePosixPath(loc.replace("\\", "/")).parts
-            or not (base / loc).resolve().is_relative_to(base)
-        )
-        if escapes:
-            raise UnsafePathError(
-                f"{path}: external data location {loc!r} points outside the model's directory {base}; refusing it"
+    refs = external_references(model)
+    for name, location in refs:
+        if _escapes(location, base):
+            raise ExternalDataError(
+                f"{label or path}: tensor {name!r} keeps its data at external location {location!r}, which points "
+                f"outside the model's directory {base}; sparkzoo refuses such a model whatever onnx and ONNX "
+                "Runtime would do with it"
             )
-    return locations
+    return [location for _, location in refs]
+
+
+def check_external_data_fd(fd: int, label: str) -> None:
+    """The external-data check for a downloaded file, read through the descriptor that wrote it.
+
+    A blob in the cache is a single file, so any external reference is refused: one that escapes
+    names the tensor and location, one that stays inside says that the cache keeps single files.
+    A file that does not parse as ONNX is left to the loader, which reports it when it is used.
+
+    First a byte scan: an external reference is a ``key: "location"`` entry, and protobuf stores
+    strings verbatim, so a file without the bytes ``location`` has none, and the (slow to import)
+    onnx parser is only needed for files that contain them."""
+    import mmap
+
+    if os.fstat(fd).st_size == 0:
+        return
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+        if view.find(b"location") < 0:
+            return
+        data = view[:]
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # not ONNX (or not one this onnx reads): nothing in it can point outside it
+        return
+    del data
+    refs = external_references(model)
+    for name, location in refs:
+        if _escapes(location, Path("/nonexistent-zoo-blob-folder")):
+            raise ExternalDataError(
+                f"{label}: tensor {name!r} keeps its data at external location {location!r}, outside the model's "
+                "own folder; the download is refused and nothing was published"
+            )
+    if refs:
+        name, location = refs[0]
+        raise ExternalDataError(
+            f"{label}: tensor {name!r} keeps its data in an external file {location!r}; the cache keeps "
+            "single-file models, so the download is refused. Re-save it without external data."
+        )
 
 
 def _dims(value_info) -> list[Any]:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zoo._fsutil import UnsafeEntry, lstat_regular, token
 from zoo._logging import get_logger
 
 log = get_logger("optimized")
@@ -64,16 +65,20 @@ def optimized(model: Path, sha256: str, home: Path) -> Path | None:
     """The optimised file of ``model`` (sha ``sha256``) for this machine, built now if missing; None
     when it cannot be had (the caller then loads ``model`` as it is)."""
     target = path_for(home, sha256)
-    if target.is_file():
-        return target
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        if lstat_regular(target) is not None:
+            return target
+    except UnsafeEntry as exc:  # never load a planted link: remove it and build the file anew
+        log.warning("removing %s: %s", target, exc.strerror)
+        target.unlink(missing_ok=True)
+    tmp = target.with_name(f".{target.name}.{token()}.tmp")  # unpredictable: nothing can be planted there
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
             [sys.executable, "-m", "zoo._optimized", str(model), str(tmp)],
             capture_output=True, text=True, timeout=_CHILD_TIMEOUT,
         )
-        if done.returncode != 0 or not tmp.is_file():
+        if done.returncode != 0 or lstat_regular(tmp) is None:
             log.debug("optimising %s failed (exit %s): %s", sha256[:12], done.returncode, done.stderr[-2000:])
             return None
         os.replace(tmp, target)

@@ -41,10 +41,82 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     df = reader.load(path)
     if partitions is None:
         cores = _parallelism(spark)
-        if cores is None:
-            return df
-        partitions = max(2 * cores, -(-len(df.inputFiles()) // FILES_PER_PARTITION))
-    return df.coalesce(partitions) if partitions > 0 else df
+        partitions = 0 if cores is None else max(2 * cores, -(-len(df.inputFiles()) // FILES_PER_PARTITION))
+    if partitions > 0:
+        df = df.coalesce(partitions)
+    empty = _empty_files(spark, path, recursive=recursive, glob=glob)
+    if empty:  # Spark's file sources never list 0-byte files: add them, so they get handleInvalid's outcome
+        from zoo._logging import get_logger
+
+        get_logger("images").info("%d empty (0-byte) files under %s: they are featurized as invalid", len(empty), path)
+        rows = spark.createDataFrame(empty, df.schema)
+        df = df.unionByName(rows)
+    return df
+
+
+def _empty_files(spark: SparkSession, path: str, *, recursive: bool, glob: str | None) -> list[tuple]:
+    """``binaryFile`` rows (path, modificationTime, length 0, empty content) for the 0-byte files
+    Spark's listing leaves out, found with the same rules: hidden names (``.x``, ``_x``) skipped,
+    ``glob`` matched on the file name.
+
+    Local paths are listed in Python (fast); other file systems through Hadoop's FileSystem API in
+    classic Spark; under Spark Connect a remote path cannot be listed from here, and is left as is."""
+    import datetime as dt
+    import fnmatch
+    import os
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(path).scheme
+    jvm = _jvm(spark)
+    default_fs = jvm.org.apache.hadoop.fs.FileSystem.getDefaultUri(
+        spark.sparkContext._jsc.hadoopConfiguration()).getScheme() if jvm is not None else "file"
+    local = scheme == "file" or (scheme == "" and default_fs in (None, "file"))
+    found: list[tuple[str, float]] = []
+    if local:
+        import glob as globbing
+
+        root = urlsplit(path).path if scheme else path
+        candidates = []
+        for top in globbing.glob(root) if globbing.has_magic(root) else [root]:
+            if os.path.isfile(top):
+                candidates.append(top)
+                continue
+            for folder, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if not _hidden(d)] if recursive else []
+                candidates.extend(os.path.join(folder, f) for f in files if not _hidden(f))
+        for name in candidates:
+            st = os.stat(name)
+            if st.st_size == 0:
+                found.append((f"file:{os.path.abspath(name)}", st.st_mtime))
+    elif jvm is not None:
+        hadoop = jvm.org.apache.hadoop.fs
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
+        base = hadoop.Path(path)
+        listing = base.getFileSystem(conf).listFiles(base, bool(recursive))
+        while listing.hasNext():
+            status = listing.next()
+            if status.getLen() == 0 and not _hidden(status.getPath().getName()):
+                found.append((status.getPath().toString(), status.getModificationTime() / 1000.0))
+    if glob and found:
+        if jvm is not None:  # Hadoop's own glob syntax ({a,b}, [!x]) as pathGlobFilter uses it
+            accept = jvm.org.apache.hadoop.fs.GlobFilter(glob).accept
+            found = [f for f in found if accept(jvm.org.apache.hadoop.fs.Path(f[0]))]
+        else:
+            found = [f for f in found if fnmatch.fnmatchcase(f[0].rsplit("/", 1)[-1], glob)]
+    return [(p, dt.datetime.fromtimestamp(t), 0, b"") for p, t in sorted(found)]
+
+
+def _hidden(name: str) -> bool:
+    """Spark's rule for names its file listing skips (InMemoryFileIndex.shouldFilterOutPathName)."""
+    return (name.startswith("_") and "=" not in name) or name.startswith(".") or name.endswith("._COPYING_")
+
+
+def _jvm(spark: SparkSession):
+    """The driver's JVM gateway in classic Spark; None under Spark Connect."""
+    try:
+        return spark.sparkContext._jvm
+    except Exception:
+        return None
 
 
 def pin(name: str) -> str:

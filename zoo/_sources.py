@@ -12,12 +12,13 @@ import functools
 import io
 import os
 import re
-import socket
-import urllib.error
-import urllib.request
+import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    import urllib.request
 
 from zoo.config import Settings
 from zoo.errors import DownloadError
@@ -30,10 +31,11 @@ _USER_AGENT = "sparkzoo"
 class SourceFailure(Exception):
     """One source failed; ``transient`` failures are retried on the same source."""
 
-    def __init__(self, reason: str, *, transient: bool):
+    def __init__(self, reason: str, *, transient: bool, retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After), if it did
 
 
 @dataclass
@@ -45,13 +47,41 @@ class Stream:
     total: int | None
     validator: str | None
 
+    READ_STEP = 64 << 10  # http.client's read1 allocates this much per call: below malloc's mmap threshold
+
     def readinto(self, buf: memoryview) -> int:
-        readinto = getattr(self.body, "readinto", None)
+        """Read what one call of the body gives (at most ``READ_STEP`` bytes); 0 at the end."""
+        buf = buf[: self.READ_STEP]
+        readinto = getattr(self.body, "readinto1", None) or getattr(self.body, "readinto", None)
         if readinto is not None:
             return readinto(buf) or 0
         data = self.body.read(len(buf))
         buf[: len(data)] = data
         return len(data)
+
+    def fill(self, buf: memoryview, linger: float = 0.05) -> tuple[int, BaseException | None]:
+        """Read into ``buf`` until it is full, the body ends, an error, or ``linger`` seconds pass:
+        (bytes read, the error that stopped it or None).
+
+        Reads in the body's own steps, so a stall or reset half-way through a buffer loses nothing
+        that already arrived (the caller writes those bytes, then reports the error), and a slow
+        body is handed over at least every ``linger`` seconds, so what a killed process leaves on
+        disk is nearly everything it had received."""
+        import http.client
+
+        n = 0
+        deadline = time.monotonic() + linger
+        while n < len(buf):
+            try:
+                got = self.readinto(buf[n:])
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, timeout, closed socket
+                return n, exc
+            if not got:
+                break
+            n += got
+            if time.monotonic() >= deadline:
+                break
+        return n, None
 
     def close(self) -> None:
         self.body.close()
@@ -118,33 +148,70 @@ def hf_to_https(url: str, settings: Settings) -> tuple[str, dict[str, str]]:
     return target, headers
 
 
-class _RedirectHandler(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but never carry credentials to another host or downgrade to http."""
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
-        check_allowed(newurl, self.settings)
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urlsplit(newurl).netloc != urlsplit(req.full_url).netloc:
-            new.remove_header("Authorization")
-            new.remove_header("Cookie")
-        return new
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what credentials are bound to."""
+    p = urlsplit(url)
+    scheme = p.scheme.lower()
+    return scheme, (p.hostname or "").lower(), p.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _strip_credentials(request: "urllib.request.Request") -> None:
+    for name in _CREDENTIAL_HEADERS:
+        request.remove_header(name)
+
+
+def _redirect_handler(settings: Settings) -> "urllib.request.HTTPRedirectHandler":
+    """urllib's redirect handling, but never from https to http, and never carrying credentials to
+    another origin.
+
+    ``ZOO_ALLOW_HTTP`` allows URLs *written* as http for listed hosts; it never lets an https URL be
+    redirected to plain http (that is a downgrade an attacker on the path could force). Credentials
+    stay with the exact origin (scheme, host, port) they were given for: https://hub and
+    http://hub are different origins even on default ports."""
+    import urllib.request
+
+    class RedirectHandler(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 - urllib API
+            old_scheme, new_scheme = urlsplit(req.full_url).scheme.lower(), urlsplit(newurl).scheme.lower()
+            if old_scheme == "https" and new_scheme != "https":
+                raise SourceFailure(
+                    f"{describe(req.full_url)} redirected to {describe(newurl)}: a redirect from https to "
+                    f"{new_scheme or 'another scheme'} is refused whatever ZOO_ALLOW_HTTP says",
+                    transient=False,
+                )
+            check_allowed(newurl, settings)
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None and origin(newurl) != origin(req.full_url):
+                _strip_credentials(new)
+            return new
+
+    return RedirectHandler()
 
 
 @functools.lru_cache(maxsize=8)
-def _opener(settings: Settings) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_RedirectHandler(settings))
+def _opener(settings: Settings) -> "urllib.request.OpenerDirector":
+    import urllib.request
+
+    return urllib.request.build_opener(_redirect_handler(settings))
 
 
 def _open_http(url: str, settings: Settings, offset: int, validator: str | None, headers: dict[str, str]) -> Stream:
+    import socket
+    import urllib.error
+    import urllib.request
+
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **headers}
     if offset > 0:
         headers["Range"] = f"bytes={offset}-"
         if validator:
             headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
+    if urlsplit(url).scheme.lower() != "https":
+        _strip_credentials(request)  # a token never travels in clear text, even to an allowed http mirror
     try:
         response = _opener(settings).open(request, timeout=settings.timeout)
     except urllib.error.HTTPError as exc:
@@ -154,9 +221,11 @@ def _open_http(url: str, settings: Settings, offset: int, validator: str | None,
             if match and int(match.group(1)) == offset:  # we already have every byte
                 return Stream(io.BytesIO(b""), offset, offset, validator)
             raise SourceFailure("HTTP 416: the partial download does not fit the resource", transient=True) from None
+        retry_after = _retry_after(exc.headers.get("Retry-After")) if exc.code in (429, 503) else None
         exc.close()
         transient = exc.code >= 500 or exc.code in (408, 425, 429)
-        raise SourceFailure(f"HTTP {exc.code} {exc.reason}", transient=transient) from None
+        wait = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+        raise SourceFailure(f"HTTP {exc.code} {exc.reason}{wait}", transient=transient, retry_after=retry_after) from None
     except SourceFailure:
         raise
     except (urllib.error.URLError, OSError) as exc:
@@ -235,15 +304,38 @@ def open_stream(url: str, settings: Settings, offset: int = 0, validator: str | 
     return _open_fsspec(url, offset)
 
 
-def backoff_delay(settings: Settings, attempt: int) -> float:
-    """Seconds to wait before retry ``attempt + 1``: exponential from ZOO_BACKOFF, capped at 30 s."""
+RETRY_AFTER_CAP = 60.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    import email.utils
+
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0) if when is not None else None
+
+
+def backoff_delay(settings: Settings, attempt: int, failure: SourceFailure | None = None) -> float:
+    """Seconds to wait before retry ``attempt + 1``.
+
+    A server's Retry-After (on 429/503) is honoured, but never beyond ``ZOO_TIMEOUT`` nor
+    ``RETRY_AFTER_CAP``: a server cannot park a pull longer than the user's timeout allows.
+    Otherwise: exponential from ZOO_BACKOFF, capped at 30 s."""
+    if failure is not None and failure.retry_after is not None:
+        return min(failure.retry_after, settings.timeout, RETRY_AFTER_CAP)
     return min(settings.backoff * (2**attempt), 30.0)
 
 
 def read_all(url: str, settings: Settings, limit: int = 64 << 20) -> bytes:
     """Fetch a small document (a registry) whole, retrying transient failures."""
-    import time
-
     last: SourceFailure | None = None
     for attempt in range(settings.retries + 1):
         try:
@@ -261,7 +353,7 @@ def read_all(url: str, settings: Settings, limit: int = 64 << 20) -> bytes:
             last = SourceFailure(f"connection failed: {exc}", transient=True)
         if not last.transient or attempt == settings.retries:
             break
-        time.sleep(backoff_delay(settings, attempt))
+        time.sleep(backoff_delay(settings, attempt, last))
     raise DownloadError(f"cannot fetch {describe(url)}: {last.reason if last else 'unknown error'}")
 
 
@@ -273,6 +365,9 @@ def probe(base: str, settings: Settings) -> tuple[bool, str]:
         return False, exc.reason
     scheme = urlsplit(base).scheme
     if scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(base.rstrip("/") + "/", method="HEAD", headers={"User-Agent": _USER_AGENT})
         try:
             with _opener(settings).open(request, timeout=min(settings.timeout, 10.0)) as response:

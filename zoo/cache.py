@@ -19,28 +19,49 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from zoo._fsutil import HOST, atomic_write_bytes, fsync_dir, owner_alive, token
+from zoo._fsutil import (
+    HOST,
+    UnsafeEntry,
+    atomic_write_bytes,
+    fsync_dir,
+    lstat_regular,
+    open_regular,
+    owner_alive,
+    read_regular,
+    token,
+)
 from zoo._lock import BlobLock
 from zoo._logging import get_logger
-from zoo.errors import CacheReadOnlyError, ChecksumError
+from zoo.errors import CacheError, CacheReadOnlyError, ChecksumError
 
 log = get_logger("cache")
 
 HASH_CHUNK = 4 << 20
+INDEX_LIMIT = 64 << 20  # the index lists names and stat records: far below this
+SHA_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 
 def hash_file(path: Path, progress: Callable[[int], Any] | None = None) -> str:
     """sha256 of a file, streamed in large chunks (hashlib releases the GIL on them)."""
+    with open(path, "rb", buffering=0) as fh:
+        return hash_fd(fh.fileno(), progress)
+
+
+def hash_fd(fd: int, progress: Callable[[int], Any] | None = None) -> str:
+    """sha256 of an open file from its first byte (the descriptor's own position is left alone)."""
     digest = hashlib.sha256()
     buf = bytearray(HASH_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
+        fh.seek(0)
         while n := fh.readinto(buf):
             digest.update(view[:n])
             if progress:
@@ -52,15 +73,25 @@ def _stat_record(st: os.stat_result) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
+_VALIDATOR_OK = re.compile(r'^[\x21-\x7e][\x20-\x7e]{0,255}$')  # one printable header value, no CR/LF
+
+
 @dataclass
 class Partial:
-    """A download in progress: the bytes so far, their running hash, and where they came from."""
+    """A download in progress: a file this process created (or adopted) and holds open, its hash so far,
+    and where its bytes came from.
+
+    Every read and write goes through the descriptor opened without following links, so a path
+    swapped for a symlink after the fact cannot redirect a write out of the cache.
+    """
 
     path: Path
     meta_path: Path
+    fd: int
     url: str | None = None
     validator: str | None = None
     size: int = 0
+    settled: bool = False  # published or discarded: nothing left to keep for a resume
     _hash: Any = field(default_factory=hashlib.sha256, repr=False)
 
     def write_meta(self, *, abandoned: bool = False) -> None:
@@ -75,41 +106,79 @@ class Partial:
         }
         atomic_write_bytes(self.meta_path, json.dumps(meta).encode())
 
+    def write_at(self, offset: int, data: memoryview) -> None:
+        """Write all of ``data`` at ``offset`` (a short write is continued, an error raised)."""
+        while data:
+            n = os.pwrite(self.fd, data, offset)
+            data, offset = data[n:], offset + n
+
+    def truncate(self, length: int) -> None:
+        os.ftruncate(self.fd, length)
+
     def update(self, chunk: memoryview) -> None:
-        """Account for ``chunk`` having been appended to the file."""
+        """Account for ``chunk`` having been written after the bytes hashed so far."""
         self._hash.update(chunk)
         self.size += len(chunk)
 
     def abandon(self) -> None:
         """Give up on this download but keep its bytes for the next pull to resume (or discard if empty)."""
+        self.close()
         if self.size == 0:
             self.discard()
-        else:
+            return
+        try:
             self.write_meta(abandoned=True)
+        except OSError as exc:  # e.g. the disk is full: the old record still lets a later pull adopt it
+            log.warning("cannot mark %s as resumable (%s); a later pull resumes it once this process exits",
+                        self.path, exc.strerror or exc)
 
     def rehash(self) -> None:
         """Recompute the running hash of the bytes already on disk (after adopting a partial)."""
         self._hash = hashlib.sha256()
-        with open(self.path, "rb", buffering=0) as fh:
+        self.size = 0
+        with os.fdopen(os.dup(self.fd), "rb", buffering=0) as fh:
+            fh.seek(0)
             buf = bytearray(HASH_CHUNK)
-            view = memoryview(buf)
             while n := fh.readinto(buf):
-                self._hash.update(view[:n])
-        self.size = self.path.stat().st_size
+                self.update(memoryview(buf)[:n])
 
     def reset(self) -> None:
         """Throw the bytes away and start from zero."""
-        with open(self.path, "wb"):
-            pass
+        self.truncate(0)
         self.size = 0
         self._hash = hashlib.sha256()
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.meta_path.unlink(missing_ok=True)
+        self.close()
+        self.settled = True
+        for p in (self.path, self.meta_path):
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as exc:
+                log.debug("cannot remove %s: %s", p, exc)
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    """A partial download's record, with every field checked: the file may have been planted."""
+    data = json.loads(read_regular(meta_path, 64 << 10))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    url, validator = data.get("url"), data.get("validator")
+    return {
+        "host": str(data.get("host")),
+        "pid": int(data.get("pid", -1)),
+        "abandoned": data.get("abandoned") is True,
+        "url": url if isinstance(url, str) else None,
+        "validator": validator if isinstance(validator, str) and _VALIDATOR_OK.match(validator) else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -122,7 +191,13 @@ class PruneReport:
 
 
 class Cache:
-    """One ``ZOO_HOME`` directory. Reading works on a read-only cache; writing needs permissions."""
+    """One ``ZOO_HOME`` directory. Reading works on a read-only cache; writing needs permissions.
+
+    Everything under the root is treated as hostile: no symlink or other non-regular entry is
+    followed, written through, renamed into ``blobs/`` or served. Files are opened with
+    ``O_NOFOLLOW`` and checked with ``fstat``; a planted entry is moved to ``quarantine/`` with a
+    warning (``zoo cache prune`` deletes it).
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -137,7 +212,24 @@ class Cache:
     def blob_path(self, sha256: str) -> Path:
         return self.blobs_dir / sha256
 
+    def _check_dirs(self, *dirs: Path) -> None:
+        """Refuse a cache whose own folders are symlinks (or files): they could lead out of ZOO_HOME."""
+        for d in dirs:
+            chain = [d] if d.parent == self.root else [d.parent, d]
+            for p in chain:
+                try:
+                    st = os.lstat(p)
+                except FileNotFoundError:
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+                    raise CacheError(
+                        f"{p} is {kind}; sparkzoo never follows links inside ZOO_HOME. Remove it (the cache "
+                        "recreates its folders) or point ZOO_HOME at the real location"
+                    )
+
     def ensure_writable(self) -> None:
+        self._check_dirs(self.blobs_dir, self.tmp_dir, self.locks_dir, self.quarantine_dir)
         try:
             for d in (self.blobs_dir, self.tmp_dir, self.locks_dir):
                 d.mkdir(parents=True, exist_ok=True)
@@ -154,13 +246,18 @@ class Cache:
 
     # -- the index -----------------------------------------------------------------------------
     def read_index(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"version": 1, "names": {}, "blobs": {}}
         try:
-            data = json.loads(self.index_path.read_text("utf-8"))
+            data = json.loads(read_regular(self.index_path, INDEX_LIMIT))
         except FileNotFoundError:
-            return {"version": 1, "names": {}, "blobs": {}}
-        except (OSError, ValueError) as exc:
+            return empty
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("ignoring unreadable cache index %s: %s", self.index_path, exc)
-            return {"version": 1, "names": {}, "blobs": {}}
+            return empty
+        if not isinstance(data, dict) or not isinstance(data.get("names", {}), dict) \
+                or not isinstance(data.get("blobs", {}), dict):
+            log.warning("ignoring malformed cache index %s", self.index_path)
+            return empty
         data.setdefault("names", {})
         data.setdefault("blobs", {})
         return data
@@ -188,7 +285,7 @@ class Cache:
 
     def names(self) -> dict[str, str]:
         """Names pulled into this cache, with the sha256 each resolved to."""
-        return dict(self.read_index()["names"])
+        return {str(k): str(v) for k, v in self.read_index()["names"].items()}
 
     def _record_verified(self, sha256: str, st: os.stat_result) -> None:
         record = _stat_record(st) | {"verified_at": time.time()}
@@ -196,10 +293,10 @@ class Cache:
 
     # -- blobs -----------------------------------------------------------------------------------
     def shas(self) -> list[str]:
-        """sha256 of every blob present (verified or not)."""
+        """sha256 of every entry in ``blobs/`` (verified or not; a planted link too, so verify reports it)."""
         try:
-            return sorted(p.name for p in self.blobs_dir.iterdir() if len(p.name) == 64 and p.is_file())
-        except FileNotFoundError:
+            return sorted(p.name for p in self.blobs_dir.iterdir() if SHA_NAME.match(p.name))
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def lookup(self, sha256: str, expected_size: int | None = None) -> Path | None:
@@ -207,59 +304,102 @@ class Cache:
 
         A blob whose (size, mtime, inode) match the record made when it was verified is served
         without re-hashing; anything else is re-hashed, and quarantined if it no longer matches.
+        A symlink or other non-regular entry is quarantined, never served.
         """
+        self._check_dirs(self.blobs_dir)
         path = self.blob_path(sha256)
         try:
-            st = path.stat()
-        except FileNotFoundError:
+            st = lstat_regular(path)
+        except UnsafeEntry as exc:
+            self.quarantine(sha256, exc.strerror)
+            return None
+        if st is None:
             return None
         if expected_size is not None and st.st_size != expected_size:
             self.quarantine(sha256, f"size {st.st_size} differs from the registry's {expected_size}")
             return None
         record = self.read_index()["blobs"].get(sha256)
-        if record and {k: record.get(k) for k in ("size", "mtime_ns", "ino")} == _stat_record(st):
+        if isinstance(record, dict) and {k: record.get(k) for k in ("size", "mtime_ns", "ino")} == _stat_record(st):
             return path
         return self.verify_blob(sha256)
 
     def verify_blob(self, sha256: str, progress: Callable[[int], Any] | None = None) -> Path | None:
-        """Re-hash a blob now: its path when intact, None (after quarantining it) when not."""
-        path = self.blob_path(sha256)
-        st = path.stat()
-        actual = hash_file(path, progress)
-        if actual != sha256:
-            self.quarantine(sha256, f"its bytes hash to {actual}")
+        """Re-hash a blob now: its path when intact, None (after quarantining it) when not.
+
+        Raises :class:`ChecksumError` when a bad blob cannot be moved away (a read-only cache)."""
+        problem = self.blob_problem(sha256, progress)
+        if problem is not None:
+            self.quarantine(sha256, problem)
             return None
+        return self.blob_path(sha256)
+
+    def blob_problem(self, sha256: str, progress: Callable[[int], Any] | None = None) -> str | None:
+        """What is wrong with a blob, re-hashed now (None when intact: its stat record is then renewed)."""
+        try:
+            fd = open_regular(self.blob_path(sha256))
+        except UnsafeEntry as exc:
+            return exc.strerror
+        try:
+            st = os.fstat(fd)
+            actual = hash_fd(fd, progress)
+        finally:
+            os.close(fd)
+        if actual != sha256:
+            return f"its bytes hash to {actual}"
         self._record_verified(sha256, st)
-        return path
+        return None
 
     def quarantine(self, sha256: str, reason: str) -> Path:
-        """Move a bad blob out of the way so it is never served again."""
-        src = self.blob_path(sha256)
-        dest = self.quarantine_dir / f"{sha256}.{time.strftime('%Y%m%dT%H%M%S')}.{token()}"
+        """Move a bad blob (or whatever stands at its name) out of the way so it is never served again."""
         try:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
-        except FileNotFoundError:
-            return dest
+            dest = self.quarantine_entry(self.blob_path(sha256), reason)
         except OSError as exc:
             raise ChecksumError(
-                f"cached blob {src} is corrupt ({reason}) and cannot be quarantined ({exc.strerror}); "
-                "delete it by hand or run `zoo verify` with write access to the cache"
+                f"cached blob {self.blob_path(sha256)} is corrupt ({reason}) and cannot be quarantined "
+                f"({exc.strerror}); delete it by hand or run `zoo verify` with write access to the cache"
             ) from None
-        log.warning("quarantined %s: %s (moved to %s)", src, reason, dest)
         self._update_index(lambda idx: idx["blobs"].pop(sha256, None))
         return dest
 
+    def quarantine_entry(self, src: Path, reason: str) -> Path:
+        """Move any entry (file, link, folder) into ``quarantine/`` without following it."""
+        dest = self.quarantine_dir / f"{src.name}.{time.strftime('%Y%m%dT%H%M%S')}.{token()}"
+        self._check_dirs(self.quarantine_dir)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dest)
+        except FileNotFoundError:
+            return dest
+        log.warning("quarantined %s: %s (moved to %s)", src, reason, dest)
+        return dest
+
     def publish(self, partial: Partial, sha256: str) -> Path:
-        """Atomically move a fully downloaded and verified file into place."""
+        """Atomically move a fully downloaded and verified file into place.
+
+        The file is synced and made read-only through the descriptor this process holds; after
+        the rename, the entry in ``blobs/`` must be that same file (device and inode), or it is
+        quarantined: a path swapped in ``tmp/`` meanwhile is never published.
+        """
         dest = self.blob_path(sha256)
-        with open(partial.path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(partial.path, 0o444)
+        os.fsync(partial.fd)
+        os.fchmod(partial.fd, 0o444)
+        mine = os.fstat(partial.fd)
         os.replace(partial.path, dest)
-        partial.meta_path.unlink(missing_ok=True)
+        partial.settled = True
+        partial.close()
+        try:
+            partial.meta_path.unlink(missing_ok=True)
+        except OSError:
+            pass
         fsync_dir(self.blobs_dir)
-        self._record_verified(sha256, dest.stat())
+        placed = os.lstat(dest)
+        if (placed.st_dev, placed.st_ino) != (mine.st_dev, mine.st_ino) or not stat.S_ISREG(placed.st_mode):
+            self.quarantine(sha256, "the download's file was swapped for another entry before it was published")
+            raise CacheError(
+                f"{partial.path} was replaced by another entry while {sha256} was being published; "
+                "something else writes into this cache's tmp/ folder. Nothing was published"
+            )
+        self._record_verified(sha256, placed)
         return dest
 
     def import_file(self, src: Path, sha256: str) -> Path:
@@ -267,18 +407,23 @@ class Cache:
         self.ensure_writable()
         partial = self.new_partial(sha256)
         try:
-            shutil.copyfile(src, partial.path)
-            partial.rehash()
+            with open(src, "rb", buffering=0) as fh:
+                buf = bytearray(HASH_CHUNK)
+                offset = 0
+                while n := fh.readinto(buf):
+                    view = memoryview(buf)[:n]
+                    partial.write_at(offset, view)
+                    partial.update(view)
+                    offset += n
             if partial.hexdigest() != sha256:
                 raise ChecksumError(f"{src} changed while it was being imported into the cache")
             return self.publish(partial, sha256)
         finally:
-            partial.discard()
+            if not partial.settled:
+                partial.discard()
 
     def import_bytes(self, data: bytes) -> tuple[str, Path]:
         """Store bytes made here (e.g. a cut model) as a blob; returns (sha256, path)."""
-        import hashlib
-
         sha = hashlib.sha256(data).hexdigest()
         path = self.lookup(sha, len(data))
         if path is not None:
@@ -286,10 +431,11 @@ class Cache:
         self.ensure_writable()
         partial = self.new_partial(sha)
         try:
-            partial.path.write_bytes(data)
+            partial.write_at(0, memoryview(data))
             return sha, self.publish(partial, sha)
         finally:
-            partial.discard()
+            if not partial.settled:
+                partial.discard()
 
     def remove(self, sha256: str) -> bool:
         """Delete a blob and every name pointing at it. True if a blob was removed."""
@@ -310,42 +456,65 @@ class Cache:
 
     # -- partial downloads -----------------------------------------------------------------------
     def new_partial(self, sha256: str) -> Partial:
+        """A new, empty download file owned by this process (created with O_EXCL, never through a link)."""
+        self._check_dirs(self.tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        partial = Partial(*self.new_partial_paths(sha256))
-        partial.write_meta()
-        partial.path.touch()
+        path, meta_path = self.new_partial_paths(sha256)
+        partial = Partial(path, meta_path, open_regular(path, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+        try:
+            partial.write_meta()
+        except BaseException:
+            partial.discard()
+            raise
         return partial
 
     def _orphans(self, stale: float, sha256: str = "") -> Iterator[tuple[Path, Path, dict[str, Any]]]:
         """(part, meta, meta data) of partial downloads whose owner died or stopped working."""
         if not self.tmp_dir.exists():
             return
+        self._check_dirs(self.tmp_dir)
         for meta_path in self.tmp_dir.glob(f"{sha256}*.json"):
             part = meta_path.with_suffix(".part")
             try:
-                meta = json.loads(meta_path.read_text("utf-8"))
-                newest = max(p.stat().st_mtime for p in (part, meta_path) if p.exists())
-            except (OSError, ValueError):
+                meta = _read_meta(meta_path)
+                newest = max(os.lstat(p).st_mtime for p in (part, meta_path) if os.path.lexists(p))
+            except UnsafeEntry as exc:
+                self.quarantine_entry(meta_path, f"{exc.strerror}: not a record sparkzoo wrote")
                 continue
-            alive = owner_alive(str(meta.get("host")), int(meta.get("pid", -1)))
-            if alive is True and not meta.get("abandoned"):
+            except (OSError, ValueError, RecursionError):
+                continue
+            alive = owner_alive(meta["host"], meta["pid"])
+            if alive is True and not meta["abandoned"]:
                 continue  # a live process on this host still writes it, however slowly
-            if meta.get("abandoned") or alive is False or time.time() - newest > stale:
+            if meta["abandoned"] or alive is False or time.time() - newest > stale:
                 yield part, meta_path, meta
 
     def adopt_partial(self, sha256: str, stale: float) -> Partial | None:
-        """Take over the largest orphaned partial download of this blob, for a Range resume."""
-        candidates = sorted(
-            self._orphans(stale, sha256), key=lambda c: c[0].stat().st_size if c[0].exists() else -1, reverse=True
-        )
+        """Take over the largest orphaned partial download of this blob, for a Range resume.
+
+        Only a regular file with a single link is adopted; anything else found under a partial's
+        name (a symlink, a hard link to a file elsewhere, a FIFO, a folder) is quarantined."""
+
+        def size(part: Path) -> int:
+            try:
+                return os.lstat(part).st_size
+            except OSError:
+                return -1
+
+        candidates = sorted(self._orphans(stale, sha256), key=lambda c: size(c[0]), reverse=True)
         for part, meta_path, meta in candidates:
             mine = self.new_partial_paths(sha256)
             try:
-                os.rename(part, mine[0])  # atomic: only one adopter wins
+                os.rename(part, mine[0])  # atomic: only one adopter wins (a link is moved, not followed)
             except FileNotFoundError:
                 continue
             meta_path.unlink(missing_ok=True)
-            partial = Partial(mine[0], mine[1], url=meta.get("url"), validator=meta.get("validator"))
+            try:
+                fd = open_regular(mine[0], os.O_RDWR, single_link=True)
+            except UnsafeEntry as exc:
+                self.quarantine_entry(mine[0], f"{exc.strerror}: not a download sparkzoo made")
+                continue
+            partial = Partial(mine[0], mine[1], fd, url=meta["url"], validator=meta["validator"])
             partial.rehash()
             partial.write_meta()
             log.info("resuming partial download of %s (%d bytes from %s)", sha256, partial.size, partial.url)
@@ -361,7 +530,9 @@ class Cache:
         """Bytes used by blobs, unfinished downloads, quarantined files and optimised model files."""
 
         def total(d: Path) -> int:
-            return sum(p.stat().st_size for p in d.glob("*") if p.is_file()) if d.exists() else 0
+            if not d.is_dir() or d.is_symlink():
+                return 0
+            return sum(st.st_size for st in map(os.lstat, d.iterdir()) if stat.S_ISREG(st.st_mode))
 
         sizes = {"blobs": total(self.blobs_dir), "tmp": total(self.tmp_dir), "quarantine": total(self.quarantine_dir),
                  "optimized": total(self.optimized_dir)}
@@ -369,7 +540,7 @@ class Cache:
         return sizes
 
     def prune(self, stale: float) -> PruneReport:
-        """Delete orphaned partial downloads, stale locks, quarantined blobs, and optimised model
+        """Delete orphaned partial downloads, stale locks, quarantined entries, and optimised model
         files made for another ONNX Runtime version or CPU (left behind by upgrades)."""
         from zoo._lock import is_stale
 
@@ -377,16 +548,17 @@ class Cache:
         for part, meta_path, _ in list(self._orphans(stale)):
             for p in (part, meta_path):
                 try:
-                    freed += p.stat().st_size
+                    freed += os.lstat(p).st_size
                     p.unlink()
                 except FileNotFoundError:
                     continue
             temp += 1
         if self.tmp_dir.exists():  # leftovers without metadata (e.g. crashed atomic writes)
             for p in self.tmp_dir.glob("*.part"):
-                if not p.with_suffix(".json").exists() and time.time() - p.stat().st_mtime > stale:
-                    freed += p.stat().st_size
-                    p.unlink(missing_ok=True)
+                st = os.lstat(p)
+                if not os.path.lexists(p.with_suffix(".json")) and time.time() - st.st_mtime > stale:
+                    freed += st.st_size
+                    _delete_entry(p)
                     temp += 1
         if self.locks_dir.exists():
             for p in self.locks_dir.glob("*.lock"):
@@ -395,16 +567,23 @@ class Cache:
                     locks += 1
         if self.quarantine_dir.exists():
             for p in self.quarantine_dir.iterdir():
-                freed += p.stat().st_size
-                p.unlink()
+                freed += os.lstat(p).st_size
+                _delete_entry(p)
                 quarantined += 1
         if self.optimized_dir.exists():
             from zoo._optimized import for_this_machine
 
             for p in self.optimized_dir.glob("*.onnx"):
                 if not for_this_machine(p):
-                    freed += p.stat().st_size
+                    freed += os.lstat(p).st_size
                     p.unlink(missing_ok=True)
                     foreign += 1
         return PruneReport(temp, locks, quarantined, freed, foreign)
 
+
+def _delete_entry(path: Path) -> None:
+    """Delete a file, link or folder without following links."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

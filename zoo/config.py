@@ -112,6 +112,13 @@ def _device_id(name: str) -> int | None:
     return int(raw)
 
 
+def _mirror_url(value: str) -> str:
+    """A ZOO_MIRRORS entry as a URL: an absolute folder path becomes ``file://`` (usable offline)."""
+    if os.path.isabs(value) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        return Path(value).as_uri().rstrip("/")
+    return value.rstrip("/")
+
+
 def default_home() -> Path:
     """``$XDG_CACHE_HOME/zoo``, else ``~/.cache/zoo``."""
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -128,7 +135,7 @@ def settings() -> Settings:
     return Settings(
         home=home.absolute(),
         registries=tuple(split_locations(env.get("ZOO_REGISTRY", ""))),
-        mirrors=tuple(m.rstrip("/") for m in _split_list(env.get("ZOO_MIRRORS", ""))),
+        mirrors=tuple(_mirror_url(m) for m in _split_list(env.get("ZOO_MIRRORS", ""))),
         offline=bool(offline),
         allow_http=frozenset(h.lower() for h in _split_list(env.get("ZOO_ALLOW_HTTP", ""))),
         fsspec_schemes=frozenset(_split_list(schemes)) if schemes is not None else frozenset(DEFAULT_FSSPEC_SCHEMES),

@@ -91,6 +91,11 @@ class InvalidModelError(ZooError):
     exit_code = 9
 
 
+class ExternalDataError(InvalidModelError, UnsafePathError):
+    """An ONNX file's tensors point at external data outside the model's own folder (or, for a
+    cache blob, at any external file). Exit code 9, like every invalid model."""
+
+
 class StageError(ZooError):
     """A pipeline stage was misconfigured or cannot be built (unknown name, bad parameter)."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +33,7 @@ log = get_logger("registry")
 
 SHA256_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 USER_REGISTRY = "registry.json"
+REGISTRY_LIMIT = 64 << 20  # the same for files and URLs: the full ONNX Model Zoo lists 184 models in 0.3 MB
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,51 @@ class ModelEntry:
 
 
 @functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return json.loads(resources.files("zoo").joinpath("registry.schema.json").read_text("utf-8"))
+
+
+@functools.lru_cache(maxsize=1)
 def _validator():
+    """jsonschema's validator: every error with its path, for the messages (slow to import: ~100 ms)."""
     import jsonschema
 
-    schema = json.loads(resources.files("zoo").joinpath("registry.schema.json").read_text("utf-8"))
+    schema = _schema()
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
+
+
+def _fast_validator():
+    """fastjsonschema's compiled check (generated into ``zoo._schema_check``, ~1 ms a document): the
+    yes/no on every load, so a command does not pay for jsonschema (~100 ms) unless a registry is
+    actually invalid."""
+    from zoo._schema_check import validate
+
+    return validate
+
+
+def _schema_errors(doc: Any) -> list[str]:
+    """Messages for every schema violation of ``doc`` (empty when it is valid)."""
+    import fastjsonschema
+
+    try:
+        _fast_validator()(doc)
+        return []
+    except fastjsonschema.JsonSchemaValueException as fast:
+        detailed = sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+        if not detailed:  # the two validators disagree: trust the refusal, say what it was
+            return [f"  {fast.message}"]
+    lines = []
+    for err in detailed:
+        path = list(err.absolute_path)
+        where = _field_path(path)
+        if len(path) >= 2 and path[0] == "models" and isinstance(path[1], int):
+            model = doc["models"][path[1]]
+            label = model.get("name") if isinstance(model, dict) else None
+            where = f"model {label!r} (models[{path[1]}]) field {_field_path(path[2:])!r}"
+        lines.append(f"  {where}: {err.message}")
+    return lines
 
 
 def _field_path(path: Iterable[Any]) -> str:
@@ -139,21 +179,15 @@ def _check_source(url: str) -> None:
         raise UnsafePathError(f"hf source {url!r} contains '..'")
 
 
-def parse_document(doc: Any, origin: str) -> list[ModelEntry]:
-    """Validate one registry document and return its entries, or raise :class:`RegistryError`."""
-    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[ModelEntry]:
+    """Validate one registry document and return its entries, or raise :class:`RegistryError`.
+
+    ``trusted`` skips the schema check (not the name and source checks): only for the registry
+    shipped inside the package, which the test suite validates against the schema."""
+    errors = [] if trusted else _schema_errors(doc)
     if errors:
-        lines = []
-        for err in errors[:5]:
-            path = list(err.absolute_path)
-            where = _field_path(path)
-            if len(path) >= 2 and path[0] == "models" and isinstance(path[1], int):
-                model = doc["models"][path[1]]
-                label = model.get("name") if isinstance(model, dict) else None
-                where = f"model {label!r} (models[{path[1]}]) field {_field_path(path[2:])!r}"
-            lines.append(f"  {where}: {err.message}")
         more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise RegistryError(f"registry {origin} is invalid:\n" + "\n".join(lines) + more)
+        raise RegistryError(f"registry {origin} is invalid:\n" + "\n".join(errors[:5]) + more)
     entries = []
     seen: dict[str, str] = {}
     for data in doc["models"]:
@@ -173,12 +207,39 @@ def parse_document(doc: Any, origin: str) -> list[ModelEntry]:
     return entries
 
 
-def parse_text(text: str | bytes, origin: str) -> list[ModelEntry]:
+def parse_text(text: str | bytes, origin: str, *, trusted: bool = False) -> list[ModelEntry]:
+    """Parse and validate one registry document. Any malformed input (bad encoding, bad JSON, nesting
+    deep enough to exhaust the parser, more than ``REGISTRY_LIMIT`` bytes, wrong types) is a
+    :class:`RegistryError` naming ``origin``, never another exception."""
+    if len(text) > REGISTRY_LIMIT:
+        raise RegistryError(f"registry {origin} is larger than {REGISTRY_LIMIT:,} bytes; refusing to parse it")
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except RecursionError:
+        raise RegistryError(f"registry {origin} is nested too deeply to be a registry") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise RegistryError(f"registry {origin} is not valid JSON: {exc}") from None
-    return parse_document(doc, origin)
+    try:
+        return parse_document(doc, origin, trusted=trusted)
+    except RecursionError:
+        raise RegistryError(f"registry {origin} is nested too deeply to be a registry") from None
+
+
+def read_registry_file(path: Path, origin: str | None = None, *, hint: str = "") -> list[ModelEntry]:
+    """Parse a registry file (no links followed, at most ``REGISTRY_LIMIT`` bytes), or raise RegistryError.
+
+    ``origin`` is what the entries and errors call the file (default: its path); ``hint`` is added
+    to read errors (e.g. where the path came from)."""
+    from zoo._fsutil import read_regular
+
+    origin = origin or str(path)
+    try:
+        data = read_regular(path, REGISTRY_LIMIT)
+    except ValueError:
+        raise RegistryError(f"registry {origin} is larger than {REGISTRY_LIMIT:,} bytes; refusing to parse it") from None
+    except OSError as exc:
+        raise RegistryError(f"cannot read registry {origin}{hint}: {exc.strerror or exc}") from None
+    return parse_text(data, origin)
 
 
 def document(entries: Iterable[ModelEntry], description: str | None = None) -> dict[str, Any]:
@@ -245,7 +306,7 @@ class Registry:
 @functools.lru_cache(maxsize=1)
 def _builtin_entries() -> tuple[ModelEntry, ...]:
     text = resources.files("zoo").joinpath("registry.json").read_text("utf-8")
-    return tuple(parse_text(text, "built-in registry.json"))
+    return tuple(parse_text(text, "built-in registry.json", trusted=True))
 
 
 def _cached_copy_path(settings: Settings, location: str) -> Path:
@@ -258,11 +319,7 @@ def _read_location(location: str, settings: Settings) -> list[ModelEntry]:
     parts = urlsplit(location)
     if len(parts.scheme) <= 1 or parts.scheme == "file":  # a path (or a Windows drive letter)
         path = Path(parts.path if parts.scheme == "file" else location).expanduser()
-        try:
-            text = path.read_text("utf-8")
-        except OSError as exc:
-            raise RegistryError(f"cannot read registry {path} (from ZOO_REGISTRY): {exc.strerror or exc}") from None
-        return parse_text(text, str(path))
+        return read_registry_file(path, hint=" (from ZOO_REGISTRY)")
 
     from zoo import _sources
     from zoo._fsutil import atomic_write_bytes
@@ -274,15 +331,15 @@ def _read_location(location: str, settings: Settings) -> list[ModelEntry]:
                 f"registry {location} (from ZOO_REGISTRY) has never been fetched and ZOO_OFFLINE is set; "
                 "run any zoo command once with network access, or point ZOO_REGISTRY at a local copy"
             )
-        return parse_text(copy.read_bytes(), f"{location} (cached copy)")
+        return read_registry_file(copy, f"{location} (cached copy)")
     try:
-        data = _sources.read_all(location, settings)
-    except ZooError as exc:
-        if copy.exists():
-            log.warning("cannot fetch registry %s (%s); using the copy cached at %s", location, exc, copy)
-            return parse_text(copy.read_bytes(), f"{location} (cached copy)")
+        data = _sources.read_all(location, settings, limit=REGISTRY_LIMIT)
+        entries = parse_text(data, location)
+    except ZooError as exc:  # unreachable, or answered with something that is not a valid registry
+        if os.path.lexists(copy):
+            log.warning("cannot use registry %s (%s); using the copy cached at %s", location, exc, copy)
+            return read_registry_file(copy, f"{location} (cached copy)")
         raise RegistryError(f"cannot fetch registry {location} (from ZOO_REGISTRY): {exc}") from None
-    entries = parse_text(data, location)
     try:
         atomic_write_bytes(copy, data)
     except OSError as exc:
@@ -307,6 +364,6 @@ def load(settings: Settings | None = None) -> Registry:
     for location in settings.registries:
         entries.extend(_read_location(location, settings))
     user = user_registry_path(settings)
-    if user.exists():
-        entries.extend(parse_text(user.read_bytes(), str(user)))
+    if os.path.lexists(user):
+        entries.extend(read_registry_file(user))
     return Registry(entries)
