@@ -176,6 +176,10 @@ def cmd_stages(args: argparse.Namespace) -> int:
         return 0
     for s in found:
         origin = f"{s.distribution} {s.version}".strip() or s.plugin
+        if s.broken:
+            print(f"{s.name:18} BROKEN  [{origin}]")
+            print(f"{'':18} {s.broken}")
+            continue
         print(f"{s.name:18} {s.class_path}  [{origin}]")
         print(f"{'':18} {s.doc}")
         for p in s.params:
@@ -186,29 +190,46 @@ def cmd_stages(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import os
     import sys as _sys
+    import time
 
     from pyspark.sql import SparkSession
 
-    from zoo.testing import check_all, quiet_spark_logs
+    from zoo.testing import quiet_spark_logs, run_checks, stage_names
 
+    names = args.names or stage_names()
     os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
+    started = time.perf_counter()
     spark = (
         SparkSession.builder.master(args.master).appName("zoo-check")
-        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4").getOrCreate()
+        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4").getOrCreate()
     )
     quiet_spark_logs(spark)
+
+    def show(result) -> None:
+        if not args.json:
+            mark = "ok  " if result.ok else "FAIL"
+            where = f"{result.check} [example {result.example}]" if result.example is not None else result.check
+            print(f"  {mark} {where:27} {result.seconds:6.1f} s" + (f"  {result.message}" if not result.ok else ""),
+                  flush=True)
+
+    results = []
     try:
-        results = check_all(spark, args.names or None, fuzz_examples=args.fuzz_examples)
+        for name in names:
+            if not args.json:
+                print(name, flush=True)
+            results.extend(run_checks(name, spark, fuzz_examples=args.fuzz_examples, on_result=show))
     finally:
         spark.stop()
+    failed = sorted({r.stage for r in results if not r.ok})
     if args.json:
-        _print_json({name: [str(f) for f in failures] for name, failures in results.items()})
+        _print_json({"stages": {n: [r.to_dict() for r in results if r.stage == n] for n in names},
+                     "failed": failed, "seconds": round(time.perf_counter() - started, 1)})
     else:
-        for name, failures in results.items():
-            print(f"{'ok  ' if not failures else 'FAIL'} {name}")
-            for f in failures:
-                print(f"       {f.check}: {f.message}")
-    return 11 if any(results.values()) else 0
+        print(f"{len(names) - len(failed)} of {len(names)} stages conform"
+              + (f"; failing: {', '.join(failed)}" if failed else "")
+              + f" ({time.perf_counter() - started:.0f} s)")
+    return 11 if failed else 0
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ Each class declares:
 * ``zoo_name`` - its unique short name in the stage registry (``zoo.stage("sql", ...)``);
 * ``transformSchema`` - the output schema, raising :class:`zoo.errors.SchemaError` on bad input;
 * ``zoo_examples(spark)`` - realistic (stage, fit DataFrame, transform DataFrame) examples the
-  conformance kit runs; ``zoo_fuzz_schema()`` - the input columns the kit may generate freely.
+  conformance kit runs; ``zoo_fuzz_schema()`` - the input columns the kit may generate freely;
+* ``zoo_rows`` - what it does to rows (default ``preserve``: every input row once, in order), which
+  the kit holds it to.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ class ZooStage:
     """Mixin with what the registry and the conformance kit need from every stage."""
 
     zoo_name: ClassVar[str] = ""
+    #: What the stage does to rows, checked by the conformance kit: ``preserve`` (every input row
+    #: comes out once, in order), ``reorder`` (once each, any order), ``filter`` (a subset, in
+    #: order), ``expand`` (every input row, plus new ones) or ``aggregate`` (new rows).
+    zoo_rows: ClassVar[str] = "preserve"
+
+    def zoo_row_policy(self) -> str:
+        """``zoo_rows`` for this configured instance: ``handleInvalid='skip'`` makes any stage a filter."""
+        if self.hasParam("handleInvalid") and self.isDefined("handleInvalid") \
+                and self.getOrDefault("handleInvalid") == "skip":
+            return "filter"
+        return self.zoo_rows
 
     @classmethod
     def zoo_examples(cls, spark: SparkSession) -> list[StageExample]:
@@ -54,8 +67,8 @@ class ZooStage:
     def _describe(self) -> str:
         return f"stage {self.zoo_name or type(self).__name__} ({self.uid})"
 
-    # -- schema helpers shared by stages -------------------------------------------------------
-    def _require_column(self, schema: T.StructType, name: str, expected: str, accept=None) -> T.StructField:
+    # -- schema helpers shared by stages (public: plugin authors use them too) -----------------
+    def require_column(self, schema: T.StructType, name: str, expected: str, accept=None) -> T.StructField:
         """The field ``name``; SchemaError if it is missing or (with ``accept``) of the wrong type."""
         if name not in schema.fieldNames():
             raise SchemaError(
@@ -69,11 +82,15 @@ class ZooStage:
             )
         return field
 
-    def _require_new_column(self, schema: T.StructType, name: str) -> None:
+    def require_new_column(self, schema: T.StructType, name: str) -> None:
+        """SchemaError if ``name`` already exists in the input (an output column must be new)."""
         if name in schema.fieldNames():
             raise SchemaError(
                 f"{self._describe()}: output column {name!r} already exists in the input; choose another outputCol"
             )
+
+    _require_column = require_column  # the names sparkzoo's own stages have always used
+    _require_new_column = require_new_column
 
 
 class _ValidatedTransform:

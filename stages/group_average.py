@@ -64,6 +64,10 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
     def getMode(self) -> str:
         return self.getOrDefault(self.mode)
 
+    def zoo_row_policy(self) -> str:
+        """join: every row once, in the order a join leaves them; reduce: one row per key."""
+        return "aggregate" if self.getMode() == "reduce" else "reorder"
+
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         if self.getMode() not in ("join", "reduce"):
             raise StageError(f"{self._describe()}: mode must be join or reduce; got {self.getMode()!r}")

@@ -68,6 +68,7 @@ class ImageAugmenter(ZooTransformer, HasInputCol):
     """
 
     zoo_name = "image_augmenter"
+    zoo_rows = "expand"  # the originals plus flipped copies
     zoo_streaming = True  # checked by the kit's streaming check
     variants = Param(Params._dummy(), "variants", "flips to add per image: flip_lr, flip_ud, flip_both",
                      TypeConverters.toListString)

@@ -22,6 +22,7 @@ class Repartition(ZooTransformer):
     """Repartition by count and/or columns, or ``coalesce`` to fewer partitions without a shuffle."""
 
     zoo_name = "repartition"
+    zoo_rows = "reorder"  # a shuffle
     numPartitions = param("numPartitions", "target number of partitions (0: Spark's default)", TypeConverters.toInt)
     partitionCols = param("partitionCols", "columns to hash-partition by (empty: round robin)", TypeConverters.toListString)
     coalesce = param("coalesce", "reduce partitions without a shuffle (needs numPartitions, no columns)", TypeConverters.toBoolean)

@@ -23,6 +23,7 @@ class SQL(ZooTransformer):
     """
 
     zoo_name = "sql"
+    zoo_rows = "aggregate"  # any statement: filters, joins, GROUP BY
     zoo_streaming = True  # checked by the kit's streaming check
     statement = param("statement", "SQL statement; the input DataFrame is the table __THIS__", TypeConverters.toString)
 

@@ -199,3 +199,124 @@ class StreamsDifferently(_Scale):
     def _apply(self, dataset):
         factor = self.getFactor() * (2.0 if dataset.isStreaming else 1.0)
         return dataset.withColumn("y", F.col("x") * F.lit(factor))
+
+
+class CrashesOnNull(_Scale):
+    """Multiplies in a Python UDF that cannot take a null: a crash on every partitioning alike."""
+
+    zoo_name = "broken_null"
+
+    def _apply(self, dataset):
+        factor = self.getFactor()
+        times = F.udf(lambda x: x * factor, T.DoubleType())  # TypeError on None: the bug under test
+        return dataset.withColumn("y", times("x"))
+
+
+class DropsNulls(_Scale):
+    """Silently drops the rows whose x is null."""
+
+    zoo_name = "broken_drops_rows"
+
+    def _apply(self, dataset):
+        return super()._apply(dataset).where(F.col("x").isNotNull())
+
+
+class DuplicatesRows(_Scale):
+    """Emits every row twice."""
+
+    zoo_name = "broken_duplicates_rows"
+
+    def _apply(self, dataset):
+        out = super()._apply(dataset)
+        return out.unionByName(out)
+
+
+class Reorders(_Scale):
+    """Sorts its output (descending), without declaring that it reorders rows."""
+
+    zoo_name = "broken_reorders_rows"
+    zoo_streaming = False
+
+    def _apply(self, dataset):
+        return super()._apply(dataset).orderBy(F.col("x").desc())
+
+
+class DeclaredFilter(_Scale):
+    """Drops null rows and says so (zoo_rows = 'filter'): correct, the kit must not complain."""
+
+    zoo_name = "filter_ok"
+    zoo_rows = "filter"
+
+    def _apply(self, dataset):
+        return super()._apply(dataset).where(F.col("x").isNotNull())
+
+
+_SEEN: list = []  # one list for every instance: the bug under test
+
+
+class SharesMutableDefault(_Scale):
+    """Keeps the x values it has seen in a list param whose default is one module-level list, and
+    appends to it in transform."""
+
+    zoo_name = "broken_shared_default"
+    seen = param("seen", "x values seen so far", TypeConverters.toList)  # keeps the very list it is given
+
+    @keyword_only
+    def __init__(self, *, factor: float | None = None, seen: list | None = None):
+        super(_Scale, self).__init__()
+        self._setDefault(factor=1.0, seen=_SEEN)
+        self._set(**self._input_kwargs)
+
+    def setSeen(self, value):
+        return self._set(seen=value)
+
+    def getSeen(self):
+        return self.getOrDefault(self.seen)
+
+    def _apply(self, dataset):
+        self.getSeen().append(1.0)
+        return super()._apply(dataset)
+
+
+class NeedsAnArgument(_Scale):
+    """Cannot be built without its factor."""
+
+    zoo_name = "broken_constructor"
+
+    def __init__(self, factor: float):
+        super(_Scale, self).__init__()
+        self._setDefault(factor=factor)
+
+
+class ForgetsItsOffset(MeanCenter):
+    """Its model keeps the learned offset in a plain attribute, which SparkML persistence does not save."""
+
+    zoo_name = "broken_attribute"
+
+    def _fit_validated(self, dataset):
+        model = OffsetModel()
+        model.offset = float(dataset.agg(F.avg("x")).first()[0] or 0.0)
+        return model
+
+
+class OffsetModel(MeanCenterModel):
+    """Subtracts ``self.offset`` (a plain attribute, not a Param)."""
+
+    zoo_name = "broken_attribute_model"
+
+    def __init__(self, *, mean: float | None = None):
+        super().__init__()
+        self.offset = 0.0
+
+    def _apply(self, dataset):
+        return dataset.withColumn("y", F.col("x") - F.lit(self.offset))
+
+
+class NullabilityLies(_Scale):
+    """Declares y as never null, but y is null wherever x is."""
+
+    zoo_name = "broken_nullability"
+
+    def transformSchema(self, schema):
+        out = super().transformSchema(schema)
+        return T.StructType([*out.fields[:-1], T.StructField("y", T.DoubleType(), nullable=False)])

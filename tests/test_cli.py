@@ -116,8 +116,15 @@ def test_doctor_reports_cache_locking_and_mirrors(zoo_env, server, monkeypatch):
 
 
 def test_zoo_check_runs_the_kit_on_named_stages():
+    from zoo.testing import CHECKS
+
     result = zoo_cmd("check", "select", "rename", "--fuzz-examples", "2", "--json")
-    assert json.loads(result.stdout) == {"select": [], "rename": []}
+    report = json.loads(result.stdout)
+    assert report["failed"] == [] and set(report["stages"]) == {"select", "rename"}
+    assert {r["check"] for r in report["stages"]["select"]} == set(CHECKS) - {"estimator"}
+    assert all(r["ok"] and r["seconds"] >= 0 for r in report["stages"]["rename"])
     assert "SQLQueryContextLogger" not in result.stderr
+    text = zoo_cmd("check", "drop", "--fuzz-examples", "2").stdout
+    assert "drop\n" in text and "ok   persistence [example 0]" in text and "1 of 1 stages conform" in text
     unknown = zoo_cmd("check", "no_such_stage", check=10)
     assert "unknown stage 'no_such_stage'" in unknown.stderr

@@ -35,6 +35,15 @@ def test_a_correct_estimator_passes_every_check(spark):
         (broken.RandomFit, "estimator", "fitting twice on the same data gives different models"),
         (broken.ClaimsStreamingButSorts, "streaming", "cannot transform a streaming DataFrame"),
         (broken.StreamsDifferently, "streaming", "a stream of the example gives different rows than the batch"),
+        (broken.CrashesOnNull, "fuzz", "crashed with TypeError"),
+        (broken.DropsNulls, "fuzz", "1 input rows gave 0 output rows"),
+        (broken.DuplicatesRows, "rows", "6 input rows gave 12 output rows"),
+        (broken.Reorders, "rows", "another order"),
+        (broken.SharesMutableDefault, "defaults", "param 'seen': two fresh instances share one list"),
+        (broken.SharesMutableDefault, "unchanged", "seen: [] -> [1.0]"),
+        (broken.NeedsAnArgument, "construct", "NeedsAnArgument() fails"),
+        (broken.ForgetsItsOffset, "persistence", "attribute(s) 'offset' set on the instance are not Params"),
+        (broken.NullabilityLies, "schema", "y (nullable False vs True)"),
     ],
 )
 def test_the_kit_reports_each_defect(spark, cls, check, words):
@@ -45,6 +54,25 @@ def test_the_kit_reports_each_defect(spark, cls, check, words):
         assert_conforms(cls, spark, checks=[check])
 
 
+def test_a_declared_row_filter_passes_the_row_checks(spark):
+    assert check_stage(broken.DeclaredFilter, spark, checks=["rows", "fuzz"], fuzz_examples=4) == []
+
+
+def test_an_unrepeatable_fit_is_reported_once(spark):
+    failures = check_stage(broken.RandomFit, spark, checks=["estimator", "persistence", "pickle"])
+    assert [f.check for f in failures] == ["estimator"], failures
+
+
+def test_the_partitioning_check_shows_the_rows_that_differ(spark):
+    (failure,) = check_stage(broken.DependsOnRowOrder, spark, checks=["partitioning"])
+    assert "expected row(s) missing, e.g." in failure.message and "unexpected row(s)" in failure.message
+
+
+def test_fuzzing_shows_the_smallest_crashing_input(spark):
+    (failure,) = check_stage(broken.CrashesOnNull, spark, checks=["fuzz"], fuzz_examples=10)
+    assert "smallest input found: rows=[(None,)]" in failure.message, failure.message
+
+
 def test_a_crash_on_an_empty_partition_is_named_in_the_report(spark):
     (failure,) = check_stage(broken.CrashesOnEmptyPartition, spark, checks=["schema"])
     assert "StopIteration" in failure.message or "RuntimeError" in failure.message, failure.message
@@ -53,7 +81,7 @@ def test_a_crash_on_an_empty_partition_is_named_in_the_report(spark):
 def test_fuzzing_reports_a_minimal_reproducing_input(spark):
     failures = check_stage(broken.DependsOnRowOrder, spark, checks=["fuzz"], fuzz_examples=4)
     (failure,) = failures
-    assert failure.check == "fuzz" and "minimal input rows=[" in failure.message
+    assert failure.check == "fuzz" and "smallest input found: rows=[" in failure.message
 
 
 def test_unknown_check_names_are_refused(spark):

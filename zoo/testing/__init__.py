@@ -11,18 +11,29 @@ Checks (each failure names the stage, the check and, for fuzzing, a minimal repr
 
 ``meta``        the stage has a docstring, a ``zoo_name`` and at least one example
 ``construct``   ``cls()`` works with no arguments
+``defaults``    two fresh instances share no mutable param value (a list or dict default built once)
 ``params``      every param documented, JSON-serialisable, named like its attribute; setter/getter round trip
 ``copy``        ``copy()`` is independent of the original
-``schema``      ``transformSchema`` equals the schema ``transform`` produces (also on an empty DataFrame)
-``unchanged``   ``fit``/``transform`` leave the stage's params as they were
-``partitioning``  one partition, many partitions, shuffled rows and a tiny Arrow batch size give the same rows
-``fuzz``        Hypothesis-generated inputs (nulls, NaN/inf, extremes, unicode, empty) give the same outcome
-                whatever the partitioning, and failures are clean
+``schema``      ``transformSchema`` equals the schema ``transform`` produces: names, types and
+                nullability (also on an empty DataFrame)
+``unchanged``   ``fit``/``transform`` leave the stage's params as they were (compared by deep copy)
+``rows``        the rows come out as the stage declares (``zoo_rows``): by default every input row once,
+                in order; ``reorder``, ``filter`` (``handleInvalid='skip'`` implies it), ``expand`` or
+                ``aggregate`` otherwise
+``partitioning``  one partition, many partitions, shuffled rows and a tiny Arrow batch size give the same
+                rows (a failure shows the rows that differ)
+``fuzz``        Hypothesis-generated inputs (nulls, NaN/inf, extremes, unicode, empty) never crash the
+                stage (a ``zoo.errors`` error is a clean refusal; any other Python or JVM exception is a
+                crash), keep the declared rows, and give the same outcome whatever the partitioning; a
+                failure shows the smallest input that shows it
 ``bad_input``   a missing or wrongly typed input column raises ``zoo.errors.SchemaError`` (or is not needed)
 ``persistence`` save / save again fails / overwrite / load restores uid and every param (unset stays
-                unset) / same output; also for a fitted model, a one-stage Pipeline and its PipelineModel
+                unset) / same output (naming a plain attribute that was not saved); also for a fitted
+                model, a one-stage Pipeline and its PipelineModel
 ``pickle``      the stage survives cloudpickle
-``estimator``   ``fit`` returns a Model, and fitting twice gives the same output
+``estimator``   ``fit`` returns a Model, and fitting twice gives the same output (checked first: an
+                estimator whose fit is not repeatable is reported once, here, not also by the checks
+                that compare two fits)
 ``streaming``   for stages that declare ``zoo_streaming = True``: a Structured Streaming query over
                 each example (parquet file source, memory sink) gives the batch output, as Spark's
                 own ``MLTest.testTransformer`` runs batch and stream
@@ -31,6 +42,7 @@ Checks (each failure names the stage, the check and, for fuzzing, a minimal repr
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
@@ -42,10 +54,14 @@ from typing import Any, Callable, Iterable
 
 from zoo.errors import SchemaError, StageError
 
+# checks that run once per example (each reported on its own); the others run once per stage
+PER_EXAMPLE = ("params", "schema", "unchanged", "rows", "partitioning", "estimator", "persistence", "pickle",
+               "streaming")
 CHECKS = (
-    "meta", "construct", "params", "copy", "schema", "unchanged", "partitioning", "fuzz", "bad_input",
-    "persistence", "pickle", "estimator", "streaming",
+    "meta", "construct", "defaults", "params", "copy", "schema", "unchanged", "rows", "partitioning", "fuzz",
+    "bad_input", "estimator", "persistence", "pickle", "streaming",
 )
+ROW_POLICIES = ("preserve", "reorder", "filter", "expand", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,22 @@ class Failure:
 
     def __str__(self) -> str:
         return f"[{self.stage}] {self.check}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check run on one stage: passed or not, how long it took, and the failure if any."""
+
+    stage: str
+    check: str
+    ok: bool
+    seconds: float
+    message: str = ""
+    example: int | None = None  # which of the stage's examples, for the checks run once per example
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "check": self.check, "example": self.example, "ok": self.ok,
+                "seconds": round(self.seconds, 3), "message": self.message}
 
 
 class _Fail(Exception):
@@ -80,6 +112,8 @@ def _plain(value: Any) -> Any:
         return tuple(sorted((str(k), _plain(v)) for k, v in value.items()))
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
+    if isinstance(value, _dt.datetime):
+        return value.replace(fold=0)  # equal either way, but repr() shows fold
     return value
 
 
@@ -92,11 +126,58 @@ def _outcome(run: Callable[[], Any]) -> tuple[str, Any]:
     try:
         return ("ok", rows(run()))
     except Exception as exc:  # the outcome of a failure is its kind, which must not vary either
-        return ("error", type(exc).__name__)
+        return ("error", _error_kind(exc)[0])
 
 
-def _schema_str(schema) -> list[tuple[str, str]]:
-    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+def _error_kind(exc: BaseException) -> tuple[str, bool, str]:
+    """(error class name, whether it is a clean refusal, its informative line).
+
+    Clean: a :class:`zoo.errors.ZooError` raised on the driver, or one raised in a Python worker
+    (Spark wraps it; its last line names ``zoo.errors.X``). Anything else is a crash."""
+    from zoo.errors import ZooError
+
+    line = _essence(exc)
+    if isinstance(exc, ZooError):
+        return type(exc).__name__, True, line
+    worker = re.match(r"^zoo\.errors\.(\w+)", line)
+    if worker:
+        return worker.group(1), True, line
+    named = re.match(r"^([A-Za-z_.]*(?:Error|Exception|Iteration))\b", line)
+    return (named.group(1).rsplit(".", 1)[-1] if named else type(exc).__name__), False, line
+
+
+def _schema_str(schema) -> list[tuple[str, str, bool]]:
+    return [(f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields]
+
+
+def _schema_text(fields: list[tuple[str, str, bool]]) -> str:
+    return ", ".join(f"{n}: {t}{'' if nullable else ' not null'}" for n, t, nullable in fields)
+
+
+def _row_diff(expected: list, actual: list, limit: int = 3) -> str:
+    """The rows only one side has (as multisets), a few of each."""
+    from collections import Counter
+
+    def short(text: str) -> str:  # a row of image bytes would fill the screen
+        return text if len(text) <= 160 else f"{text[:150]}...({len(text)} chars)"
+
+    want = Counter(r if isinstance(r, str) else repr(r) for r in expected)
+    got = Counter(r if isinstance(r, str) else repr(r) for r in actual)
+    missing, extra = list((want - got).elements()), list((got - want).elements())
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} expected row(s) missing, e.g. {'; '.join(map(short, missing[:limit]))}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected row(s), e.g. {'; '.join(map(short, extra[:limit]))}")
+    return " and ".join(parts) or f"the same rows, {len(expected)} vs {len(actual)}"
+
+
+def _differs(reference: tuple[str, Any], other: tuple[str, Any]) -> str:
+    """How two outcomes differ, in words."""
+    if reference[0] != other[0] or reference[0] == "error":
+        describe = lambda o: f"{len(o[1])} rows" if o[0] == "ok" else f"error {o[1]}"  # noqa: E731
+        return f"{describe(reference)} vs {describe(other)}"
+    return _row_diff(reference[1], other[1])
 
 
 # -- the checks --------------------------------------------------------------------------------------
@@ -104,6 +185,8 @@ class _Kit:
     def __init__(self, cls: type, name: str, spark, fuzz_examples: int):
         self.cls, self.name, self.spark, self.fuzz_examples = cls, name, spark, fuzz_examples
         self.examples = []
+        self.first_example = True  # the checks run once per stage do their one-off parts here
+        self.unrepeatable = False  # set by check_estimator: fits differ, so comparing two fits proves nothing
         self._fitted: dict[tuple[int, int], Any] = {}  # (stage, fit DataFrame) -> model: one fit per pair
 
     def _is_estimator(self) -> bool:
@@ -128,12 +211,32 @@ class _Kit:
             raise _Fail("the class has no zoo_name")
         if not self.examples:
             raise _Fail("zoo_examples(spark) returned no examples; the kit needs at least one realistic case")
+        for i, example in enumerate(self.examples):
+            policy = _row_policy(example.stage)
+            if policy not in ROW_POLICIES:
+                raise _Fail(f"example {i}: zoo_rows is {policy!r}; declare one of {', '.join(ROW_POLICIES)}")
 
     def check_construct(self) -> None:
         try:
             self.cls()
         except Exception as exc:
             raise _Fail(f"{self.cls.__qualname__}() fails: {type(exc).__name__}: {exc}") from None
+
+    def check_defaults(self) -> None:
+        a, b = self.cls(), self.cls()
+        for p in a.params:
+            if not a.isDefined(p):
+                continue
+            value = a.getOrDefault(p)
+            if isinstance(value, (list, dict, set, bytearray)) and value is b.getOrDefault(b.getParam(p.name)):
+                raise _Fail(
+                    f"param {p.name!r}: two fresh instances share one {type(value).__name__} object as its value, so "
+                    "changing it in one stage changes every stage; build a new one in __init__ (e.g. "
+                    f"self._setDefault({p.name}=[])) instead of a class-level or module-level object"
+                )
+        for name, value in vars(a).items():
+            if isinstance(value, (list, dict, set, bytearray)) and value and value is vars(b).get(name):
+                raise _Fail(f"attribute {name!r} is one {type(value).__name__} object shared by every instance")
 
     def check_params(self) -> None:
         for example in self.examples:
@@ -176,20 +279,42 @@ class _Kit:
             declared = _schema_str(stage.transformSchema(df.schema))
             actual = _schema_str(stage.transform(df).schema)
             if declared != actual:
-                raise _Fail(f"transformSchema says {declared} but transform produces {actual}")
+                raise _Fail(f"transformSchema says [{_schema_text(declared)}] but transform produces "
+                            f"[{_schema_text(actual)}]; they differ in {_schema_gap(declared, actual)}")
             empty = self.spark.createDataFrame([], df.schema)
             out = stage.transform(empty)
             if _schema_str(out.schema) != declared or out.count() != 0:
                 raise _Fail("an empty input does not give an empty output with the declared schema")
 
     def check_unchanged(self) -> None:
+        import copy as _copy
+
         for example in self.examples:
             stage = example.stage
-            before = {p.name: (stage.isSet(p), stage.getOrDefault(p) if stage.isDefined(p) else None) for p in stage.params}
+            # deep copies: a list param mutated in place would otherwise compare equal to itself
+            before = _copy.deepcopy({p.name: (stage.isSet(p), stage.getOrDefault(p) if stage.isDefined(p) else None)
+                                     for p in stage.params})
             self._apply(stage, example).collect()
             after = {p.name: (stage.isSet(p), stage.getOrDefault(p) if stage.isDefined(p) else None) for p in stage.params}
-            if before != after:
-                raise _Fail(f"fit/transform changed params: {before} -> {after}")
+            changed = {k: (before[k][1], after[k][1]) for k in before if before[k] != after.get(k)}
+            if changed:
+                detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+                raise _Fail(f"fit/transform changed params ({detail}); a stage must not modify its params, "
+                            "not even a list or dict value in place")
+
+    def check_rows(self) -> None:
+        for example in self.examples:
+            policy = _row_policy(example.stage)
+            if policy == "aggregate":
+                continue
+            df = example.transform_df
+            try:
+                out = self._apply(example.stage, example)
+            except Exception as exc:
+                raise _Fail(f"the stage fails on its own example: {_essence(exc)}") from None
+            problem = _rows_problem(policy, df.columns, [tuple(r) for r in df.collect()], df.schema, out)
+            if problem:
+                raise _Fail(problem)
 
     def _variants(self, df):
         from pyspark.sql import functions as F
@@ -209,42 +334,68 @@ class _Kit:
                 raise _Fail(f"the stage fails on its own example: {type(exc).__name__}: {_essence(exc)}") from None
             with _conf(self.spark, {_AQE_COALESCE: "false"}):
                 for label, df in self._variants(example.transform_df).items():
-                    if _outcome(lambda: self._apply(example.stage, example, df)) != reference:
-                        raise _Fail(f"the output with {label} differs from the output on the example as given")
+                    other = _outcome(lambda: self._apply(example.stage, example, df))
+                    if other != reference:
+                        raise _Fail(f"the output with {label} differs from the output on the example as given: "
+                                    f"{_differs(reference, other)}")
             with _conf(self.spark, {arrow: "1"}):
                 tiny = _outcome(lambda: self._apply(example.stage, example))
             if tiny != reference:
-                raise _Fail(f"the output depends on the Arrow batch size ({arrow}=1)")
+                raise _Fail(f"the output depends on the Arrow batch size ({arrow}=1): {_differs(reference, tiny)}")
 
     def check_fuzz(self) -> None:
         schema = self.cls.zoo_fuzz_schema()
         if schema is None:
             return
         from hypothesis import HealthCheck, given, settings
+        from pyspark.sql import functions as F
 
         from zoo.testing.strategies import rows_for
 
         example = self.examples[0]
+        policy = _row_policy(example.stage)
         failing: list[Any] = []
 
-        @settings(max_examples=self.fuzz_examples, deadline=None, database=None,
+        @settings(max_examples=self.fuzz_examples, deadline=None, database=None, report_multiple_bugs=False,
                   suppress_health_check=list(HealthCheck), derandomize=True)
         @given(rows_for(schema))
         def run(data):
             df = self.spark.createDataFrame(data, schema)
+            try:  # as given, collected in order: the rows check needs the order, the others the multiset
+                out = self._apply(example.stage, example, df)
+                ordered = out.collect()
+                given_outcome: tuple[str, Any] = ("ok", sorted((_plain(r) for r in ordered), key=repr))
+            except Exception as exc:
+                kind, clean, line = _error_kind(exc)
+                if not clean:
+                    failing[:] = [data, f"crashed with {line or kind}; a stage must give each row its documented "
+                                        "outcome or refuse the input with a zoo.errors error"]
+                    raise AssertionError("crash") from None
+                given_outcome = ("error", kind)
+            if given_outcome[0] == "ok" and policy != "aggregate":  # the input as Spark holds it (float32, ...)
+                problem = _rows_problem(policy, df.columns, [tuple(r) for r in df.collect()], schema, out,
+                                        ordered=ordered)
+                if problem:
+                    failing[:] = [data, problem]
+                    raise AssertionError("rows")
+            # one layout against "as given": shuffled rows in 16 partitions, some empty (the
+            # partitioning check runs every layout on the examples; here each layout costs a job
+            # per generated input)
             with _conf(self.spark, {_AQE_COALESCE: "false"}):
-                outcomes = {label: _outcome(lambda d=d: self._apply(example.stage, example, d)) for label, d in
-                            [("as given", df), *self._variants(df).items()]}
-            if len({repr(o) for o in outcomes.values()}) > 1:
-                failing[:] = [data, outcomes]
-                raise AssertionError("outcome depends on partitioning or row order")
+                other = _outcome(lambda: self._apply(example.stage, example,
+                                                     df.orderBy(F.rand(seed=7)).repartition(16)))
+            if other != given_outcome:
+                failing[:] = [data, "the outcome depends on partitioning or row order (shuffled into 16 partitions: "
+                                    f"{_differs(given_outcome, other)})"]
+                raise AssertionError("partitioning")
 
         try:
             run()
-        except AssertionError:
-            data, outcomes = failing
-            summary = {k: (v[0], v[1] if v[0] == "error" else f"{len(v[1])} rows") for k, v in outcomes.items()}
-            raise _Fail(f"the outcome depends on partitioning or row order; minimal input rows={data!r}: {summary}") from None
+        except Exception:
+            if not failing:
+                raise
+            data, problem = failing
+            raise _Fail(f"{problem}; smallest input found: rows={data!r}") from None
 
     def check_bad_input(self) -> None:
         from pyspark.sql import functions as F
@@ -267,18 +418,21 @@ class _Kit:
                         f"{_essence(exc)}"
                     ) from None
 
-    def _roundtrip(self, obj, kind: str, compare_df, loader) -> None:
+    def _roundtrip(self, obj, kind: str, compare_df, loader, *, writer_protocol: bool = False) -> None:
+        """save, load, compare. ``writer_protocol``: also check that a second save() fails and
+        overwrite() works (SparkML's writer contract; each is a Spark job, so once per stage)."""
         path = tempfile.mkdtemp(prefix="zoo-kit-")
         try:
             target = os.path.join(path, "stage")
             obj.save(target)
-            try:
-                obj.save(target)
-            except Exception:
-                pass
-            else:
-                raise _Fail(f"{kind}: a second save() to an existing path did not fail")
-            obj.write().overwrite().save(target)
+            if writer_protocol:
+                try:
+                    obj.save(target)
+                except Exception:
+                    pass
+                else:
+                    raise _Fail(f"{kind}: a second save() to an existing path did not fail")
+                obj.write().overwrite().save(target)
             loaded = loader(target)
             if getattr(loaded, "uid", None) != obj.uid:
                 raise _Fail(f"{kind}: load() changed the uid from {obj.uid} to {loaded.uid}")
@@ -289,24 +443,33 @@ class _Kit:
                         raise _Fail(f"{kind}: param {p.name!r} set={a.isSet(p)} before save, set={b.isSet(lp)} after load")
                     if a.isDefined(p) and a.getOrDefault(p) != b.getOrDefault(lp):
                         raise _Fail(f"{kind}: param {p.name!r} was {a.getOrDefault(p)!r}, loaded {b.getOrDefault(lp)!r}")
-            if compare_df is not None and rows(compare_df(obj)) != rows(compare_df(loaded)):
-                raise _Fail(f"{kind}: the loaded stage gives different output")
+            if compare_df is not None:
+                before, after = rows(compare_df(obj)), rows(compare_df(loaded))
+                if before != after:
+                    lost = [name for a, b in _stage_pairs(obj, loaded) for name in _lost_attributes(a, b)]
+                    hint = (f"; attribute(s) {', '.join(map(repr, lost))} set on the instance are not Params, so "
+                            "save() did not write them: make each a Param (or persist it in the stage's writer)"
+                            if lost else "")
+                    raise _Fail(f"{kind}: the loaded stage gives different output ({_row_diff(before, after)}){hint}")
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
     def check_persistence(self) -> None:
         from pyspark.ml import Pipeline, PipelineModel
 
-        for example in self.examples:
+        for i, example in enumerate(self.examples):
             stage, df = example.stage, example.transform_df
             fit_df = _fit_df(example)
             transform = (lambda s: s.fit(fit_df).transform(df)) if self._is_estimator() else (lambda s: s.transform(df))
-            self._roundtrip(stage, "stage", transform, type(stage).load)
+            two_fits = self.unrepeatable  # two fits differ anyway: check_estimator has said so, once
+            self._roundtrip(stage, "stage", None if two_fits else transform, type(stage).load,
+                            writer_protocol=self.first_example and i == 0)
             if self._is_estimator():
                 model = stage.fit(fit_df)
                 self._roundtrip(model, "fitted model", lambda m: m.transform(df), type(model).load)
             pipeline = Pipeline(stages=[stage])
-            self._roundtrip(pipeline, "one-stage Pipeline", lambda p: p.fit(fit_df).transform(df), Pipeline.load)
+            self._roundtrip(pipeline, "one-stage Pipeline", None if two_fits else (lambda p: p.fit(fit_df).transform(df)),
+                            Pipeline.load)
             fitted = pipeline.fit(fit_df)
             self._roundtrip(fitted, "PipelineModel", lambda m: m.transform(df), PipelineModel.load)
 
@@ -319,6 +482,8 @@ class _Kit:
                 for p in a.params:
                     if a.isDefined(p) and a.getOrDefault(p) != b.getOrDefault(b.getParam(p.name)):
                         raise _Fail(f"param {p.name!r} changed through cloudpickle")
+            if self.unrepeatable:
+                continue  # the clone's fit differs from the original's anyway (reported by check_estimator)
             if rows(self._apply(clone, example)) != rows(self._apply(example.stage, example)):
                 raise _Fail("the unpickled stage gives different output")
 
@@ -363,8 +528,11 @@ class _Kit:
             first, second = example.stage.fit(fit_df), example.stage.fit(fit_df)
             if not isinstance(first, Model):
                 raise _Fail(f"fit returned {type(first).__name__}, not a pyspark.ml.Model")
-            if rows(first.transform(example.transform_df)) != rows(second.transform(example.transform_df)):
-                raise _Fail("fitting twice on the same data gives different models")
+            a, b = rows(first.transform(example.transform_df)), rows(second.transform(example.transform_df))
+            if a != b:
+                self.unrepeatable = True
+                raise _Fail(f"fitting twice on the same data gives different models ({_row_diff(a, b)}); the "
+                            "persistence and pickle checks skip comparing separate fits for this stage")
 
 
 _AQE_COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"  # would merge the empty partitions away
@@ -390,6 +558,82 @@ def _essence(exc: BaseException) -> str:
     return (errors[-1] if errors else lines[0] if lines else "")[:300]
 
 
+def _row_policy(stage) -> str:
+    """What the configured stage declares about rows (``zoo_row_policy()``, else ``zoo_rows``, else preserve)."""
+    method = getattr(stage, "zoo_row_policy", None)
+    if callable(method):
+        return method()
+    return getattr(stage, "zoo_rows", "preserve")
+
+
+def _rows_problem(policy: str, columns: list[str], input_rows: list, schema, out, ordered: list | None = None) -> str:
+    """What is wrong with the output rows under ``policy``, compared on the columns the stage passes
+    through unchanged (same name and type), or '' when nothing is.
+
+    ``input_rows``: the input in order (tuples in ``columns`` order); ``ordered``: the output rows in
+    order when already collected."""
+    from collections import Counter
+
+    kept = [c for c in columns if c in out.columns and out.schema[c].dataType == schema[c].dataType]
+    idx = [columns.index(c) for c in kept]
+    ins = [repr(_plain(tuple(row[i] for i in idx))) for row in input_rows]
+    got = ordered if ordered is not None else out.collect()
+    outs = [repr(_plain(tuple(r[c] for c in kept))) for r in got]
+    declare = "declare it with zoo_rows (reorder, filter, expand or aggregate)"
+    where = f"compared on the columns it keeps ({', '.join(kept)})" if kept else "counted (it keeps no input column)"
+    if policy == "preserve":
+        if len(outs) != len(ins) or (kept and Counter(outs) != Counter(ins)):
+            return (f"{len(ins)} input rows gave {len(outs)} output rows, {where}: {_row_diff(ins, outs)}. "
+                    f"Every row must come out once unless the stage says otherwise; {declare}")
+        if kept and outs != ins:
+            return (f"the rows come out in another order than they went in ({where}); "
+                    "a stage that reorders must declare zoo_rows = 'reorder'")
+    elif policy == "reorder":
+        if Counter(outs) != Counter(ins) if kept else len(outs) != len(ins):
+            return f"declared 'reorder' but rows were lost or added ({where}): {_row_diff(ins, outs)}"
+    elif policy == "filter":
+        if kept:
+            it = iter(ins)
+            if not all(any(o == i for i in it) for o in outs):  # a subsequence: a subset, in order
+                return f"declared 'filter' but rows were added, changed or reordered ({where}): {_row_diff(ins, outs)}"
+        elif len(outs) > len(ins):
+            return f"declared 'filter' but {len(ins)} input rows gave {len(outs)}"
+    elif policy == "expand":
+        if Counter(ins) - Counter(outs) if kept else len(outs) < len(ins):
+            return f"declared 'expand' but input rows were lost ({where}): {_row_diff(ins, outs)}"
+    return ""
+
+
+def _schema_gap(declared: list, actual: list) -> str:
+    if [d[0] for d in declared] != [a[0] for a in actual]:
+        return "column names or order"
+    gaps = [f"{d[0]} ({'type ' + d[1] + ' vs ' + a[1] if d[1] != a[1] else 'nullable ' + str(d[2]) + ' vs ' + str(a[2])})"
+            for d, a in zip(declared, actual) if d != a]
+    return ", ".join(gaps)
+
+
+def _lost_attributes(a, b) -> list[str]:
+    """Plain instance attributes (not Params) that differ between a stage and its loaded copy."""
+    from pyspark.ml.param import Param
+
+    internal = {"_paramMap", "_defaultParamMap", "_params", "uid", "_input_kwargs"}
+    lost = []
+    for name, value in vars(a).items():
+        if name in internal or name.startswith("__") or isinstance(value, Param):
+            continue
+        other = vars(b).get(name, _MISSING)
+        try:
+            same = other is not _MISSING and bool(other == value)
+        except Exception:
+            same = False
+        if not same:
+            lost.append(name)
+    return lost
+
+
+_MISSING = object()
+
+
 def _fit_df(example):
     return example.fit_df if example.fit_df is not None else example.transform_df
 
@@ -405,42 +649,105 @@ def _stage_pairs(a, b):
     return [(a, b)]
 
 
-def _resolve(stage: str | type) -> tuple[type, str]:
+def _resolve(stage: str | type) -> tuple[type | None, str, str]:
+    """(class, name, why it is broken or ''): a registered name or a class."""
     if isinstance(stage, str):
         from zoo._stage_registry import registered
 
-        found = registered()
+        found = registered(include_broken=True)
         if stage not in found:
             raise StageError(f"unknown stage {stage!r}; registered: {', '.join(sorted(found))}")
-        return found[stage].cls, stage
-    return stage, getattr(stage, "zoo_name", "") or stage.__qualname__
+        info = found[stage]
+        return info.cls, stage, info.broken
+    return stage, getattr(stage, "zoo_name", "") or stage.__qualname__, ""
+
+
+def _require_kit_dependencies() -> None:
+    try:
+        import hypothesis  # noqa: F401
+    except ImportError:
+        raise StageError(
+            "the conformance kit needs Hypothesis, which is not installed: pip install 'sparkzoo[testing]'"
+        ) from None
+
+
+def run_checks(stage: str | type, spark, *, checks: Iterable[str] = CHECKS, fuzz_examples: int | None = None,
+               on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+    """Run the conformance checks on one stage (a registered name or a class): one result per check,
+    passed or failed, with its time. ``on_result`` sees each result as soon as it is known."""
+    import time
+
+    checks = list(checks)
+    for check in checks:
+        if check not in CHECKS:
+            raise ValueError(f"unknown check {check!r}; choose from {', '.join(CHECKS)}")
+    _require_kit_dependencies()
+    cls, name, broken = _resolve(stage)
+    results: list[CheckResult] = []
+
+    def report(check: str, started: float, message: str = "", example: int | None = None) -> None:
+        result = CheckResult(name, check, not message, time.perf_counter() - started, message, example)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    if broken:  # the registry could not use it: that is the one failure to report
+        report("construct", time.perf_counter(), broken)
+        return results
+    n = fuzz_examples if fuzz_examples is not None else int(os.environ.get("ZOO_KIT_FUZZ_EXAMPLES", "10"))
+    kit = _Kit(cls, name, spark, n)
+    started = time.perf_counter()
+    try:
+        kit.examples = list(cls.zoo_examples(spark))
+    except Exception as exc:
+        report("meta", started, f"zoo_examples(spark) raised {type(exc).__name__}: {exc}")
+        return results
+    if kit._is_estimator() and "estimator" not in checks and {"persistence", "pickle"} & set(checks):
+        try:  # learn whether fits repeat, so the comparisons of two fits mean something
+            kit.check_estimator()
+        except Exception:
+            pass
+    examples = kit.examples
+    constructed = True
+    for check in checks:
+        if check not in ("meta", "construct") and not examples:
+            continue
+        if check == "defaults" and not constructed:
+            continue  # needs cls(); the construct failure already says why it cannot be had
+        if check == "estimator" and not kit._is_estimator():
+            continue
+        if check == "streaming" and not getattr(cls, "zoo_streaming", False):
+            continue
+        if check == "fuzz" and cls.zoo_fuzz_schema() is None:
+            continue
+        runs = list(enumerate(examples)) if check in PER_EXAMPLE else [(None, None)]
+        for index, example in runs:
+            kit.examples = [example] if example is not None else examples
+            kit.first_example = index in (None, 0)
+            started = time.perf_counter()
+            message = ""
+            try:
+                getattr(kit, f"check_{check}")()
+            except _Fail as exc:
+                message = str(exc)
+            except Exception as exc:
+                message = f"crashed: {type(exc).__name__}: {_essence(exc)}"
+            finally:
+                if check in ("partitioning", "fuzz", "persistence"):
+                    spark.catalog.clearCache()
+            if check == "construct" and message:
+                constructed = False
+            if message and index is not None and len(examples) > 1:
+                message = f"example {index}: {message}"
+            report(check, started, message, index)
+    kit.examples = examples
+    return results
 
 
 def check_stage(stage: str | type, spark, *, checks: Iterable[str] = CHECKS, fuzz_examples: int | None = None) -> list[Failure]:
     """Run the conformance checks on one stage (a registered name or a class); return the failures."""
-    cls, name = _resolve(stage)
-    n = fuzz_examples if fuzz_examples is not None else int(os.environ.get("ZOO_KIT_FUZZ_EXAMPLES", "10"))
-    kit = _Kit(cls, name, spark, n)
-    failures: list[Failure] = []
-    try:
-        kit.examples = list(cls.zoo_examples(spark))
-    except Exception as exc:
-        return [Failure(name, "meta", f"zoo_examples(spark) raised {type(exc).__name__}: {exc}")]
-    for check in checks:
-        if check not in CHECKS:
-            raise ValueError(f"unknown check {check!r}; choose from {', '.join(CHECKS)}")
-        if check not in ("meta", "construct") and not kit.examples:
-            continue
-        try:
-            getattr(kit, f"check_{check}")()
-        except _Fail as exc:
-            failures.append(Failure(name, check, str(exc)))
-        except Exception as exc:
-            failures.append(Failure(name, check, f"crashed: {type(exc).__name__}: {_essence(exc)}"))
-        finally:
-            if check in ("partitioning", "fuzz", "persistence"):
-                spark.catalog.clearCache()
-    return failures
+    return [Failure(r.stage, r.check, r.message)
+            for r in run_checks(stage, spark, checks=checks, fuzz_examples=fuzz_examples) if not r.ok]
 
 
 def assert_conforms(stage: str | type, spark, **kwargs) -> None:
@@ -458,9 +765,16 @@ def quiet_spark_logs(spark) -> None:
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
 
-def check_all(spark, names: Iterable[str] | None = None, **kwargs) -> dict[str, list[Failure]]:
-    """Run the kit on every registered stage (or the named ones)."""
+def stage_names() -> list[str]:
+    """Every registered stage name, broken ones included (what ``zoo check`` runs by default)."""
     from zoo._stage_registry import registered
 
-    chosen = list(names) if names else sorted(registered())
+    return sorted(registered(include_broken=True))
+
+
+def check_all(spark, names: Iterable[str] | None = None, **kwargs) -> dict[str, list[Failure]]:
+    """Run the kit on every registered stage, broken ones included (or the named ones)."""
+    from zoo._stage_registry import registered
+
+    chosen = list(names) if names else sorted(registered(include_broken=True))
     return {name: check_stage(name, spark, **kwargs) for name in chosen}
