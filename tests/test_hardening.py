@@ -401,3 +401,19 @@ def test_the_cli_exits_quietly_on_a_closed_pipe(served_mobilenet, zoo_env):
     shell = subprocess.run(f"'{script}' info mnv2 --json | head -1", shell=True, capture_output=True, text=True,
                            timeout=60)
     assert shell.stdout == "{\n" and shell.stderr == ""
+
+
+def test_a_link_planted_as_an_optimised_model_is_never_loaded(zoo_env, tmp_path):
+    from zoo import _optimized, _tiny
+    from zoo.cache import hash_file
+
+    model = Path(_tiny.tiny_model_path())
+    sha = hash_file(model)
+    target = _optimized.path_for(zoo_env, sha)
+    target.parent.mkdir(parents=True)
+    evil = tmp_path / "evil.onnx"
+    evil.write_bytes(b"another model")
+    os.symlink(evil, target)
+    assert _optimized.optimized(model, sha, zoo_env) == target
+    assert not target.is_symlink() and onnx.load(str(target)) is not None  # built anew, a regular file
+    assert evil.read_bytes() == b"another model"

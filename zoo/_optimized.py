@@ -71,6 +71,9 @@ def optimized(model: Path, sha256: str, home: Path) -> Path | None:
     except UnsafeEntry as exc:  # never load a planted link: remove it and build the file anew
         log.warning("removing %s: %s", target, exc.strerror)
         target.unlink(missing_ok=True)
+    except OSError as exc:  # e.g. ZOO_HOME is not a folder: no optimised file here, load as it is
+        log.debug("no optimised file for %s: %s", sha256[:12], exc)
+        return None
     tmp = target.with_name(f".{target.name}.{token()}.tmp")  # unpredictable: nothing can be planted there
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
