@@ -196,12 +196,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from zoo.testing import quiet_spark_logs, run_checks, stage_names
 
-    names = args.names or stage_names()
+    known = stage_names()
+    names = args.names or known
+    unknown = [n for n in names if n not in known]
+    if unknown:  # before starting Spark: a typo should not cost a JVM start
+        from zoo.errors import StageError
+
+        raise StageError(f"unknown stage {unknown[0]!r}; registered: {', '.join(known)}")
     os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
     started = time.perf_counter()
     spark = (
         SparkSession.builder.master(args.master).appName("zoo-check")
-        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").config("spark.log.level", "ERROR")
         .config("spark.sql.shuffle.partitions", "4").getOrCreate()
     )
     quiet_spark_logs(spark)
