@@ -161,11 +161,13 @@ class _HashWriter:
             self.free.put(buf)
 
     def close(self) -> None:
-        """Wait until every chunk handed over is hashed; re-raise a failure of the thread."""
-        self.full.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+        """Wait until every chunk handed over is hashed; re-raise a failure of the thread (once)."""
+        if self.thread.is_alive():
+            self.full.put(None)
+            self.thread.join()
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
 
 
 def _copy_body(stream: _sources.Stream, partial: Partial, expected: int | None, target: Target, settings: Settings) -> None:
@@ -199,11 +201,12 @@ def _copy_body(stream: _sources.Stream, partial: Partial, expected: int | None, 
                 hasher.full.put((buf, n))
                 received += n
                 bar.update(n)
-        except OSError:
+        except OSError:  # a write failed (a full disk): cut the file back to what is written and hashed
             hasher.close()
             partial.truncate(partial.size)
             raise
-        hasher.close()
+        finally:
+            hasher.close()
     finally:
         bar.close()
     if failure is not None:

@@ -198,14 +198,18 @@ class _Kit:
 
         return issubclass(self.cls, Estimator)
 
+    def _model(self, stage, example):
+        """The stage fitted on the example's fit data, once per (stage, data): check_estimator
+        proves fitting is repeatable, so the other checks may reuse one fit."""
+        key = (id(stage), id(_fit_df(example)))
+        if key not in self._fitted:
+            self._fitted[key] = (stage, stage.fit(_fit_df(example)))
+        return self._fitted[key][1]
+
     def _apply(self, stage, example, df=None):
         df = example.transform_df if df is None else df
         if self._is_estimator():
-            # check_estimator proves fitting is repeatable, so the other checks may reuse one fit
-            key = (id(stage), id(_fit_df(example)))
-            if key not in self._fitted:
-                self._fitted[key] = (stage, stage.fit(_fit_df(example)))
-            return self._fitted[key][1].transform(df)
+            return self._model(stage, example).transform(df)
         return stage.transform(df)
 
     def check_meta(self) -> None:
@@ -279,7 +283,7 @@ class _Kit:
     def check_schema(self) -> None:
         for example in self.examples:
             df = example.transform_df
-            stage = example.stage.fit(_fit_df(example)) if self._is_estimator() else example.stage
+            stage = self._model(example.stage, example) if self._is_estimator() else example.stage
             declared = _schema_str(stage.transformSchema(df.schema))
             actual = _schema_str(stage.transform(df).schema)
             if declared != actual:
@@ -421,9 +425,11 @@ class _Kit:
                         f"{_essence(exc)}"
                     ) from None
 
-    def _roundtrip(self, obj, kind: str, compare_df, loader, *, writer_protocol: bool = False) -> None:
-        """save, load, compare. ``writer_protocol``: also check that a second save() fails and
-        overwrite() works (SparkML's writer contract; each is a Spark job, so once per stage)."""
+    def _roundtrip(self, obj, kind: str, compare_df, loader, *, writer_protocol: bool = False,
+                   reference: list | None = None) -> None:
+        """save, load, compare ``compare_df(loaded)`` with ``reference`` (default ``compare_df(obj)``).
+        ``writer_protocol``: also check that a second save() fails and overwrite() works
+        (SparkML's writer contract; each is a Spark job, so once per stage)."""
         path = tempfile.mkdtemp(prefix="zoo-kit-")
         try:
             target = os.path.join(path, "stage")
@@ -447,7 +453,8 @@ class _Kit:
                     if a.isDefined(p) and a.getOrDefault(p) != b.getOrDefault(lp):
                         raise _Fail(f"{kind}: param {p.name!r} was {a.getOrDefault(p)!r}, loaded {b.getOrDefault(lp)!r}")
             if compare_df is not None:
-                before, after = rows(compare_df(obj)), rows(compare_df(loaded))
+                before = reference if reference is not None else rows(compare_df(obj))
+                after = rows(compare_df(loaded))
                 if before != after:
                     lost = [name for a, b in _stage_pairs(obj, loaded) for name in _lost_attributes(a, b)]
                     hint = (f"; attribute(s) {', '.join(map(repr, lost))} set on the instance are not Params, so "
@@ -463,20 +470,22 @@ class _Kit:
         for i, example in enumerate(self.examples):
             stage, df = example.stage, example.transform_df
             fit_df = _fit_df(example)
-            transform = (lambda s: s.fit(fit_df).transform(df)) if self._is_estimator() else (lambda s: s.transform(df))
+            estimator = self._is_estimator()
+            transform = (lambda s: s.fit(fit_df).transform(df)) if estimator else (lambda s: s.transform(df))
             two_fits = self.unrepeatable  # two fits differ anyway: check_estimator has said so, once
+            reference = rows(self._apply(stage, example))  # the one fit the other checks use too
             self._roundtrip(stage, "stage", None if two_fits else transform, type(stage).load,
-                            writer_protocol=self.first_example and i == 0)
-            if self._is_estimator():
-                model = stage.fit(fit_df)
-                self._roundtrip(model, "fitted model", lambda m: m.transform(df), type(model).load)
+                            writer_protocol=self.first_example and i == 0, reference=reference)
+            if estimator:
+                model = self._model(stage, example)
+                self._roundtrip(model, "fitted model", lambda m: m.transform(df), type(model).load, reference=reference)
             if not (self.first_example and i == 0):
                 continue  # inside a Pipeline the stage saves the same way whatever its params: once per stage
             pipeline = Pipeline(stages=[stage])
             self._roundtrip(pipeline, "one-stage Pipeline", None if two_fits else (lambda p: p.fit(fit_df).transform(df)),
-                            Pipeline.load)
-            fitted = pipeline.fit(fit_df)
-            self._roundtrip(fitted, "PipelineModel", lambda m: m.transform(df), PipelineModel.load)
+                            Pipeline.load, reference=reference)
+            fitted = PipelineModel(stages=[self._model(stage, example) if estimator else stage])
+            self._roundtrip(fitted, "PipelineModel", lambda m: m.transform(df), PipelineModel.load, reference=reference)
 
     def check_pickle(self) -> None:
         from pyspark import cloudpickle
@@ -530,7 +539,7 @@ class _Kit:
 
         for example in self.examples:
             fit_df = _fit_df(example)
-            first, second = example.stage.fit(fit_df), example.stage.fit(fit_df)
+            first, second = self._model(example.stage, example), example.stage.fit(fit_df)
             if not isinstance(first, Model):
                 raise _Fail(f"fit returned {type(first).__name__}, not a pyspark.ml.Model")
             a, b = rows(first.transform(example.transform_df)), rows(second.transform(example.transform_df))
@@ -594,7 +603,8 @@ def _rows_problem(policy: str, columns: list[str], input_rows: list, schema, out
             return (f"the rows come out in another order than they went in ({where}); "
                     "a stage that reorders must declare zoo_rows = 'reorder'")
     elif policy == "reorder":
-        if Counter(outs) != Counter(ins) if kept else len(outs) != len(ins):
+        same_rows = Counter(outs) == Counter(ins) if kept else len(outs) == len(ins)
+        if not same_rows:
             return f"declared 'reorder' but rows were lost or added ({where}): {_row_diff(ins, outs)}"
     elif policy == "filter":
         if kept:
@@ -604,7 +614,8 @@ def _rows_problem(policy: str, columns: list[str], input_rows: list, schema, out
         elif len(outs) > len(ins):
             return f"declared 'filter' but {len(ins)} input rows gave {len(outs)}"
     elif policy == "expand":
-        if Counter(ins) - Counter(outs) if kept else len(outs) < len(ins):
+        lost_any = bool(Counter(ins) - Counter(outs)) if kept else len(outs) < len(ins)
+        if lost_any:
             return f"declared 'expand' but input rows were lost ({where}): {_row_diff(ins, outs)}"
     return ""
 
@@ -612,8 +623,12 @@ def _rows_problem(policy: str, columns: list[str], input_rows: list, schema, out
 def _schema_gap(declared: list, actual: list) -> str:
     if [d[0] for d in declared] != [a[0] for a in actual]:
         return "column names or order"
-    gaps = [f"{d[0]} ({'type ' + d[1] + ' vs ' + a[1] if d[1] != a[1] else 'nullable ' + str(d[2]) + ' vs ' + str(a[2])})"
-            for d, a in zip(declared, actual) if d != a]
+    gaps = []
+    for (name, dtype, nullable), (_, atype, anullable) in zip(declared, actual):
+        if dtype != atype:
+            gaps.append(f"{name} (type {dtype} vs {atype})")
+        elif nullable != anullable:
+            gaps.append(f"{name} (nullable {nullable} vs {anullable})")
     return ", ".join(gaps)
 
 
