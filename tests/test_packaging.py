@@ -28,6 +28,37 @@ def test_wheel_layout(tmp_path):
     assert registry == (REPO / "registry.json").read_bytes()
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "zoo = zoo.cli.main:main" in entry_points
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    _one_onnx_runtime_per_platform(metadata)
+
+
+# Where onnxruntime-gpu wheels are published (checked against PyPI with `pip install --dry-run
+# --no-deps --only-binary=:all: --platform P onnxruntime-gpu`: only manylinux x86_64 and
+# win_amd64; the CPU package has wheels for all five).
+PLATFORMS = {
+    "linux x86_64": ({"sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux"}, "onnxruntime-gpu"),
+    "linux aarch64": ({"sys_platform": "linux", "platform_machine": "aarch64", "platform_system": "Linux"}, "onnxruntime"),
+    "macOS arm64": ({"sys_platform": "darwin", "platform_machine": "arm64", "platform_system": "Darwin"}, "onnxruntime"),
+    "macOS x86_64": ({"sys_platform": "darwin", "platform_machine": "x86_64", "platform_system": "Darwin"}, "onnxruntime"),
+    "Windows x64": ({"sys_platform": "win32", "platform_machine": "AMD64", "platform_system": "Windows"}, "onnxruntime-gpu"),
+}
+
+
+def _one_onnx_runtime_per_platform(metadata: str) -> None:
+    """The wheel's Requires-Dist pick exactly one ONNX Runtime per platform: the GPU build where it is
+    published, the CPU build elsewhere (resolved with packaging, the library pip itself uses)."""
+    from packaging.requirements import Requirement
+
+    requirements = [Requirement(line.split(":", 1)[1].strip()) for line in metadata.splitlines()
+                    if line.startswith("Requires-Dist:")]
+    runtimes = [r for r in requirements if r.name in ("onnxruntime", "onnxruntime-gpu") and not
+                (r.marker and "extra" in str(r.marker))]
+    for label, (env, expected) in PLATFORMS.items():
+        environment = {"python_version": "3.11", "python_full_version": "3.11.7", "implementation_name": "cpython",
+                       "platform_python_implementation": "CPython", "os_name": "nt" if "win" in env["sys_platform"]
+                       else "posix", "platform_release": "", "platform_version": "", "extra": "", **env}
+        chosen = [r.name for r in runtimes if r.marker is None or r.marker.evaluate(environment)]
+        assert chosen == [expected], (label, chosen)
 
 
 def test_installed_packages_map_to_the_repo_folders(tmp_path):

@@ -154,9 +154,16 @@ def providers(device: str) -> tuple[str, list]:
     if gpu is None:
         return "cpu", ["CPUExecutionProvider"]
     if not cuda_available():
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():  # the CPU build (macOS, aarch64)
+            why = (f"the installed ONNX Runtime ({ort.__version__}) is a CPU-only build; on Linux x86_64 or "
+                   "Windows x64 install onnxruntime-gpu instead")
+        else:
+            why = "no GPU, driver or CUDA libraries"
         raise DeviceError(
-            "device='cuda' was requested but ONNX Runtime cannot run CUDA here (no GPU, driver or CUDA "
-            "libraries); use device='auto' or 'cpu', or schedule the task on a GPU executor"
+            f"device='cuda' was requested but ONNX Runtime cannot run CUDA here ({why}); use device='auto' "
+            "or 'cpu', or schedule the task on a GPU executor"
         )
     return f"cuda:{gpu}", [("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"]
 
