@@ -11,12 +11,39 @@ from pathlib import Path
 from typing import Any
 
 
-def _spark(master: str):
+def _conf_pairs(values: list[str]) -> list[tuple[str, str]]:
+    from zoo.errors import ConfigError
+
+    pairs = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {item!r} is not KEY=VALUE, e.g. --conf spark.executor.memory=2g")
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _spark(master: str, conf: list[tuple[str, str]]):
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors use this interpreter on a local master
-    return (SparkSession.builder.master(master).appName("zoo featurize")
-            .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    from zoo.cluster.delivery import is_local
+
+    chosen = dict(conf).get("spark.pyspark.python")
+    if chosen:  # spark-submit turns this setting into PYSPARK_PYTHON; a session built here must do it itself
+        os.environ["PYSPARK_PYTHON"] = chosen
+    elif is_local(master):  # local executors run on this machine: give them this interpreter
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # on a cluster the executors' Python is a path on the nodes (PYSPARK_PYTHON, --conf spark.pyspark.python,
+    # or ./env/bin/python from an archive): this machine's path means nothing there
+    builder = SparkSession.builder.master(master).appName("zoo featurize").config("spark.ui.showConsoleProgress", "false")
+    if "spark.driver.extraJavaOptions" not in dict(conf):  # errors only from Spark's own logs (yours win)
+        from importlib.resources import files
+
+        quiet = files("zoo") / "_jvm" / "log4j2-cli.properties"
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{quiet}")
+    for key, value in conf:
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 class _Progress:
@@ -67,16 +94,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pyspark.sql import SparkSession
 
     owned = SparkSession.getActiveSession() is None  # inside a running application, reuse its session
-    spark = _spark(args.master)
-    quiet_spark_logs(spark)
+    spark = _spark(args.master, _conf_pairs(args.conf or []))
+    quiet_spark_logs(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
     try:
         df = zoo.read_images(spark, args.input, glob=args.glob)
         params = dict(outputFormat=args.format, handleInvalid=args.handle_invalid, batchSize=args.batch_size,
-                      device=args.device, fastDecode=args.fast_decode)
-        model = zoo.pipeline(args.model, args.cut, **params).fit(df)
+                      device=args.device, fastDecode=args.fast_decode, shipModel=args.ship_model)
         started = time.perf_counter()
         progress = settings().progress
-        with _Progress(spark, progress if progress is not None else sys.stderr.isatty()):
+        with zoo.cluster.watch(spark) as watched, _Progress(spark, progress if progress is not None else sys.stderr.isatty()):
+            model = zoo.pipeline(args.model, args.cut, **params).fit(df)
             model.transform(df).drop("content").write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
         elapsed = time.perf_counter() - started
         written = spark.read.parquet(str(out))
@@ -90,6 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "output": str(out), "model": args.model, "cut": args.cut, "found": found, "images": rows,
             "featurized": found - failed, "failed": failed, "handle_invalid": args.handle_invalid,
             "seconds": round(elapsed, 3), "images_per_second": round(rows / elapsed, 2) if elapsed else None,
+            "nodes": [str(n) for n in watched.nodes], "task_failures": watched.failures,
         }
     finally:
         if owned:
@@ -103,6 +131,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="parquet folder to write (path, features[, error])")
     p.add_argument("--format", choices=["vector", "array"], default="vector", help="features as ML vector or array<float>")
     p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
+    p.add_argument("--conf", action="append", metavar="KEY=VALUE",
+                   help="a Spark setting, as spark-submit's --conf (repeatable), e.g. spark.executor.memory=2g")
+    ship = p.add_mutually_exclusive_group()
+    ship.add_argument("--ship-model", dest="ship_model", action="store_const", const="always", default="auto",
+                      help="always send the model to executors through Spark (default: only when its only routes "
+                           "are files on this machine and some executor's node cache lacks it)")
+    ship.add_argument("--no-ship-model", dest="ship_model", action="store_const", const="never",
+                      help="never ship the model: executors use their node cache, ZOO_MIRRORS or its sources")
     p.add_argument("--glob", help="only file names matching this glob, e.g. '*.jpg'")
     p.add_argument("--batch-size", type=int, default=0, help="rows per ONNX Runtime call (0 = automatic)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -249,6 +249,28 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized, "
               f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
               f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s")
+        for line in summary["nodes"] if not args.master.startswith("local") else []:
+            print(f"  {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_cluster_env(args: argparse.Namespace) -> int:
+    from zoo.cluster import env_archive
+
+    pip_args = tuple(a for link in args.find_links or [] for a in ("--find-links", link)) + (("--no-index",) if args.no_index else ())
+    if not args.json:
+        print(f"building {args.output} (a fresh environment; this takes a minute) ...", file=sys.stderr)
+    built = env_archive.build(args.output, cpu=args.cpu, python=args.python, extras=tuple(args.extra or ()),
+                              with_packages=tuple(args.with_packages or ()), pip_args=pip_args)
+    if args.json:
+        _print_json(built.to_dict())
+        return 0
+    print(f"{built.path}: {_mib(built.packed_bytes)} packed, {_mib(built.unpacked_bytes)} unpacked on each executor")
+    print(f"  contains sparkzoo and {len(built.packages) - 1} pinned dependencies; left out: "
+          f"{', '.join(built.left_out)} (the cluster's Spark provides pyspark and py4j; executors never import pandas)")
+    print(f"  needs {built.python} on every node (the interpreter is not packed)")
+    print(f"  use: spark-submit --archives {built.path}#env --conf spark.pyspark.python=./env/bin/python "
+          f"--conf spark.pyspark.driver.python={sys.executable} ...   (client mode: the driver keeps its own Python)")
     return 0
 
 
@@ -321,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every registered stage")
     p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     p.add_argument("--fuzz-examples", type=int, default=10, help="Hypothesis examples per stage (default 10)")
+
+    p = add("cluster-env", cmd_cluster_env,
+            "build a relocatable environment archive for executors (spark-submit --archives ENV.tar.gz#env)")
+    p.add_argument("output", metavar="ENV.tar.gz")
+    p.add_argument("--cpu", action="store_true", help="CPU-only onnxruntime instead of onnxruntime-gpu (much smaller)")
+    p.add_argument("--python", help="the base interpreter the nodes have (default: this environment's)")
+    p.add_argument("--extra", action="append", help="a sparkzoo extra to include, e.g. text (repeatable)")
+    p.add_argument("--with", dest="with_packages", action="append", metavar="PACKAGE",
+                   help="another distribution to include, e.g. pandas for your own pandas UDFs (repeatable)")
+    p.add_argument("--find-links", action="append", metavar="DIR", help="look for wheels here too (passed to pip)")
+    p.add_argument("--no-index", action="store_true", help="no package index: only --find-links (air-gapped)")
 
     from zoo.cli.featurize import add_arguments
 

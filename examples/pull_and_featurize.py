@@ -32,7 +32,10 @@ def get_model(name: str | None, model_file: Path | None) -> str:
 def spark_session(master: str | None):
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local workers run this interpreter
+    # a local master's workers run on this machine: give them this interpreter. Under spark-submit
+    # (PYSPARK_GATEWAY_PORT set) or on a cluster, the executors' Python is the submitter's choice.
+    if (master or "local").startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("zoo-pull-and-featurize").config("spark.ui.showConsoleProgress", "false")
     if master:
         builder = builder.master(master)
@@ -61,15 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--master", default=None, help="Spark master (default: spark-submit's; plain python: local[*])")
     args = ap.parse_args(argv)
 
+    import zoo
+
     model = get_model(args.model, args.model_file)
     spark = spark_session(args.master)
     started = time.perf_counter()
-    written = featurize(spark, args.images, model, args.cut, args.out, args.glob)
+    # on a cluster: executor-side zoo errors come back as zoo.errors classes, task failures as one line each
+    with zoo.cluster.watch(spark) as watched:
+        written = featurize(spark, args.images, model, args.cut, args.out, args.glob)
     rows = written.count()
     failed = written.where("error IS NOT NULL").count()
     width = len(written.where("error IS NULL").first()["features"]) if rows > failed else 0
     print(f"{rows} images -> {args.out}: {width} features each, {failed} undecodable, "
           f"{time.perf_counter() - started:.1f} s with Spark start-up")
+    for node in watched.nodes:  # where each node got the model (node cache, shipped, downloaded from ...)
+        print(f"  {node}")
     spark.stop()
     return 0
 

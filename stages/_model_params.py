@@ -8,6 +8,7 @@ from typing import Any
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from zoo._runtime import DEVICES, RuntimeOptions
+from zoo.cluster.delivery import to_ship_mode
 from zoo.errors import StageError
 
 _SPECS: dict[tuple, Any] = {}
@@ -44,11 +45,12 @@ class HasModel(Params):
     numThreads = Param(Params._dummy(), "numThreads", "ONNX Runtime intra-op threads per task (0 = the task's CPUs)",
                        TypeConverters.toInt)
     shipModel = Param(Params._dummy(), "shipModel",
-                      "send the model file to executors through Spark (for executors with no route to the zoo's sources)",
-                      TypeConverters.toBoolean)
+                      "send the model file to executors through Spark: auto (when its only routes are files on the "
+                      "driver's machine and some executor's node cache lacks it), always, or never",
+                      to_ship_mode)
 
     def _set_model_defaults(self) -> None:
-        self._setDefault(modelName="", modelSha256="", batchSize=0, device="auto", numThreads=0, shipModel=False)
+        self._setDefault(modelName="", modelSha256="", batchSize=0, device="auto", numThreads=0, shipModel="auto")
         if not self.hasDefault(self.cut):
             self._setDefault(cut=0)
 
@@ -88,10 +90,10 @@ class HasModel(Params):
     def getNumThreads(self) -> int:
         return self.getOrDefault(self.numThreads)
 
-    def setShipModel(self, value: bool):
+    def setShipModel(self, value: str | bool):
         return self._set(shipModel=value)
 
-    def getShipModel(self) -> bool:
+    def getShipModel(self) -> str:
         return self.getOrDefault(self.shipModel)
 
     def _check_model_params(self) -> None:
@@ -109,17 +111,20 @@ class HasModel(Params):
 
     def _model_spec(self, spark, preprocess: Any = "registry"):
         """Resolve the model on the driver (once per process and settings) and check the pin."""
+        import dataclasses
+
         from zoo import _modelref
+        from zoo.cluster import delivery, forwarding
+        from zoo.cluster.watching import current_events
         from zoo.config import settings
 
         name, cut, pin = self.getModelName(), self.getCut(), self.getModelSha256()
-        key = (name, cut, json.dumps(preprocess, sort_keys=True), str(settings().home), settings().registries, self.getShipModel())
+        key = (name, cut, json.dumps(preprocess, sort_keys=True), str(settings().home), settings().registries,
+               self.getShipModel(), delivery.master_of(spark), forwarding.forwarded_env(), id(spark))
         if key not in _SPECS:
             spec, runnable = _modelref.resolve(name, cut, preprocess=preprocess)
-            if self.getShipModel():
-                spec = _modelref.ship(spark, spec, runnable)
-            _SPECS[key] = _modelref.for_master(spark, spec)
-        spec = _SPECS[key]
+            _SPECS[key] = delivery.prepare(spark, spec, runnable, self.getShipModel())
+        spec = dataclasses.replace(_SPECS[key], events=current_events())
         if pin and pin != spec.source_sha256:
             raise StageError(
                 f"{self._describe()}: model {name!r} now resolves to sha256 {spec.source_sha256}, but this stage is pinned "

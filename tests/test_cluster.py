@@ -1,10 +1,14 @@
-"""sparkzoo on a real Spark standalone cluster: a master and two workers on loopback, each worker
-with its own ZOO_HOME (two "nodes"); the driver runs in its own process, as spark-submit would.
+"""sparkzoo on a real Spark standalone cluster: a master and two workers on loopback, started with
+README's commands, each worker with its own ZOO_HOME (two "nodes") and nothing else of sparkzoo's
+in its environment (the driver's settings must reach executors by forwarding); the driver runs in
+its own process, as spark-submit would.
 
 Model delivery is checked three ways against a real loopback HTTP server: (b) shipped from the
 driver while the source answers 503 to anyone else, (a) downloaded by each node from the source,
 at most once per node, (c) served from the warm node caches with no download at all. Features
-must equal local mode.
+must equal local mode. The README walkthrough runs "Running on a cluster" line by line: a model
+only the driver has (``zoo add``, source file deleted) shipped automatically once per node, an
+environment archive from ``zoo cluster-env`` used by submit.sh, and the failures a user sees.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import numpy as np
 import pytest
 
 import zoo
-from _cluster import StandaloneCluster
-from conftest import MOBILENET, entry, missing
+from _cluster import README_HEAD, StandaloneCluster, bin_path, readme_block, readme_cluster_commands
+from conftest import MOBILENET, REPO, entry, missing
 from zoo._presets import IMAGENET
 
 SHARED_PHOTOS = MOBILENET.parents[1] / "data" / "imagenet-sample"
@@ -57,14 +61,16 @@ if mode == "gpu":  # which GPU each task would give ONNX Runtime
         json.dump({"gpu": result}, fh)
     sys.exit(0)
 df = zoo.read_images(spark, images)
-model = zoo.pipeline("mnv2-cluster", cut=1, outputFormat="array", shipModel=(mode == "ship")).fit(df)
-rows = model.transform(df).select("path", "features").collect()
-result = {"features": {r["path"].rsplit("/", 1)[-1]: r["features"] for r in rows}}
-if mode == "kill":  # written once to parquet while the test kills an executor mid-download
-    model.transform(df).select("path", "features").write.parquet(out + ".parquet")
-    rows = spark.read.parquet(out + ".parquet").collect()
-    result["written"] = [r["path"].rsplit("/", 1)[-1] for r in rows]
-    result["features"] = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in rows}
+with zoo.cluster.watch(spark) as watched:
+    model = zoo.pipeline("mnv2-cluster", cut=1, outputFormat="array", shipModel=(mode == "ship")).fit(df)
+    if mode == "kill":  # written once to parquet while the test kills an executor mid-download
+        model.transform(df).select("path", "features").write.parquet(out + ".parquet")
+        rows = spark.read.parquet(out + ".parquet").collect()
+    else:
+        rows = model.transform(df).select("path", "features").collect()
+result = {"features": {r["path"].rsplit("/", 1)[-1]: r["features"] for r in rows},
+          "written": [r["path"].rsplit("/", 1)[-1] for r in rows],
+          "failures": watched.failures, "nodes": [str(n) for n in watched.nodes]}
 if mode == "ship":  # a saved PipelineModel loads and runs on the cluster too
     model.write().overwrite().save(out + ".model")
     again = PipelineModel.load(out + ".model").transform(df).select("path", "features").collect()
@@ -84,6 +90,33 @@ def photos(tmp_path):
     for p in sorted(SHARED_PHOTOS.glob("*.JPEG"))[:12]:
         shutil.copyfile(p, folder / p.name)
     return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two workers (nodes) whose environment holds only their own ZOO_HOME (and a GPU discovery
+    script, a fake at the hardware edge: there is no GPU here, and the two nodes advertise different
+    addresses so a task that silently defaulted to GPU 0 would show)."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    nodes = [tmp / "node0", tmp / "node1"]
+    workers = []
+    for i, home in enumerate(nodes):
+        script = tmp / f"gpus{i}.sh"
+        script.write_text(f'#!/bin/sh\necho \'{{"name": "gpu", "addresses": ["{3 + 2 * i}"]}}\'\n')
+        script.chmod(0o755)
+        opts = f"-Dspark.worker.resource.gpu.amount=1 -Dspark.worker.resource.gpu.discoveryScript={script}"
+        workers.append({"ZOO_HOME": str(home), "SPARK_WORKER_OPTS": opts})
+    with StandaloneCluster(tmp / "cluster", workers) as running:
+        yield running, nodes
+        daemons = [proc for proc, _ in running.procs]
+    assert daemons and all(proc.poll() is not None for proc in daemons), "the cluster must stop completely"
+    for home in nodes:  # no half-written cache entry anywhere
+        assert list(home.glob("tmp/*.part")) == []
+
+
+def _cold(nodes) -> None:
+    for home in nodes:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _executor_of(home) -> int | None:
@@ -106,25 +139,26 @@ def _blob_names(home):
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
-def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(spark, server, zoo_env, write_registry, mobilenet_bytes,
-                                                                 photos, tmp_path):
+def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(cluster, spark, server, zoo_env, write_registry,
+                                                                 mobilenet_bytes, photos, tmp_path):
     url = server.add("/models/mnv2.onnx", mobilenet_bytes)
     registry = write_registry(entry("mnv2-cluster", mobilenet_bytes, [url], preprocess=IMAGENET))
     local_df = zoo.read_images(spark, str(photos))
     local = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
              zoo.pipeline("mnv2-cluster", cut=1, outputFormat="array").fit(local_df).transform(local_df).collect()}
     driver_home = zoo_env  # the local run above filled the driver's cache: one download
+    cut_sha = zoo.cut("mnv2-cluster", 1).name
     downloads = lambda: len([r for r in server.gets("/models/mnv2.onnx") if r.status in (200, 206)])  # noqa: E731
     assert downloads() == 1
 
-    common = {"ZOO_ALLOW_HTTP": "127.0.0.1", "ZOO_TIMEOUT": "5", "ZOO_RETRIES": "0", "ZOO_PROGRESS": "0",
-              "PYSPARK_PYTHON": sys.executable}
-    nodes = [tmp_path / "node0", tmp_path / "node1"]
-    driver_env = {**os.environ, **common, "ZOO_HOME": str(driver_home), "ZOO_REGISTRY": str(registry)}
+    running, nodes = cluster
+    _cold(nodes)
+    # ZOO_ALLOW_HTTP (the source is plain http on loopback), ZOO_TIMEOUT, ...: on the driver only, forwarded
+    driver_env = {**os.environ, "ZOO_RETRIES": "0", "ZOO_HOME": str(driver_home), "ZOO_REGISTRY": str(registry)}
 
     def run(mode: str, during=None) -> dict:
         out = tmp_path / f"{mode}.json"
-        proc = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.url, str(photos), mode, str(out)],
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER, running.url, str(photos), mode, str(out)],
                                 env=driver_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if during is not None:
             during()
@@ -137,69 +171,156 @@ def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(spark, server, 
         for name, values in features.items():
             np.testing.assert_allclose(values, local[name], rtol=1e-6, atol=1e-6)
 
-    # each node advertises one GPU through a discovery script (a fake at the hardware edge: there is no GPU
-    # here), with different addresses so a task that silently defaulted to GPU 0 would show
-    workers = []
-    for i, home in enumerate(nodes):
-        script = tmp_path / f"gpus{i}.sh"
-        script.write_text(f'#!/bin/sh\necho \'{{"name": "gpu", "addresses": ["{3 + 2 * i}"]}}\'\n')
-        script.chmod(0o755)
-        opts = f"-Dspark.worker.resource.gpu.amount=1 -Dspark.worker.resource.gpu.discoveryScript={script}"
-        workers.append({**common, "ZOO_HOME": str(home), "SPARK_WORKER_OPTS": opts})
-    with StandaloneCluster(tmp_path / "cluster", workers) as cluster:
-        # GPU scheduling: each task uses the GPU Spark assigned to it
-        scheduled = run("gpu")["gpu"]
-        assert len(scheduled) == 4
-        assert all(assigned == [str(chosen)] for assigned, chosen in scheduled), scheduled
-        assert {chosen for _, chosen in scheduled} <= {3, 5}
+    # GPU scheduling: each task uses the GPU Spark assigned to it
+    scheduled = run("gpu")["gpu"]
+    assert len(scheduled) == 4
+    assert all(assigned == [str(chosen)] for assigned, chosen in scheduled), scheduled
+    assert {chosen for _, chosen in scheduled} <= {3, 5}
 
-        # (b) the source refuses everyone: executors must use the file the driver shipped
-        server.faults["/models/mnv2.onnx"] = [{"status": 503}] * 50
-        shipped = run("ship")
-        same_as_local(shipped["features"])
-        same_as_local(shipped["reloaded"])
-        assert server.gets("/models/mnv2.onnx")[1:] == [], "no executor may have tried the source"
-        server.faults.clear()
+    # (b) the source refuses everyone: executors must use the file the driver shipped
+    server.faults["/models/mnv2.onnx"] = [{"status": 503}] * 50
+    shipped = run("ship")
+    same_as_local(shipped["features"])
+    same_as_local(shipped["reloaded"])
+    assert server.gets("/models/mnv2.onnx")[1:] == [], "no executor may have tried the source"
+    server.faults.clear()
+    busy = [h for h in nodes if _blob_names(h)]
+    assert busy and all(_blob_names(h) == [cut_sha] for h in busy), "a shipped model is kept by the node"
+    assert all("shipped by the driver" in n for n in shipped["nodes"]), shipped["nodes"]
+    _cold(nodes)
 
-        # (a) no shipping: each node downloads the source once and builds the cut itself
-        downloaded = run("source")
-        same_as_local(downloaded["features"])
-        assert 1 <= downloads() - 1 <= len(nodes), "at most one download per node"
-        busy = [h for h in nodes if _blob_names(h)]
-        assert busy and downloads() - 1 == len(busy)
+    # (a) no shipping: each node downloads the source once and builds the cut itself
+    downloaded = run("source")
+    same_as_local(downloaded["features"])
+    assert 1 <= downloads() - 1 <= len(nodes), "at most one download per node"
+    busy = [h for h in nodes if _blob_names(h)]
+    assert busy and downloads() - 1 == len(busy)
+    # the executors needed the driver's forwarded ZOO_ALLOW_HTTP for this plain-http source, and say what they did
+    assert any("downloaded from http://127.0.0.1:" in n and "/models/mnv2.onnx" in n for n in downloaded["nodes"])
 
-        # (c) warm node caches: nothing is downloaded again
-        before = downloads()
-        warm = run("warm")
-        same_as_local(warm["features"])
-        assert downloads() == before
+    # (c) warm node caches: nothing is downloaded again
+    before = downloads()
+    warm = run("warm")
+    same_as_local(warm["features"])
+    assert downloads() == before
 
-        # fault tolerance: cold nodes, a slow source, and one executor SIGKILLed while it downloads
-        for home in nodes:
-            shutil.rmtree(home, ignore_errors=True)
-        server.throttle["/models/mnv2.onnx"] = 1_000_000  # bytes/s: the download takes ~4 s
-        killed = []
+    # fault tolerance: cold nodes, a slow source, and one executor SIGKILLed while it downloads
+    _cold(nodes)
+    server.throttle["/models/mnv2.onnx"] = 1_000_000  # bytes/s: the download takes ~4 s
+    killed = []
 
-        def kill_an_executor_mid_download():
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed:
-                for home in nodes:
-                    if list(home.glob("tmp/*.part")):
-                        pid = _executor_of(home)
-                        if pid:
-                            os.kill(pid, signal.SIGKILL)
-                            killed.append(home)
-                            return
-                time.sleep(0.05)
+    def kill_an_executor_mid_download():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for home in nodes:
+                if list(home.glob("tmp/*.part")):
+                    pid = _executor_of(home)
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(home)
+                        return
+            time.sleep(0.05)
 
-        survived = run("kill", during=kill_an_executor_mid_download)
-        assert killed, "no executor was caught downloading"
-        assert sorted(survived["written"]) == sorted(local), "every row featurized exactly once"
-        same_as_local(survived["features"])
-        for home in nodes:  # every published blob is whole and verified
-            for blob in home.glob("blobs/sha256/*"):
-                assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
-        daemons = [proc for proc, _ in cluster.procs]
-    assert daemons and all(proc.poll() is not None for proc in daemons), "the cluster must stop completely"
-    for home in nodes:  # no half-written cache entry anywhere
-        assert list(home.glob("tmp/*.part")) == []
+    survived = run("kill", during=kill_an_executor_mid_download)
+    assert killed, "no executor was caught downloading"
+    assert sorted(survived["written"]) == sorted(local), "every row featurized exactly once"
+    assert any(" was lost (" in line for line in survived["failures"]), survived["failures"]  # reported, not hidden
+    assert any("failed on executor" in line for line in survived["failures"]), survived["failures"]
+    same_as_local(survived["features"])
+    for home in nodes:  # every published blob is whole and verified
+        for blob in home.glob("blobs/sha256/*"):
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def _app_dirs(running) -> set:
+    return set(running.folder.glob("worker*-work/app-*"))
+
+
+def test_readme_cluster_walkthrough(cluster, spark, zoo_env, mobilenet_bytes, photos, tmp_path):
+    """README "Running on a cluster", line by line, with this machine's host, port and folders."""
+    running, nodes = cluster
+    _cold(nodes)
+    exports, _, _ = readme_cluster_commands()
+    port = running.url.rsplit(":", 1)[1]
+    shared, work = tmp_path / "shared", tmp_path / "work"
+    shared.mkdir()
+    work.mkdir()
+    shutil.copytree(photos, shared / "photos")
+    (work / "net.onnx").write_bytes(mobilenet_bytes)
+    env = {**os.environ, "PATH": bin_path(), "ZOO_RETRIES": "0"}
+
+    def line(command: str, **extra) -> subprocess.CompletedProcess:
+        command = (command.replace("/opt/sparkzoo/bin/python", sys.executable).replace("/shared/", f"{shared}/")
+                   .replace("examples/cluster/submit.sh", str(REPO / "examples" / "cluster" / "submit.sh")))
+        prelude = [e.replace(README_HEAD, "127.0.0.1") for e in exports]
+        script = "; ".join([*prelude, command.replace("spark://$HEAD:7077", f"spark://$HEAD:{port}")])
+        return subprocess.run(["bash", "-c", script], cwd=work, env={**env, **extra}, capture_output=True, text=True,
+                              timeout=400)
+
+    add, featurize, build_env, submit = readme_block("zoo cluster-env")
+    assert add.startswith("zoo add net.onnx") and "zoo featurize" in featurize and "submit.sh" in submit
+
+    # a model only the driver has: registered, then its file deleted (absent on every node, and here)
+    assert line(add).returncode == 0
+    (work / "net.onnx").unlink()
+    local_df = zoo.read_images(spark, str(photos))
+    local = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
+             zoo.pipeline("mynet", cut=1, outputFormat="array").fit(local_df).transform(local_df).collect()}
+    cut_sha = zoo.cut("mynet", 1).name
+
+    def same_as_local(parquet) -> None:
+        rows = spark.read.parquet(str(parquet)).collect()
+        assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == sorted(local)
+        for r in rows:
+            assert r["error"] is None
+            np.testing.assert_allclose(r["features"].toArray(), local[r["path"].rsplit("/", 1)[-1]], rtol=1e-6, atol=1e-6)
+
+    done = line(featurize)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "12 files found" in done.stdout and "12 featurized, 0 failed" in done.stdout, done.stdout
+    same_as_local(shared / "features.parquet")
+    busy = [h for h in nodes if _blob_names(h)]
+    assert busy and all(_blob_names(h) == [cut_sha] for h in busy), "each node cache holds the shipped cut, once"
+    assert done.stderr.count("mynet: shipped by the driver") == len(busy), done.stderr
+
+    # the environment archive, and submit.sh in client mode with it: executors run ./env/bin/python
+    built = line(build_env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert (work / "env.tar.gz").stat().st_size > 10 << 20 and "MiB packed" in built.stdout
+    every_node_had_it = len(busy) == len(nodes)
+    before = _app_dirs(running)
+    submitted = line(submit, DRIVER_PYTHON=sys.executable)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    assert "12 images -> " in submitted.stdout, submitted.stdout
+    same_as_local(shared / "features2.parquet")
+    apps = _app_dirs(running) - before
+    assert len({d.name for d in apps}) == 1, apps  # one application, a folder on each worker it used
+    executors = [d for app in apps for d in app.iterdir() if d.is_dir()]
+    assert executors and all((d / "env" / "bin" / "python").exists() for d in executors), "executors used the archive"
+    shipped_again = any((d / cut_sha).exists() for d in executors)
+    assert shipped_again is not every_node_had_it, "ship only to an application whose nodes lack the model"
+    assert all(_blob_names(h) == [cut_sha] for h in nodes if _blob_names(h))
+
+    # the failures a user sees: no route to the model (a wrong mirror, the source file gone) ...
+    wrong = featurize.replace("--model mynet", "--model mynet --cut 2 --no-ship-model --conf spark.task.maxFailures=1"
+                              ).replace("features.parquet", "features-wrong.parquet")
+    failed = line(wrong, ZOO_MIRRORS="http://127.0.0.1:9/zoo")
+    assert failed.returncode == 6, failed.stderr[-3000:]
+    error = [ln for ln in failed.stderr.splitlines() if ln.startswith("zoo: error:")]
+    assert len(error) == 1 and "Traceback" not in failed.stderr, failed.stderr
+    for part in ("on executor host", "ZOO_HOME=", "ZOO_MIRRORS='http://127.0.0.1:9/zoo' (forwarded from the driver)",
+                 "http://127.0.0.1:9/zoo/sha256/", "--ship-model", "spark.executorEnv.ZOO_MIRRORS"):
+        assert part in error[0], (part, error[0])
+    assert any("failed on executor" in ln for ln in failed.stderr.splitlines() if ln.startswith("zoo: WARNING:"))
+    noise = [ln for ln in failed.stderr.splitlines() if not ln.startswith(("zoo: ", "WARNING: Using incubator modules"))]
+    assert noise == [], failed.stderr  # the JVM's own one-line notice aside, only sparkzoo speaks
+
+    # ... and executors whose Python lacks sparkzoo
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = featurize.replace("PYSPARK_PYTHON=/opt/sparkzoo/bin/python ", "").replace(
+        "--model mynet", f"--model mynet --conf spark.pyspark.python={tmp_path / 'bare' / 'bin' / 'python'} "
+                         "--conf spark.task.maxFailures=1").replace("features.parquet", "features3.parquet")
+    failed = line(bare)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert "zoo: error: the executors' Python" in failed.stderr and "zoo cluster-env" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr

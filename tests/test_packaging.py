@@ -22,7 +22,8 @@ def test_wheel_layout(tmp_path):
     assert tops == {"zoo"}, tops
     for required in ("zoo/__init__.py", "zoo/stages/__init__.py", "zoo/cli/main.py", "zoo/registry.json",
                      "zoo/registry.schema.json", "zoo/py.typed", "zoo/_jvm/sparkzoo-functions.jar",
-                     "zoo/_jvm/ZooFunctions.java"):
+                     "zoo/_jvm/ZooFunctions.java", "zoo/_jvm/log4j2-cli.properties", "zoo/cluster/__init__.py",
+                     "zoo/cluster/events.py"):
         assert required in names
     registry = zipfile.ZipFile(wheel).read("zoo/registry.json")
     assert registry == (REPO / "registry.json").read_bytes()

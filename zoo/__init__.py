@@ -46,6 +46,8 @@ def __getattr__(name: str):
         from zoo._runtime import load_count
 
         value = load_count
+    elif name == "cluster":  # driver <-> executors: forwarding, delivery, watching, environment archives
+        value = importlib.import_module("zoo.cluster")
     elif name == "stages":  # the callable package (zoo.stages() lists the registered stages)
         value = importlib.import_module("zoo.stages")
     elif name in _LAZY:
@@ -68,6 +70,7 @@ __all__ = [
     "StageInfo",
     "VerifyResult",
     "add",
+    "cluster",
     "cut",
     "cuts",
     "errors",

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from zoo import _sources
 from zoo._logging import get_logger
@@ -215,11 +216,12 @@ def _copy_body(stream: _sources.Stream, partial: Partial, expected: int | None, 
         raise SourceFailure(f"connection closed after {received:,} of {expected:,} bytes", transient=True)
 
 
-def fetch(target: Target, cache: Cache, settings: Settings, *, urls: list[str] | None = None) -> Path:
+def fetch(target: Target, cache: Cache, settings: Settings, *, urls: list[str] | None = None,
+          on_source: Callable[[str], None] | None = None) -> Path:
     """Download ``target`` into ``cache`` and return the verified blob path.
 
     ``urls`` narrows the candidates (e.g. to local mirrors when offline); default: every mirror,
-    then the target's sources."""
+    then the target's sources. ``on_source`` hears the (printable) URL the bytes came from."""
     urls = target.candidate_urls(settings) if urls is None else urls
     if not urls:
         raise DownloadError(
@@ -239,7 +241,7 @@ def fetch(target: Target, cache: Cache, settings: Settings, *, urls: list[str] |
             _check_space(cache, target, partial.size if partial else 0)
             if partial is None:
                 partial = cache.new_partial(target.sha256)
-            return _try_sources(urls, partial, target, cache, settings)
+            return _try_sources(urls, partial, target, cache, settings, on_source)
         except OSError as exc:  # the cache's disk, not a source: no other source would do better
             if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) and partial is not None:
                 raise _disk_full(cache, target, partial, exc) from None
@@ -253,7 +255,8 @@ def fetch(target: Target, cache: Cache, settings: Settings, *, urls: list[str] |
         lock.release()
 
 
-def _try_sources(urls: list[str], partial: Partial, target: Target, cache: Cache, settings: Settings) -> Path:
+def _try_sources(urls: list[str], partial: Partial, target: Target, cache: Cache, settings: Settings,
+                 on_source: Callable[[str], None] | None = None) -> Path:
     attempts: list[Attempt] = []
     # a resumable partial goes first to the URL it came from
     if partial.size and partial.url in urls:
@@ -280,6 +283,8 @@ def _try_sources(urls: list[str], partial: Partial, target: Target, cache: Cache
                     raise
                 path = cache.publish(partial, target.sha256)
                 log.info("pulled %s from %s", target.label, describe(url))
+                if on_source is not None:
+                    on_source(describe(url))
                 return path
             partial.reset()
             if resumed:  # the earlier bytes may be what is wrong: fetch the whole file once more from here

@@ -5,17 +5,21 @@ a small picklable record with every sha256 involved. Executors never consult a r
 get the model, in this order, from:
 
 1. the node's zoo cache (``ZOO_HOME``), by the sha256 of the model they run (the cut model);
-2. the file the driver shipped through Spark (``ship=True``: ``SparkContext.addFile`` /
-   ``addArtifacts``), verified by sha256;
+2. the file the driver shipped through Spark (``SparkContext.addFile`` / ``addArtifacts``; see
+   :mod:`zoo.cluster.delivery` for when), verified by sha256 and kept in the node cache so the
+   next application finds it there;
 3. the source model from the cache, ``ZOO_MIRRORS`` or its sources (one download per node, under
    the cache's lock), then the same cut built locally and checked against the driver's sha256.
+
+Executors read their own ``ZOO_*`` environment with the driver's forwarded settings filling the
+gaps (:mod:`zoo.cluster.forwarding`); a failure names the node and what to change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,8 @@ class ModelSpec:
     features: int  # values per row of the output
     shipped: bool = False
     settings: Any = None  # the driver's Settings, used by executors of a local master (same machine)
+    forwarded: tuple[tuple[str, str], ...] = ()  # the driver's ZOO_* settings for executors of other nodes
+    events: Any = field(default=None, compare=False)  # a watch's accumulator: where each node got the model
 
 
 def _file_ref(path: Path):
@@ -92,19 +98,6 @@ def resolve(model: str, cut: int | str = 0, *, preprocess: dict[str, Any] | None
     return spec, runnable
 
 
-def for_master(spark, spec: ModelSpec) -> ModelSpec:
-    """Executors of a ``local`` master share the driver's machine, so they share its configuration."""
-    import dataclasses
-
-    from zoo.config import settings
-
-    try:
-        master = spark.conf.get("spark.master", "")
-    except Exception:
-        master = ""
-    return dataclasses.replace(spec, settings=settings()) if master.startswith("local") else spec
-
-
 def ship(spark, spec: ModelSpec, runnable: Path | bytes) -> ModelSpec:
     """Send the model file to every executor through Spark (for executors with no route to a source)."""
     import dataclasses
@@ -140,37 +133,77 @@ def _verified(path: Path, sha256: str) -> bool:
     return h.hexdigest() == sha256
 
 
-def fetch(spec: ModelSpec) -> Path | bytes:
-    """On an executor: the file (or bytes) of the model ``spec`` runs, by the order in the module doc."""
-    from zoo import _cuts, _download
-    from zoo.cache import Cache
+def executor_settings(spec: ModelSpec):
+    """The settings an executor uses for ``spec``: the driver's on a local master, else this
+    node's environment with the driver's forwarded settings filling its gaps."""
+    from zoo.cluster.forwarding import executor_env
     from zoo.config import settings
 
-    s = spec.settings or settings()
+    return spec.settings or settings(executor_env(spec.forwarded))
+
+
+def fetch(spec: ModelSpec) -> Path | bytes:
+    """On an executor: the file (or bytes) of the model ``spec`` runs, by the order in the module doc."""
+    from zoo.cluster import delivery
+    from zoo.errors import ZooError
+
+    s = executor_settings(spec)
+    try:
+        found, how = _fetch(spec, s)
+    except ZooError as exc:
+        if spec.settings is not None:  # a local master: the driver's own machine and settings
+            raise
+        raise delivery.executor_failure(exc, spec, s) from None
+    delivery.record(spec, s, how)
+    return found
+
+
+def _shipped_copy(spec: ModelSpec, cache) -> Path | None:
+    """The driver's shipped file, verified and kept in the node cache (when it is writable)."""
+    from zoo.errors import ZooError
+
+    try:
+        from pyspark import SparkFiles
+
+        shipped = Path(SparkFiles.get(spec.sha256))
+        if not (shipped.is_file() and _verified(shipped, spec.sha256)):
+            return None
+    except Exception as exc:
+        log.debug("shipped model %s not usable: %s", spec.sha256[:12], exc)
+        return None
+    try:
+        return cache.import_file(shipped, spec.sha256)
+    except ZooError as exc:  # a read-only or full node cache: run from Spark's copy
+        log.info("shipped model %s not kept in the node cache: %s", spec.sha256[:12], exc)
+        return shipped
+
+
+def _fetch(spec: ModelSpec, s) -> tuple[Path | bytes, str]:
+    from zoo import _cuts, _download
+    from zoo.cache import Cache
+
     cache = Cache(s.home)
     hit = cache.lookup(spec.sha256)
     if hit is not None:
-        return hit
+        return hit, "node cache"
     if spec.shipped:
-        try:
-            from pyspark import SparkFiles
-
-            shipped = Path(SparkFiles.get(spec.sha256))
-            if shipped.is_file() and _verified(shipped, spec.sha256):
-                return shipped
-        except Exception as exc:
-            log.debug("shipped model %s not usable: %s", spec.sha256[:12], exc)
+        shipped = _shipped_copy(spec, cache)
+        if shipped is not None:
+            return shipped, "shipped by the driver"
+    how = "node cache"
     source = cache.lookup(spec.source_sha256, spec.source_bytes)
     if source is None:
+        used: list[str] = []
         target = _download.Target(spec.source_sha256, spec.source_bytes, spec.sources, repr(spec.label))
-        source = _download.fetch(target, cache, s)
+        source = _download.fetch(target, cache, s, on_source=used.append)
+        how = f"downloaded from {used[0]}" if used else "downloaded by another process on this node"
     if spec.cut is None:
-        return source
+        return source, how
     sha, runnable = _cuts.cut_blob(cache, spec.source_sha256, source, spec.cut)
     if sha != spec.sha256:
         raise CutError(
             f"model {spec.label!r} cut {spec.cut.index} built on this executor has sha256 {sha}, but the driver's has "
             f"{spec.sha256}: the onnx versions differ between driver and executors; install the same versions, "
-            "or ship the model from the driver (ship=True)"
+            "or ship the model from the driver (shipModel='always')"
         )
-    return runnable
+    return runnable, f"{how}, cut {spec.cut.index} built here"

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from zoo.errors import ConfigError
 
@@ -76,8 +77,8 @@ def _split_list(value: str) -> list[str]:
     return [item for item in re.split(r"[\s,]+", value) if item]
 
 
-def _flag(name: str, default: bool | None) -> bool | None:
-    raw = os.environ.get(name)
+def _flag(name: str, default: bool | None, env=os.environ) -> bool | None:
+    raw = env.get(name)
     if raw is None:
         return default
     low = raw.strip().lower()
@@ -90,8 +91,8 @@ def _flag(name: str, default: bool | None) -> bool | None:
     raise ConfigError(f"{name}={raw!r} is not a boolean; use 1 or 0")
 
 
-def _number(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
+def _number(name: str, default: float, *, minimum: float = 0.0, env=os.environ) -> float:
+    raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -103,8 +104,8 @@ def _number(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
-def _device_id(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
+def _device_id(name: str, env=os.environ) -> int | None:
+    raw = env.get(name, "").strip()
     if not raw:
         return None
     if not raw.isdigit():
@@ -119,19 +120,22 @@ def _mirror_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def default_home() -> Path:
+def default_home(env: Mapping[str, str] | None = None) -> Path:
     """``$XDG_CACHE_HOME/zoo``, else ``~/.cache/zoo``."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
+    xdg = (os.environ if env is None else env).get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "zoo"
 
 
-def settings() -> Settings:
-    """Read every ``ZOO_*`` variable now and return the resulting :class:`Settings`."""
-    env = os.environ
-    home = Path(env["ZOO_HOME"]).expanduser() if env.get("ZOO_HOME") else default_home()
+def settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every ``ZOO_*`` variable now and return the resulting :class:`Settings`.
+
+    ``env`` replaces ``os.environ``: an executor reads its own environment with the settings the
+    driver forwarded filled in (see :mod:`zoo.cluster.forwarding`)."""
+    env = os.environ if env is None else env
+    home = Path(env["ZOO_HOME"]).expanduser() if env.get("ZOO_HOME") else default_home(env)
     schemes = env.get("ZOO_FSSPEC_SCHEMES")
-    offline = _flag("ZOO_OFFLINE", False) or _flag("HF_HUB_OFFLINE", False)
+    offline = _flag("ZOO_OFFLINE", False, env=env) or _flag("HF_HUB_OFFLINE", False, env=env)
     return Settings(
         home=home.absolute(),
         registries=tuple(split_locations(env.get("ZOO_REGISTRY", ""))),
@@ -140,14 +144,14 @@ def settings() -> Settings:
         allow_http=frozenset(h.lower() for h in _split_list(env.get("ZOO_ALLOW_HTTP", ""))),
         fsspec_schemes=frozenset(_split_list(schemes)) if schemes is not None else frozenset(DEFAULT_FSSPEC_SCHEMES),
         hf_endpoint=(env.get("ZOO_HF_ENDPOINT") or env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
-        timeout=_number("ZOO_TIMEOUT", 30.0, minimum=0.01),
-        retries=int(_number("ZOO_RETRIES", 2)),
-        backoff=_number("ZOO_BACKOFF", 1.0),
-        lock_timeout=_number("ZOO_LOCK_TIMEOUT", 900.0),
-        lock_stale=_number("ZOO_LOCK_STALE", 120.0, minimum=1.0),
-        progress=_flag("ZOO_PROGRESS", None),
+        timeout=_number("ZOO_TIMEOUT", 30.0, minimum=0.01, env=env),
+        retries=int(_number("ZOO_RETRIES", 2, env=env)),
+        backoff=_number("ZOO_BACKOFF", 1.0, env=env),
+        lock_timeout=_number("ZOO_LOCK_TIMEOUT", 900.0, env=env),
+        lock_stale=_number("ZOO_LOCK_STALE", 120.0, minimum=1.0, env=env),
+        progress=_flag("ZOO_PROGRESS", None, env=env),
         disabled_plugins=frozenset(_split_list(env.get("ZOO_DISABLE_PLUGINS", ""))),
-        plugins_autoload=bool(_flag("ZOO_PLUGINS_AUTOLOAD", True)),
-        cuda_device=_device_id("ZOO_CUDA_DEVICE"),
-        jvm_functions=bool(_flag("ZOO_JVM_FUNCTIONS", True)),
+        plugins_autoload=bool(_flag("ZOO_PLUGINS_AUTOLOAD", True, env=env)),
+        cuda_device=_device_id("ZOO_CUDA_DEVICE", env=env),
+        jvm_functions=bool(_flag("ZOO_JVM_FUNCTIONS", True, env=env)),
     )
