@@ -249,7 +249,9 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized, "
               f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
               f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s")
-        for line in summary["nodes"] if not args.master.startswith("local") else []:
+        from zoo.cluster.delivery import is_local
+
+        for line in [] if is_local(args.master) else summary["nodes"]:  # one node on a local master: nothing to say
             print(f"  {line}", file=sys.stderr)
     return 0
 
