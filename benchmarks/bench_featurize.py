@@ -119,7 +119,7 @@ def _session(path: Path, threads: int):
 
 def _preprocessor(case: Case):
     import zoo
-    from zoo._imaging import Preprocessor
+    from zoo.runtime.imaging import Preprocessor
 
     info = zoo.info(case.name)
     return Preprocessor(info["preprocess"], info["input"]), info["input"]["name"]
@@ -142,7 +142,7 @@ def run_ceiling(case: Case, files: list[Path], cores: int, batch: int) -> tuple[
 
 def run_raw_loop(case: Case, files: list[Path], cores: int, batch: int) -> tuple[float, np.ndarray]:
     import zoo
-    from zoo._imaging import decode
+    from zoo.runtime.imaging import decode
 
     pre, input_name = _preprocessor(case)
     sess = _session(zoo.cut(case.name, 1), cores)
@@ -197,7 +197,7 @@ def spark_peer(spark, case: Case, folder: Path, out: Path, batch: int) -> float:
     def decode(content: pd.Series) -> pd.Series:
         import cv2
 
-        from zoo._imaging import Preprocessor
+        from zoo.runtime.imaging import Preprocessor
 
         p = Preprocessor(spec, model_input)
         row = np.empty(p.row_shape, np.float32)
@@ -239,7 +239,7 @@ def spark_naive(spark, case: Case, folder: Path, out: Path, batch: int) -> float
         import cv2
         import onnxruntime as ort
 
-        from zoo._imaging import Preprocessor
+        from zoo.runtime.imaging import Preprocessor
 
         if "sess" not in state:  # loaded lazily, once per worker process, with default options
             state["sess"] = ort.InferenceSession(cut_path, providers=["CPUExecutionProvider"])
@@ -265,7 +265,7 @@ def spark_zoo(spark, case: Case, folder: Path, out: Path, batch: int, fast_decod
 def memory_target(case: Case, batch_size: int) -> int:
     """The issue's bound on a worker's peak RSS: model file + 2 x one batch's input tensors + 300 MB."""
     import zoo
-    from zoo._runtime import rows_per_call
+    from zoo.runtime.sessions import rows_per_call
 
     pre, _ = _preprocessor(case)
     rows = rows_per_call(batch_size, "cpu")

@@ -64,19 +64,19 @@ def _batches(files: list[Path], rows: int):
 
 
 def _job(spec, device: str, threads: int, batch: int):
-    from zoo._runtime import RuntimeOptions
-    from zoo.stages._inference import ImageJob
+    from zoo.runtime.sessions import RuntimeOptions
+    from zoo.stages.workers.image_input import ImageInput
+    from zoo.stages.workers.images import ImageJob
 
-    return ImageJob(spec=spec, input_col="content", input_kind="binary", batch_size=batch,
+    return ImageJob(spec=spec, image=ImageInput("content", "binary", "path", 64_000_000), batch_size=batch,
                     runtime=RuntimeOptions(device=device, intra_op_threads=threads), handle_invalid="error",
-                    error_col="error", max_pixels=64_000_000, output_col="features", stage="image_featurizer",
-                    name_col="path")
+                    error_col="error", output_col="features", stage="image_featurizer")
 
 
 def featurize(spec, files: list[Path], device: str, threads: int, batch: int, ready=None) -> tuple[float, np.ndarray]:
     """Seconds and features of the executor function over ``files``: one warm-up batch first, not
     timed, then ``ready()`` (e.g. a barrier shared with other workers) before the clock starts."""
-    from zoo.stages._inference import featurize_images
+    from zoo.stages.workers.images import featurize_images
 
     job = _job(spec, device, threads, batch)
     for _ in featurize_images(_batches(files[:batch], batch), job):
@@ -109,14 +109,14 @@ def featurize_workers(spec, files: list[Path], workers: int, batch: int, device:
 
 def tensors(spec, runnable, files: list[Path], device: str, threads: int, batch: int) -> float:
     """Images per second of ONNX Runtime alone on pre-decoded tensors."""
-    from zoo import _imaging, _runtime
+    from zoo.runtime import imaging, sessions
 
-    pre = _imaging.Preprocessor(spec.preprocess, spec.input)
+    pre = imaging.Preprocessor(spec.preprocess, spec.input)
     data = np.empty((len(files), *pre.row_shape), np.float32)
     for i, f in enumerate(files):
-        pre(_imaging.decode(f.read_bytes()), data[i])
-    sess = _runtime.session(spec.sha256 + f"-{device}-ceiling", lambda: runnable,
-                            _runtime.RuntimeOptions(device=device, intra_op_threads=threads))
+        pre(imaging.decode(f.read_bytes()), data[i])
+    sess = sessions.session(spec.sha256 + f"-{device}-ceiling", lambda: runnable,
+                            sessions.RuntimeOptions(device=device, intra_op_threads=threads))
     name = spec.input["name"]
     sess.run(None, {name: data[:batch]})
     started = time.perf_counter()
@@ -140,16 +140,16 @@ def main() -> int:
 
     import _resnet50
     from bench_featurize import make_images
-    from zoo import _modelref, _runtime
+    from zoo.runtime import models, sessions
 
     os.environ.setdefault("ZOO_HOME", str(args.work / "zoo-home"))
     cores = os.cpu_count() or 1
     print(f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}, {cores} CPU cores", flush=True)
     gpu = "cpu" if args.dry_run else "cuda"
-    if not args.dry_run and not _runtime.cuda_available():
+    if not args.dry_run and not sessions.cuda_available():
         ort.set_default_logger_severity(1)
         try:  # say why, in ONNX Runtime's words
-            ort.InferenceSession(_runtime._identity_model(), providers=["CUDAExecutionProvider"])
+            ort.InferenceSession(sessions._identity_model(), providers=["CUDAExecutionProvider"])
         except Exception as exc:
             print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         print("CUDA does not work here (see ONNX Runtime's log above); nothing to compare", file=sys.stderr)
@@ -158,8 +158,8 @@ def main() -> int:
     model = args.work / "resnet50-v1-seeded.onnx"
     if not model.exists():
         model.write_bytes(_resnet50.build())
-    spec, runnable = _modelref.resolve(str(model), cut=1, preprocess="imagenet")
-    cpu_batch = _runtime.CPU_BATCH
+    spec, runnable = models.prepare(str(model), cut=1, preprocess="imagenet")
+    cpu_batch = sessions.CPU_BATCH
     rows = {}
     rows["tensors cpu"] = tensors(spec, runnable, files, "cpu", cores, cpu_batch)
     rows["tensors cuda"] = tensors(spec, runnable, files, gpu, 0, args.batch)

@@ -70,9 +70,9 @@ def main() -> int:
     b = spark_va.transform(df.limit(3).withColumn("arr_vec", array_to_vector("arr"))).select("features").collect()
     assert [r.features.toArray().tolist() for r in a] == [r.features.toArray().tolist() for r in b], "outputs differ"
 
-    from zoo import _jvm_functions
+    from zoo.runtime import jvm_functions
 
-    jar_used = _jvm_functions.available(spark)
+    jar_used = jvm_functions.available(spark)
     timings = {"sparkzoo": [], "spark": [], "sparkzoo_without_jar": []}
     run_ours(), run_spark(), run_without_jar()  # warm-up: code generation, JIT
     for _ in range(args.repeat):

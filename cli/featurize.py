@@ -39,7 +39,7 @@ def _spark(master: str, conf: list[tuple[str, str]]):
     if "spark.driver.extraJavaOptions" not in dict(conf):  # errors only from Spark's own logs (yours win)
         from importlib.resources import files
 
-        quiet = files("zoo") / "_jvm" / "log4j2-cli.properties"
+        quiet = files("zoo.cli") / "log4j2-cli.properties"
         builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{quiet}")
     for key, value in conf:
         builder = builder.config(key, value)
@@ -80,11 +80,11 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import zoo
     from pyspark.sql import functions as F
 
+    import zoo
     from zoo.config import settings
-    from zoo.testing import quiet_spark_logs
+    from zoo.log import quiet_spark
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     owned = SparkSession.getActiveSession() is None  # inside a running application, reuse its session
     spark = _spark(args.master, _conf_pairs(args.conf or []))
-    quiet_spark_logs(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
+    quiet_spark(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
     try:
         df = zoo.read_images(spark, args.input, glob=args.glob)
         params = dict(outputFormat=args.format, handleInvalid=args.handle_invalid, batchSize=args.batch_size,

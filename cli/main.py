@@ -15,9 +15,9 @@ from dataclasses import asdict
 from typing import Any, Sequence
 
 import zoo
-from zoo import _logging
-from zoo.config import settings
+from zoo import log
 from zoo.errors import ZooError
+from zoo.version import __version__
 
 
 def _print_json(data: Any) -> None:
@@ -103,21 +103,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from zoo.cache import Cache
-
-    s = settings()
-    cache = Cache(s.home)
     if args.action == "dir":
-        print(cache.root)
+        print(zoo.cache_dir())
     elif args.action == "size":
-        sizes = cache.size()
+        sizes = zoo.cache_size()
         if args.json:
             _print_json(sizes)
         else:
             for key, value in sizes.items():
                 print(f"{key:11} {_mib(value)}")
     else:
-        report = cache.prune(s.lock_stale)
+        report = zoo.prune_cache()
         if args.json:
             _print_json(asdict(report))
         else:
@@ -158,9 +154,10 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from zoo import _doctor
+    from zoo import doctor
+    from zoo.config import settings
 
-    checks = _doctor.run(settings())
+    checks = doctor.run(settings())
     if args.json:
         _print_json([c.to_dict() for c in checks])
     else:
@@ -194,10 +191,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from pyspark.sql import SparkSession
 
-    from zoo.testing import quiet_spark_logs, run_checks, stage_names
+    from zoo.plugins.stage_registry import canonical_name, registered
+    from zoo.testing import run_checks
 
-    known = stage_names()
-    names = args.names or known
+    found = registered(include_broken=True)
+    known = sorted(found)
+    names = [canonical_name(n, found) for n in args.names] or known
     unknown = [n for n in names if n not in known]
     if unknown:  # before starting Spark: a typo should not cost a JVM start
         from zoo.errors import StageError
@@ -210,7 +209,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").config("spark.log.level", "ERROR")
         .config("spark.sql.shuffle.partitions", "4").getOrCreate()
     )
-    quiet_spark_logs(spark)
+    log.quiet_spark(spark)
 
     def show(result) -> None:
         if not args.json:
@@ -293,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         "0 ok, 2 usage, 3 bad registry, 4 unknown model, 5 offline miss, 6 download failed, "
         "7 checksum mismatch, 8 cache unusable, 9 invalid model file, 10 stage error, 11 conformance failures.",
     )
-    parser.add_argument("--version", action="version", version=f"sparkzoo {zoo.__version__}")
+    parser.add_argument("--version", action="version", version=f"sparkzoo {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -366,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _logging.configure(["WARNING", "INFO", "DEBUG"][min(args.verbose, 2)] if args.verbose else None)
+    log.configure(["WARNING", "INFO", "DEBUG"][min(args.verbose, 2)] if args.verbose else None)
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit

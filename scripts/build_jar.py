@@ -1,4 +1,4 @@
-"""Build zoo/_jvm/sparkzoo-functions.jar from zoo/_jvm/ZooFunctions.java.
+"""Build zoo/runtime/jvm/sparkzoo-functions.jar from zoo/runtime/jvm/ZooFunctions.java.
 
     python scripts/build_jar.py [--out PATH]
 
@@ -21,8 +21,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "zoo" / "_jvm" / "ZooFunctions.java"
-JAR = REPO / "zoo" / "_jvm" / "sparkzoo-functions.jar"
+SOURCE = REPO / "zoo" / "runtime" / "jvm" / "ZooFunctions.java"
+JAR = REPO / "zoo" / "runtime" / "jvm" / "sparkzoo-functions.jar"
 HASH_ENTRY = "META-INF/sparkzoo/source.sha256"
 # The Spark jars the source compiles against (prefixes of file names in pyspark/jars).
 CLASSPATH = ("spark-catalyst_", "spark-sql-api_", "spark-mllib_", "spark-common-utils_", "spark-unsafe_",

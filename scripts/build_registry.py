@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from zoo._presets import EFFICIENTNET_LITE, IMAGENET  # noqa: E402
+from zoo.hub.presets import EFFICIENTNET_LITE, IMAGENET  # noqa: E402
 
 GITHUB = "https://github.com/onnx/models/raw/main/"
 # (file stem, aliases, description, preprocess)
@@ -74,7 +74,7 @@ def build(manifest: list[dict]) -> dict:
             }
         )
     return {
-        "$schema": "zoo/registry.schema.json",
+        "$schema": "zoo/hub/registry.schema.json",
         "schema_version": 1,
         "description": "sparkzoo's built-in registry: ONNX Model Zoo image classifiers, pinned by sha256.",
         "models": models,

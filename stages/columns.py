@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pyspark import keyword_only
-from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooTransformer
+from zoo.stages.params import param
 
-from zoo.stages._base import StageExample, ZooTransformer
-from zoo.stages._params import param, to_str_dict
 from zoo.errors import SchemaError
 
 _FUZZ = T.StructType([T.StructField("a", T.DoubleType()), T.StructField("b", T.StringType()), T.StructField("c", T.LongType())])
@@ -22,19 +21,13 @@ def _example_df(spark: SparkSession) -> DataFrame:
 class _ColumnsStage(ZooTransformer):
     """Shared by the stages that take a list of column names."""
 
-    cols = param("cols", "the columns to act on, in order", TypeConverters.toListString)
+    cols = param("the columns to act on, in order", list[str])
 
     @keyword_only
     def __init__(self, *, cols: list[str] | None = None):
         super().__init__()
         self._setDefault(cols=[])
         self._set(**self._input_kwargs)
-
-    def setCols(self, value: list[str]) -> "_ColumnsStage":
-        return self._set(cols=value)
-
-    def getCols(self) -> list[str]:
-        return self.getOrDefault(self.cols)
 
 
 class Select(_ColumnsStage):
@@ -45,7 +38,7 @@ class Select(_ColumnsStage):
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         for c in self.getCols():
-            self._require_column(schema, c, "a column to select")
+            self.require_column(schema, c, "a column to select")
         return T.StructType([schema[c] for c in self.getCols()])
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
@@ -68,7 +61,7 @@ class Drop(_ColumnsStage):
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         for c in self.getCols():
-            self._require_column(schema, c, "a column to drop")
+            self.require_column(schema, c, "a column to drop")
         return T.StructType([f for f in schema.fields if f.name not in set(self.getCols())])
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
@@ -88,7 +81,7 @@ class Rename(ZooTransformer):
 
     zoo_name = "rename"
     zoo_streaming = True  # checked by the kit's streaming check
-    mapping = param("mapping", "{old column name: new column name}", to_str_dict)
+    mapping = param("{old column name: new column name}", dict[str, str])
 
     @keyword_only
     def __init__(self, *, mapping: dict[str, str] | None = None):
@@ -96,16 +89,10 @@ class Rename(ZooTransformer):
         self._setDefault(mapping={})
         self._set(**self._input_kwargs)
 
-    def setMapping(self, value: dict[str, str]) -> "Rename":
-        return self._set(mapping=value)
-
-    def getMapping(self) -> dict[str, str]:
-        return self.getOrDefault(self.mapping)
-
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         mapping = self.getMapping()
         for old in mapping:
-            self._require_column(schema, old, "a column to rename")
+            self.require_column(schema, old, "a column to rename")
         names = [mapping.get(f.name, f.name) for f in schema.fields]
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:

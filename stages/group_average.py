@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pyspark import keyword_only
 from pyspark.ml.linalg import VectorUDT
-from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooTransformer, is_numeric
+from zoo.stages.params import param
 
-from zoo._jvm_functions import to_vector
 from zoo.errors import StageError
-from zoo.stages._base import StageExample, ZooTransformer, is_numeric
+from zoo.runtime.jvm_functions import to_vector
 
 EXPECTED = "a vector or array<numeric> column"
 
@@ -34,10 +34,8 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
     """
 
     zoo_name = "group_average"
-    keyCol = Param(Params._dummy(), "keyCol", "the column whose equal values form a group (photo id, burst id)",
-                   TypeConverters.toString)
-    mode = Param(Params._dummy(), "mode", "join (every row gets its group's average) or reduce (one row per key)",
-                 TypeConverters.toString)
+    keyCol = param("the column whose equal values form a group (photo id, burst id)")
+    mode = param("join (every row gets its group's average) or reduce (one row per key)")
 
     @keyword_only
     def __init__(self, *, inputCol: str | None = None, keyCol: str | None = None, outputCol: str | None = None,
@@ -46,24 +44,6 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
         self._setDefault(inputCol="probability", keyCol="id", outputCol="average", mode="join")
         self._set(**self._input_kwargs)
 
-    def setInputCol(self, value: str) -> "GroupAverage":
-        return self._set(inputCol=value)
-
-    def setOutputCol(self, value: str) -> "GroupAverage":
-        return self._set(outputCol=value)
-
-    def setKeyCol(self, value: str) -> "GroupAverage":
-        return self._set(keyCol=value)
-
-    def getKeyCol(self) -> str:
-        return self.getOrDefault(self.keyCol)
-
-    def setMode(self, value: str) -> "GroupAverage":
-        return self._set(mode=value)
-
-    def getMode(self) -> str:
-        return self.getOrDefault(self.mode)
-
     def zoo_row_policy(self) -> str:
         """join: every row once, in the order a join leaves them; reduce: one row per key."""
         return "aggregate" if self.getMode() == "reduce" else "reorder"
@@ -71,10 +51,10 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         if self.getMode() not in ("join", "reduce"):
             raise StageError(f"{self._describe()}: mode must be join or reduce; got {self.getMode()!r}")
-        self._require_column(schema, self.getInputCol(), EXPECTED, accept=_averageable)
-        key = self._require_column(schema, self.getKeyCol(), "a column to group by (photo or burst id)",
+        self.require_column(schema, self.getInputCol(), EXPECTED, accept=_averageable)
+        key = self.require_column(schema, self.getKeyCol(), "a column to group by (photo or burst id)",
                                    accept=lambda t: not isinstance(t, (T.MapType, VectorUDT, T.BinaryType)))
-        self._require_new_column(schema, self.getOutputCol())
+        self.require_new_column(schema, self.getOutputCol())
         out = T.StructField(self.getOutputCol(), VectorUDT(), True)
         return T.StructType([key, out] if self.getMode() == "reduce" else [*schema.fields, out])
 

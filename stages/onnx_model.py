@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
-from pyspark.ml.param import Param, Params
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooTransformer, is_numeric
+from zoo.stages.params import HasModel, param
 
 from zoo.errors import StageError
-from zoo.stages._base import StageExample, ZooTransformer, is_numeric
-from zoo.stages._model_params import HasModel
-from zoo.stages._params import to_str_dict
+from zoo.runtime.sessions import RuntimeOptions
 
 _SPARK = {"float32": T.FloatType(), "float64": T.DoubleType(), "int64": T.LongType(), "int32": T.IntegerType(),
           "bool": T.BooleanType()}
@@ -47,11 +45,10 @@ class ONNXModel(ZooTransformer, HasModel):
 
     zoo_name = "onnx_model"
     zoo_streaming = True  # checked by the kit's streaming check
-    feedDict = Param(Params._dummy(), "feedDict", "model input name -> input column", to_str_dict)
-    fetchDict = Param(Params._dummy(), "fetchDict", "output column -> model output (or any intermediate tensor) name",
-                      to_str_dict)
-    softmaxDict = Param(Params._dummy(), "softmaxDict", "fetched column -> new column with its softmax", to_str_dict)
-    argMaxDict = Param(Params._dummy(), "argMaxDict", "fetched column -> new column with its argmax index", to_str_dict)
+    feedDict = param("model input name -> input column", dict[str, str])
+    fetchDict = param("output column -> model output (or any intermediate tensor) name", dict[str, str])
+    softmaxDict = param("fetched column -> new column with its softmax", dict[str, str])
+    argMaxDict = param("fetched column -> new column with its argmax index", dict[str, str])
 
     @keyword_only
     def __init__(self, *, modelName: str | None = None, cut: Any = None, modelSha256: str | None = None,
@@ -65,42 +62,15 @@ class ONNXModel(ZooTransformer, HasModel):
 
     def setModelBytes(self, data: bytes) -> "ONNXModel":
         """Store ``data`` in the zoo cache and run it (executors on other nodes need ``shipModel``)."""
-        from zoo.cache import Cache
-        from zoo.config import settings
+        from zoo.hub.cache import model_cache
 
-        sha, _ = Cache(settings().home).import_bytes(bytes(data))
-        assert sha == hashlib.sha256(data).hexdigest()
+        sha, _ = model_cache().import_bytes(bytes(data))
         return self._set(modelName=f"sha256:{sha}")
-
-    def setFeedDict(self, value: dict[str, str]) -> "ONNXModel":
-        return self._set(feedDict=value)
-
-    def getFeedDict(self) -> dict[str, str]:
-        return self.getOrDefault(self.feedDict)
-
-    def setFetchDict(self, value: dict[str, str]) -> "ONNXModel":
-        return self._set(fetchDict=value)
-
-    def getFetchDict(self) -> dict[str, str]:
-        return self.getOrDefault(self.fetchDict)
-
-    def setSoftmaxDict(self, value: dict[str, str]) -> "ONNXModel":
-        return self._set(softmaxDict=value)
-
-    def getSoftmaxDict(self) -> dict[str, str]:
-        return self.getOrDefault(self.softmaxDict)
-
-    def setArgMaxDict(self, value: dict[str, str]) -> "ONNXModel":
-        return self._set(argMaxDict=value)
-
-    def getArgMaxDict(self) -> dict[str, str]:
-        return self.getOrDefault(self.argMaxDict)
 
     # -- the model's signature (driver side) ----------------------------------------------------------
     def _signature(self, spark):
         """(spec, {input: (dtype, shape)}, {tensor: (dtype, rank)}, extra outputs) from a driver session."""
-        from zoo._runtime import RuntimeOptions
-        from zoo.stages._inference import tensor_session
+        from zoo.stages.workers.tensors import tensor_session
 
         spec = self._model_spec(spark, preprocess=None)
         fetch = self.getFetchDict()
@@ -110,9 +80,9 @@ class ONNXModel(ZooTransformer, HasModel):
         if extra:
             import onnx
 
-            from zoo import _modelref
+            from zoo.runtime.models import obtain
 
-            runnable = _modelref.fetch(spec)
+            runnable = obtain(spec)
             graph = (onnx.load_from_string(runnable) if isinstance(runnable, bytes) else onnx.load(str(runnable))).graph
             known = {o for n in graph.node for o in n.output}
             for col, tensor in fetch.items():
@@ -134,7 +104,7 @@ class ONNXModel(ZooTransformer, HasModel):
         if not feed or not fetch:
             raise StageError(f"{self._describe()}: set feedDict (model input -> column) and fetchDict (column -> tensor)")
         for col in feed.values():
-            self._require_column(schema, col, EXPECTED, accept=_feedable)
+            self.require_column(schema, col, EXPECTED, accept=_feedable)
         spark = SparkSession.getActiveSession()
         _, inputs, outs, _ = self._signature(spark)
         for name in feed:
@@ -148,7 +118,7 @@ class ONNXModel(ZooTransformer, HasModel):
         for col, tensor in fetch.items():
             if tensor not in outs:
                 raise StageError(f"{self._describe()}: the model has no tensor {tensor!r} (fetchDict[{col!r}])")
-            self._require_new_column(T.StructType(fields), col)
+            self.require_new_column(T.StructType(fields), col)
             dtype, rank = outs[tensor]
             item = _SPARK[_WIDEN.get(dtype, dtype)]
             fields.append(T.StructField(col, T.ArrayType(item, False) if rank != 1 else item, True))
@@ -156,14 +126,14 @@ class ONNXModel(ZooTransformer, HasModel):
             for src, dest in mapping.items():
                 if src not in fetch or outs[fetch[src]][1] == 1:
                     raise StageError(f"{self._describe()}: {kind} needs a fetched array column; {src!r} is not one")
-                self._require_new_column(T.StructType(fields), dest)
+                self.require_new_column(T.StructType(fields), dest)
                 kind_type = T.ArrayType(T.DoubleType(), False) if kind == "softmaxDict" else T.IntegerType()
                 fields.append(T.StructField(dest, kind_type, True))
         return T.StructType(fields)
 
     def _executor_job(self, dataset: DataFrame):
         """(dataset with vector feeds as arrays, the temporary columns, what the executors get)."""
-        from zoo.stages._inference import TensorJob
+        from zoo.stages.workers.tensors import TensorJob
 
         spec, inputs, outs, extra = self._signature(dataset.sparkSession)
         temp, feeds = [], []
@@ -179,7 +149,7 @@ class ONNXModel(ZooTransformer, HasModel):
         return dataset, temp, job
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
-        from zoo.stages._inference import run_tensors
+        from zoo.stages.workers.tensors import run_tensors
 
         schema = self.transformSchema(dataset.schema)
         dataset, temp, job = self._executor_job(dataset)
@@ -199,12 +169,12 @@ class ONNXModel(ZooTransformer, HasModel):
     def zoo_examples(cls, spark):
         import numpy as np
 
-        from zoo import _tiny
+        from zoo.testing import tiny
 
         rng = np.random.default_rng(0)
         rows = [(i, rng.normal(size=3 * 32 * 32).astype(float).tolist()) for i in range(5)]
         df = spark.createDataFrame(rows, "id int, pixels array<float>")
-        model = _tiny.tiny_model_path()
+        model = tiny.tiny_model_path()
         return [
             StageExample(cls(modelName=model, feedDict={"input": "pixels"}, fetchDict={"probs": "probabilities"},
                              argMaxDict={"probs": "label"}), df),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pyspark import StorageLevel, keyword_only
-from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooTransformer
+from zoo.stages.params import param
 
-from zoo.stages._base import StageExample, ZooTransformer
-from zoo.stages._params import param
 from zoo.errors import StageError
 
 _FUZZ = T.StructType([T.StructField("k", T.StringType()), T.StructField("v", T.DoubleType())])
@@ -23,33 +22,15 @@ class Repartition(ZooTransformer):
 
     zoo_name = "repartition"
     zoo_rows = "reorder"  # a shuffle
-    numPartitions = param("numPartitions", "target number of partitions (0: Spark's default)", TypeConverters.toInt)
-    partitionCols = param("partitionCols", "columns to hash-partition by (empty: round robin)", TypeConverters.toListString)
-    coalesce = param("coalesce", "reduce partitions without a shuffle (needs numPartitions, no columns)", TypeConverters.toBoolean)
+    numPartitions = param("target number of partitions (0: Spark's default)", int)
+    partitionCols = param("columns to hash-partition by (empty: round robin)", list[str])
+    coalesce = param("reduce partitions without a shuffle (needs numPartitions, no columns)", bool)
 
     @keyword_only
     def __init__(self, *, numPartitions: int | None = None, partitionCols: list[str] | None = None, coalesce: bool | None = None):
         super().__init__()
         self._setDefault(numPartitions=0, partitionCols=[], coalesce=False)
         self._set(**self._input_kwargs)
-
-    def setNumPartitions(self, value: int) -> "Repartition":
-        return self._set(numPartitions=value)
-
-    def getNumPartitions(self) -> int:
-        return self.getOrDefault(self.numPartitions)
-
-    def setPartitionCols(self, value: list[str]) -> "Repartition":
-        return self._set(partitionCols=value)
-
-    def getPartitionCols(self) -> list[str]:
-        return self.getOrDefault(self.partitionCols)
-
-    def setCoalesce(self, value: bool) -> "Repartition":
-        return self._set(coalesce=value)
-
-    def getCoalesce(self) -> bool:
-        return self.getOrDefault(self.coalesce)
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         n = self.getNumPartitions()
@@ -58,7 +39,7 @@ class Repartition(ZooTransformer):
         if self.getCoalesce() and (n == 0 or self.getPartitionCols()):
             raise StageError(f"{self._describe()}: coalesce needs numPartitions > 0 and no partitionCols")
         for c in self.getPartitionCols():
-            self._require_column(schema, c, "a column to partition by")
+            self.require_column(schema, c, "a column to partition by")
         return schema
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
@@ -87,9 +68,7 @@ class Cache(ZooTransformer):
     """Persist the DataFrame at this point of a pipeline; call ``unpersist()`` on the result to release it."""
 
     zoo_name = "cache"
-    storageLevel = param(
-        "storageLevel", "a pyspark.StorageLevel name, e.g. MEMORY_AND_DISK, MEMORY_ONLY, DISK_ONLY", TypeConverters.toString
-    )
+    storageLevel = param("a pyspark.StorageLevel name, e.g. MEMORY_AND_DISK, MEMORY_ONLY, DISK_ONLY")
 
     @keyword_only
     def __init__(self, *, storageLevel: str | None = None):
@@ -109,9 +88,6 @@ class Cache(ZooTransformer):
     def setStorageLevel(self, value: str) -> "Cache":
         self._level(value)
         return self._set(storageLevel=value)
-
-    def getStorageLevel(self) -> str:
-        return self.getOrDefault(self.storageLevel)
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         self._level(self.getStorageLevel())

@@ -6,12 +6,11 @@ import re
 import uuid
 
 from pyspark import keyword_only
-from pyspark.ml.param import TypeConverters
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooTransformer
+from zoo.stages.params import param
 
-from zoo.stages._base import StageExample, ZooTransformer
-from zoo.stages._params import param
 from zoo.errors import SchemaError, StageError
 
 
@@ -25,7 +24,7 @@ class SQL(ZooTransformer):
     zoo_name = "sql"
     zoo_rows = "aggregate"  # any statement: filters, joins, GROUP BY
     zoo_streaming = True  # checked by the kit's streaming check
-    statement = param("statement", "SQL statement; the input DataFrame is the table __THIS__", TypeConverters.toString)
+    statement = param("SQL statement; the input DataFrame is the table __THIS__")
 
     @keyword_only
     def __init__(self, *, statement: str | None = None):
@@ -43,9 +42,6 @@ class SQL(ZooTransformer):
     def setStatement(self, value: str) -> "SQL":
         self._check(value)
         return self._set(statement=value)
-
-    def getStatement(self) -> str:
-        return self.getOrDefault(self.statement)
 
     def _run(self, dataset: DataFrame) -> DataFrame:
         # spark.sql's DataFrame arguments: classic PySpark registers a temporary view for the call

@@ -15,78 +15,41 @@ from __future__ import annotations
 
 from pyspark import keyword_only
 from pyspark.ml.linalg import VectorUDT
-from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooEstimator, ZooModel
+from zoo.stages.params import param
+from zoo.stages.persistence import HasInnerModel
 
 from zoo.errors import StageError
-from zoo.stages._base import StageExample, ZooEstimator, ZooModel
-from zoo.stages._inner_model import HasInnerModel
 
 _LANGUAGES = ("danish", "dutch", "english", "finnish", "french", "german", "hungarian", "italian", "norwegian",
               "portuguese", "russian", "spanish", "swedish", "turkish")
 
 
 class _TextParams(HasInputCol, HasOutputCol):
-    pattern = Param(Params._dummy(), "pattern", "regular expression (Java syntax) matching the separators between "
-                    "tokens; the default splits on anything that is not a letter, digit or underscore, in any script",
-                    TypeConverters.toString)
-    toLowercase = Param(Params._dummy(), "toLowercase", "lower-case the text before tokenising", TypeConverters.toBoolean)
-    minTokenLength = Param(Params._dummy(), "minTokenLength", "shorter tokens are dropped", TypeConverters.toInt)
-    removeStopWords = Param(Params._dummy(), "removeStopWords", "drop stop words (stopWords, else the list of "
-                            "stopWordsLanguage)", TypeConverters.toBoolean)
-    stopWordsLanguage = Param(Params._dummy(), "stopWordsLanguage", f"Spark's stop word list to use: {', '.join(_LANGUAGES)}",
-                              TypeConverters.toString)
-    stopWords = Param(Params._dummy(), "stopWords", "your own stop words (non-empty: replaces the language's list)",
-                      TypeConverters.toListString)
-    nGramLengths = Param(Params._dummy(), "nGramLengths", "n-gram lengths whose terms are hashed, e.g. [1, 2] for words "
-                         "and word pairs", TypeConverters.toListInt)
-    numFeatures = Param(Params._dummy(), "numFeatures", "length of the output vector (hash buckets)", TypeConverters.toInt)
-    binary = Param(Params._dummy(), "binary", "1 for a term present instead of its count", TypeConverters.toBoolean)
-    useIDF = Param(Params._dummy(), "useIDF", "weight terms by inverse document frequency learnt in fit",
-                   TypeConverters.toBoolean)
-    minDocFreq = Param(Params._dummy(), "minDocFreq", "terms in fewer documents get weight 0", TypeConverters.toInt)
+    pattern = param("regular expression (Java syntax) matching the separators between "
+                    "tokens; the default splits on anything that is not a letter, digit or underscore, in any script")
+    toLowercase = param("lower-case the text before tokenising", bool)
+    minTokenLength = param("shorter tokens are dropped", int)
+    removeStopWords = param("drop stop words (stopWords, else the list of "
+                            "stopWordsLanguage)", bool)
+    stopWordsLanguage = param(f"Spark's stop word list to use: {', '.join(_LANGUAGES)}")
+    stopWords = param("your own stop words (non-empty: replaces the language's list)", list[str])
+    nGramLengths = param("n-gram lengths whose terms are hashed, e.g. [1, 2] for words "
+                         "and word pairs", list[int])
+    numFeatures = param("length of the output vector (hash buckets)", int)
+    binary = param("1 for a term present instead of its count", bool)
+    useIDF = param("weight terms by inverse document frequency learnt in fit", bool)
+    minDocFreq = param("terms in fewer documents get weight 0", int)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(inputCol="text", outputCol="features", pattern=r"(?U)\W+", toLowercase=True, minTokenLength=1,
                          removeStopWords=True, stopWordsLanguage="english", stopWords=[], nGramLengths=[1],
                          numFeatures=1 << 18, binary=False, useIDF=True, minDocFreq=0)
-
-    def getPattern(self) -> str:
-        return self.getOrDefault(self.pattern)
-
-    def getToLowercase(self) -> bool:
-        return self.getOrDefault(self.toLowercase)
-
-    def getMinTokenLength(self) -> int:
-        return self.getOrDefault(self.minTokenLength)
-
-    def getRemoveStopWords(self) -> bool:
-        return self.getOrDefault(self.removeStopWords)
-
-    def getStopWordsLanguage(self) -> str:
-        return self.getOrDefault(self.stopWordsLanguage)
-
-    def getStopWords(self) -> list[str]:
-        return self.getOrDefault(self.stopWords)
-
-    def getNGramLengths(self) -> list[int]:
-        return self.getOrDefault(self.nGramLengths)
-
-    def getNumFeatures(self) -> int:
-        return self.getOrDefault(self.numFeatures)
-
-    def getBinary(self) -> bool:
-        return self.getOrDefault(self.binary)
-
-    def getUseIDF(self) -> bool:
-        return self.getOrDefault(self.useIDF)
-
-    def getMinDocFreq(self) -> int:
-        return self.getOrDefault(self.minDocFreq)
 
     # -- shared by the estimator and the model -----------------------------------------------------
     def _check(self, schema: T.StructType) -> T.StructType:
@@ -103,9 +66,9 @@ class _TextParams(HasInputCol, HasOutputCol):
             problems.append(f"stopWordsLanguage must be one of {', '.join(_LANGUAGES)}, got {self.getStopWordsLanguage()!r}")
         if problems:
             raise StageError(f"{self._describe()}: " + "; ".join(problems))
-        self._require_column(schema, self.getInputCol(), "a string column",
+        self.require_column(schema, self.getInputCol(), "a string column",
                              accept=lambda t: isinstance(t, T.StringType))
-        self._require_new_column(schema, self.getOutputCol())
+        self.require_new_column(schema, self.getOutputCol())
         return T.StructType([*schema.fields, T.StructField(self.getOutputCol(), VectorUDT(), True)])
 
     def _stop_words(self) -> list[str]:
@@ -116,7 +79,12 @@ class _TextParams(HasInputCol, HasOutputCol):
 
     def _term_frequencies(self, dataset: DataFrame, output: str) -> tuple[DataFrame, list[str]]:
         """``dataset`` with hashed term frequencies in ``output``, and the temporary columns to drop."""
-        from pyspark.ml.feature import NGram, RegexTokenizer, StopWordsRemover, HashingTF
+        from pyspark.ml.feature import (
+            HashingTF,
+            NGram,
+            RegexTokenizer,
+            StopWordsRemover,
+        )
 
         tmp = f"__{self.uid}_"
         text, tokens = tmp + "text", tmp + "tokens"

@@ -2,7 +2,7 @@
 
 Built for wide deep-feature arrays: everything happens in generated JVM code (``concat`` of double
 arrays, then sparkzoo's ``dense_vector``, which wraps the array without boxing its elements; see
-``zoo._jvm_functions``), with no Python UDF and no per-element builder.
+``zoo.runtime.jvm_functions``), with no Python UDF and no per-element builder.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from __future__ import annotations
 from pyspark import keyword_only
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
-from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasHandleInvalid, HasInputCols, HasOutputCol
+from pyspark.ml.param.shared import HasInputCols, HasOutputCol
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from zoo.stages.base import StageExample, ZooTransformer, is_numeric
+from zoo.stages.params import HasHandleInvalid
 
-from zoo._jvm_functions import to_vector
-from zoo.stages._base import StageExample, ZooTransformer, is_numeric
 from zoo.errors import StageError
+from zoo.runtime.jvm_functions import to_vector
 
 EXPECTED = "a numeric, boolean, vector or array<numeric> column"
 _FUZZ = T.StructType(
@@ -50,37 +50,20 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
 
     zoo_name = "vector_assembler"
     zoo_streaming = True  # checked by the kit's streaming check
-    handleInvalid = Param(
-        Params._dummy(),
-        "handleInvalid",
-        "what a null or NaN input does: error (fail, naming the columns), skip (drop the row), "
-        "keep (null scalars and null array elements become NaN)",
-        TypeConverters.toString,
-    )
 
     @keyword_only
     def __init__(self, *, inputCols: list[str] | None = None, outputCol: str | None = None, handleInvalid: str | None = None):
         super().__init__()
-        self._setDefault(inputCols=[], outputCol="features", handleInvalid="error")
+        self._setDefault(inputCols=[], outputCol="features")
         self._set(**self._input_kwargs)
 
-    def setInputCols(self, value: list[str]) -> "VectorAssembler":
-        return self._set(inputCols=value)
-
-    def setOutputCol(self, value: str) -> "VectorAssembler":
-        return self._set(outputCol=value)
-
-    def setHandleInvalid(self, value: str) -> "VectorAssembler":
-        return self._set(handleInvalid=value)
-
     def transformSchema(self, schema: T.StructType) -> T.StructType:
-        if self.getHandleInvalid() not in ("error", "skip", "keep"):
-            raise StageError(f"{self._describe()}: handleInvalid must be error, skip or keep; got {self.getHandleInvalid()!r}")
+        self._check_handle_invalid()
         if not self.getInputCols():
             raise StageError(f"{self._describe()}: inputCols is empty")
         for c in self.getInputCols():
-            self._require_column(schema, c, EXPECTED, accept=lambda t: _kind(t) is not None)
-        self._require_new_column(schema, self.getOutputCol())
+            self.require_column(schema, c, EXPECTED, accept=lambda t: _kind(t) is not None)
+        self.require_new_column(schema, self.getOutputCol())
         return T.StructType([*schema.fields, T.StructField(self.getOutputCol(), VectorUDT(), True)])
 
     def _parts(self, schema: T.StructType) -> tuple[list[Column], list[tuple[str, Column]], list[tuple[str, Column]]]:

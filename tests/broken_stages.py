@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from zoo.stages import StageExample, ZooEstimator, ZooModel, ZooTransformer
-from zoo.stages._params import param
+from zoo.stages.params import param
 
 SCHEMA = T.StructType([T.StructField("x", T.DoubleType())])
 
@@ -27,7 +27,7 @@ class _Scale(ZooTransformer):
 
     zoo_name = "scale_ok"
     zoo_streaming = True
-    factor = param("factor", "multiplier", TypeConverters.toFloat)
+    factor = param("multiplier", float)
 
     @keyword_only
     def __init__(self, *, factor: float | None = None):
@@ -150,7 +150,7 @@ class MeanCenterModel(ZooModel):
     """Subtracts the learned mean of x into y."""
 
     zoo_name = "mean_center_model"
-    mean = param("mean", "the learned mean of x", TypeConverters.toFloat)
+    mean = param("the learned mean of x", float)
 
     @keyword_only
     def __init__(self, *, mean: float | None = None):
@@ -259,7 +259,7 @@ class SharesMutableDefault(_Scale):
     appends to it in transform."""
 
     zoo_name = "broken_shared_default"
-    seen = param("seen", "x values seen so far", TypeConverters.toList)  # keeps the very list it is given
+    seen = param("x values seen so far", TypeConverters.toList)  # keeps the very list it is given
 
     @keyword_only
     def __init__(self, *, factor: float | None = None, seen: list | None = None):

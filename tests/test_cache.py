@@ -15,8 +15,8 @@ import pytest
 
 import zoo
 from conftest import MOBILENET_SHA, entry, without_privileges
-from zoo._lock import BlobLock
-from zoo.cache import Cache
+from zoo.hub.locks import BlobLock
+from zoo.hub.cache import ModelCache
 
 
 def test_verify_detects_a_flipped_byte_and_quarantines_it(server, served_mobilenet, zoo_env, mobilenet_bytes):
@@ -117,10 +117,10 @@ def test_the_holder_keeps_its_lock_fresh(tmp_path):
 
 
 def test_prune_removes_orphans_but_not_live_downloads(zoo_env):
-    cache = Cache(zoo_env)
-    live = cache.new_partial("a" * 64)
+    cache = ModelCache(zoo_env)
+    live = cache.open_slot("a" * 64)
     live.path.write_bytes(b"x" * 100)
-    orphan = cache.new_partial("b" * 64)
+    orphan = cache.open_slot("b" * 64)
     orphan.path.write_bytes(b"y" * 50)
     meta = json.loads(orphan.meta_path.read_text())
     meta["pid"] = 2**22 + 999

@@ -66,10 +66,10 @@ def test_cache_dir_size_prune(served_mobilenet, zoo_env, mobilenet_bytes):
     orphan = zoo_env / "tmp" / f"{'e' * 64}.host.1.x.part"
     orphan.write_bytes(b"z" * 1000)
     os.utime(orphan, (0, 0))
-    from zoo import _optimized
+    from zoo.hub.cache import ModelCache
 
     (zoo_env / "optimized").mkdir()
-    ours = _optimized.path_for(zoo_env, MOBILENET_SHA)  # this machine's: kept
+    ours = ModelCache(zoo_env).optimized_path(MOBILENET_SHA)  # this machine's: kept
     ours.write_bytes(b"o" * 300)
     foreign = zoo_env / "optimized" / f"{MOBILENET_SHA}-0123456789abcdef.onnx"  # another runtime/CPU: pruned
     foreign.write_bytes(b"f" * 200)

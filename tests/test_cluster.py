@@ -28,7 +28,7 @@ import pytest
 import zoo
 from _cluster import README_HEAD, StandaloneCluster, bin_path, readme_block, readme_cluster_commands
 from conftest import MOBILENET, REPO, entry, missing
-from zoo._presets import IMAGENET
+from zoo.hub.presets import IMAGENET
 
 SHARED_PHOTOS = MOBILENET.parents[1] / "data" / "imagenet-sample"
 
@@ -49,11 +49,11 @@ spark = builder.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
 if mode == "gpu":  # which GPU each task would give ONNX Runtime
     from pyspark import TaskContext
-    from zoo import _runtime
+    from zoo.runtime import sessions
 
     def choose(_):
         assigned = TaskContext.get().resources()["gpu"].addresses
-        yield assigned, _runtime.cuda_device(required=True)
+        yield assigned, sessions.cuda_device(required=True)
 
     result = spark.sparkContext.parallelize(range(4), 4).mapPartitions(choose).collect()
     spark.stop()

@@ -55,11 +55,11 @@ def test_ship_mode_accepts_the_three_modes_and_old_booleans():
 
 
 def test_only_network_routes_count_as_reachable_from_executors(tmp_path, zoo_env, monkeypatch):
-    from zoo import _tiny
-    from zoo._modelref import resolve
+    from zoo.testing import tiny
+    from zoo.runtime.models import prepare as resolve
 
     model = tmp_path / "m.onnx"
-    model.write_bytes(open(_tiny.tiny_model_path(), "rb").read())
+    model.write_bytes(open(tiny.tiny_model_path(), "rb").read())
     spec, _ = resolve(str(model), 0)
     assert spec.sources == (model.resolve().as_uri(),)
     assert not delivery.reachable_from_executors(spec, settings())  # a file on this machine only
@@ -73,10 +73,10 @@ def test_only_network_routes_count_as_reachable_from_executors(tmp_path, zoo_env
 
 
 def test_a_local_master_shares_the_driver_settings_and_ships_nothing(spark, zoo_env):
-    from zoo import _tiny
-    from zoo._modelref import resolve
+    from zoo.testing import tiny
+    from zoo.runtime.models import prepare as resolve
 
-    spec, runnable = resolve(_tiny.tiny_model_path(), 1)
+    spec, runnable = resolve(tiny.tiny_model_path(), 1)
     prepared = delivery.prepare(spark, spec, runnable, "auto")
     assert prepared.settings == settings() and not prepared.shipped and prepared.forwarded == ()
 

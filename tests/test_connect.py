@@ -59,12 +59,12 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 from pyspark.sql import SparkSession
 from pyspark.ml import PipelineModel
 import zoo
-from zoo import _tiny
+from zoo.testing import tiny
 
 spark = SparkSession.builder.remote("local[2]").getOrCreate()
 folder = sys.argv[1]
 df = zoo.read_images(spark, folder)
-model = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array").fit(df)
+model = zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array").fit(df)
 features = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in model.transform(df).select("path", "features").collect()}
 path = os.path.join(folder, "..", "model")
 model.write().overwrite().save(path)
@@ -81,12 +81,12 @@ def test_featurizer_pipeline_transforms_saves_and_loads_under_spark_connect(tmp_
     import numpy as np
 
     import zoo
-    from zoo import _tiny
+    from zoo.testing import tiny
 
     folder = tmp_path / "images"
     folder.mkdir()
     for k in range(6):
-        (folder / f"{k}.jpg").write_bytes(_tiny.jpeg(16 + k, 20, seed=k))
+        (folder / f"{k}.jpg").write_bytes(tiny.jpeg(16 + k, 20, seed=k))
     result = subprocess.run([sys.executable, "-c", FEATURIZE, str(folder)], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -94,7 +94,7 @@ def test_featurizer_pipeline_transforms_saves_and_loads_under_spark_connect(tmp_
     assert out["session"] == "pyspark.sql.connect.session"
     df = zoo.read_images(spark, str(folder))  # the same pipeline in classic mode, for reference
     classic = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
-               zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS),
+               zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS),
                             outputFormat="array").fit(df).transform(df).collect()}
     assert sorted(out["features"]) == sorted(classic) == [f"{k}.jpg" for k in range(6)]
     for name, values in classic.items():

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import zoo
-from zoo import _cuts
+from zoo.hub import layer_cuts
 from zoo.errors import CutError
 
 from _models import resnet_like
@@ -26,7 +26,7 @@ def _intermediate(model_bytes: bytes, tensor: str, feed: dict) -> np.ndarray:
 
 
 def _dequantize(model_bytes: bytes, tensor: str, values: np.ndarray) -> np.ndarray:
-    graph = _cuts._Graph(onnx.load_from_string(model_bytes))
+    graph = layer_cuts._Graph(onnx.load_from_string(model_bytes))
     scale_name, zero_name = graph.qparams(tensor)
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.model.graph.initializer}
     return (values.astype(np.float32) - inits[zero_name].astype(np.float32)) * inits[scale_name]
@@ -50,7 +50,7 @@ def test_resnet_like_cuts_follow_the_documented_definition(resnet_file):
 
 @pytest.mark.parametrize("cut", [1, 2, 3])
 def test_float_cut_equals_the_full_models_intermediate_tensor(zoo_env, resnet_file, cut):
-    chosen = _cuts.select(zoo.cuts(str(resnet_file)), cut, "resnet_like")
+    chosen = layer_cuts.select(zoo.cuts(str(resnet_file)), cut, "resnet_like")
     path = zoo.cut(str(resnet_file), cut)
     x = np.random.default_rng(cut).normal(size=(3, 3, 32, 32)).astype(np.float32)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
@@ -66,7 +66,7 @@ def test_float_cut_equals_the_full_models_intermediate_tensor(zoo_env, resnet_fi
 
 @pytest.mark.parametrize("cut", [1, 2, 3])
 def test_quantized_mobilenet_cut_is_dequantized_and_equals_the_intermediate(served_mobilenet, mobilenet_bytes, cut):
-    chosen = _cuts.select(zoo.cuts("mnv2"), cut, "mnv2")
+    chosen = layer_cuts.select(zoo.cuts("mnv2"), cut, "mnv2")
     assert chosen.quantized and chosen.dtype == "float32"
     path = zoo.cut("mnv2", cut)
     x = np.random.default_rng(0).uniform(-2, 2, size=(2, 3, 224, 224)).astype(np.float32)

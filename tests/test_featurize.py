@@ -17,8 +17,9 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 import zoo
-from zoo import _imaging, _runtime, _tiny
-from zoo._presets import IMAGENET
+from zoo.runtime import imaging, sessions
+from zoo.testing import tiny
+from zoo.hub.presets import IMAGENET
 from zoo.errors import DeviceError, StageError
 
 from conftest import SHARED, missing
@@ -79,7 +80,7 @@ def test_pipeline_features_equal_a_direct_onnx_runtime_computation(spark, mnv2, 
     got = {r["path"]: np.array(r["features"]) for r in
            zoo.pipeline(mnv2, cut=1, outputFormat="array", batchSize=7).fit(df).transform(df).collect()}
     session = ort.InferenceSession(str(zoo.cut(mnv2, 1)), providers=["CPUExecutionProvider"])
-    pre = _imaging.Preprocessor(IMAGENET, {"layout": "NCHW", "shape": [None, 3, 224, 224], "dtype": "float32"})
+    pre = imaging.Preprocessor(IMAGENET, {"layout": "NCHW", "shape": [None, 3, 224, 224], "dtype": "float32"})
     assert len(got) == 100
     for path, features in got.items():
         buf = np.empty((1, 3, 224, 224), np.float32)
@@ -92,7 +93,7 @@ def test_pipeline_features_equal_a_direct_onnx_runtime_computation(spark, mnv2, 
 def _bad_images(tmp_path) -> dict[str, bytes]:
     from PIL import Image  # only to write the CMYK JPEG, which OpenCV cannot encode
 
-    good = _tiny.jpeg(60, 80, 1)
+    good = tiny.jpeg(60, 80, 1)
     cmyk = io.BytesIO()
     Image.new("CMYK", (64, 48), (10, 200, 30, 5)).save(cmyk, "JPEG")
     big = np.zeros((10000, 10000), np.uint8)
@@ -122,8 +123,8 @@ def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mo
         (folder / name).write_bytes(data)
     # built by hand rather than with read_images: Spark's binaryFile source never lists 0-byte files
     df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in folder.iterdir()], "path string, content binary")
-    stage = zoo.stage("image_featurizer", modelName=_tiny.tiny_model_path(), cut=1, handleInvalid=mode,
-                      preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array", batchSize=3)
+    stage = zoo.stage("image_featurizer", modelName=tiny.tiny_model_path(), cut=1, handleInvalid=mode,
+                      preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array", batchSize=3)
     if mode == "error":
         with pytest.raises(Exception, match=r"file file:.*(truncated|text|empty|huge)\.(jpg|png).*handleInvalid='skip'"):
             stage.transform(df).collect()
@@ -145,9 +146,9 @@ def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mo
 def test_image_struct_and_path_inputs_give_the_same_features_as_bytes(spark, tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i, (_, data) in enumerate(_tiny.image_rows()):
+    for i, (_, data) in enumerate(tiny.image_rows()):
         (folder / f"{i}.png").write_bytes(cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8), 1))[1].tobytes())
-    params = dict(modelName=_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array")
+    params = dict(modelName=tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array")
     by_bytes = zoo.stage("image_featurizer", **params).transform(zoo.read_images(spark, str(folder)))
     from_bytes = {os.path.basename(r["path"]): r["features"] for r in by_bytes.collect()}
     images = spark.read.format("image").load(str(folder))
@@ -160,9 +161,9 @@ def test_image_struct_and_path_inputs_give_the_same_features_as_bytes(spark, tmp
 
 
 def test_load_count_is_at_most_one_per_python_worker(spark):
-    rows = [(f"img{i}", data) for i, (_, data) in enumerate(_tiny.image_rows() * 400)]
+    rows = [(f"img{i}", data) for i, (_, data) in enumerate(tiny.image_rows() * 400)]
     df = spark.createDataFrame(rows, "path string, content binary").repartition(20)
-    stage = zoo.stage("image_featurizer", modelName=_tiny.tiny_model_path(), cut=2, preprocess=json.dumps(_tiny.PREPROCESS))
+    stage = zoo.stage("image_featurizer", modelName=tiny.tiny_model_path(), cut=2, preprocess=json.dumps(tiny.PREPROCESS))
     assert stage.transform(df).where(F.col("features").isNotNull()).count() == 2000
     spec = stage._model_spec(spark)
 
@@ -182,10 +183,10 @@ def test_load_count_is_at_most_one_per_python_worker(spark):
 
 
 def test_pipeline_with_head_augmentation_and_ensembling_saves_and_loads(spark, tmp_path):
-    rows = [(i, f"photo{i % 6}", float(i % 2), data) for i, (_, data) in enumerate(_tiny.image_rows() * 4)]
+    rows = [(i, f"photo{i % 6}", float(i % 2), data) for i, (_, data) in enumerate(tiny.image_rows() * 4)]
     df = spark.createDataFrame(rows, "id int, photo string, label double, content binary")
-    pipe = zoo.pipeline(_tiny.tiny_model_path(), cut=1, augment=True, ensemble_by="photo",
-                        head=LogisticRegression(maxIter=5), preprocess=json.dumps(_tiny.PREPROCESS))
+    pipe = zoo.pipeline(tiny.tiny_model_path(), cut=1, augment=True, ensemble_by="photo",
+                        head=LogisticRegression(maxIter=5), preprocess=json.dumps(tiny.PREPROCESS))
     assert [s.zoo_name if hasattr(s, "zoo_name") else type(s).__name__ for s in pipe.getStages()] == [
         "image_augmenter", "image_featurizer", "LogisticRegression", "group_average"]
     model = pipe.fit(df)
@@ -196,7 +197,7 @@ def test_pipeline_with_head_augmentation_and_ensembling_saves_and_loads(spark, t
     assert {r["n"] for r in by_photo.collect()} == {1}  # one ensembled prediction per photo
     model.write().overwrite().save(str(tmp_path / "pm"))
     loaded = PipelineModel.load(str(tmp_path / "pm"))
-    assert loaded.stages[1].getModelSha256() == zoo._pipeline.pin(_tiny.tiny_model_path())
+    assert loaded.stages[1].getModelSha256() == zoo.hub.pin(tiny.tiny_model_path())
     key = ["id", "variant"]
     a = {tuple(r[k] for k in key): r["probability_avg"] for r in out.collect()}
     b = {tuple(r[k] for k in key): r["probability_avg"] for r in loaded.transform(df).collect()}
@@ -204,7 +205,7 @@ def test_pipeline_with_head_augmentation_and_ensembling_saves_and_loads(spark, t
 
 
 def test_flipped_rows_really_are_flipped(spark):
-    data = _tiny.jpeg(30, 40, 3)
+    data = tiny.jpeg(30, 40, 3)
     df = spark.createDataFrame([("a", data)], "path string, content binary")
     out = zoo.stage("image_augmenter", variants=["flip_lr", "flip_ud"]).transform(df).collect()
     img = {r["variant"]: cv2.imdecode(np.frombuffer(r["content"], np.uint8), cv2.IMREAD_COLOR) for r in out}
@@ -218,29 +219,29 @@ def test_a_pinned_pipeline_refuses_a_model_that_changed(spark, zoo_env, write_re
     from _models import resnet_like
 
     path = tmp_path / "m.onnx"
-    path.write_bytes(_tiny.tiny_model_bytes())
+    path.write_bytes(tiny.tiny_model_bytes())
     stage = zoo.stage("image_featurizer", modelName=str(path), cut=1, modelSha256="0" * 64)
-    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
+    df = spark.createDataFrame(tiny.image_rows(), "path string, content binary")
     with pytest.raises(StageError, match="pinned to 0000"):
         stage.transform(df)
 
 
 def test_device_selection_without_a_gpu():
-    if _runtime.cuda_available():
+    if sessions.cuda_available():
         pytest.skip("this machine has a working CUDA GPU")
-    assert _runtime.providers("auto") == ("cpu", ["CPUExecutionProvider"])
+    assert sessions.providers("auto") == ("cpu", ["CPUExecutionProvider"])
     with pytest.raises(DeviceError, match="device='cuda' was requested"):
-        _runtime.providers("cuda")
+        sessions.providers("cuda")
     with pytest.raises(DeviceError, match="device must be one of"):
-        _runtime.providers("tpu")
+        sessions.providers("tpu")
 
 
 def test_cuda_featurizer_task_without_an_assigned_gpu_fails_before_loading_the_model(spark, tmp_path, monkeypatch):
     monkeypatch.delenv("ZOO_CUDA_DEVICE", raising=False)
     path = tmp_path / "m.onnx"
-    path.write_bytes(_tiny.tiny_model_bytes())
+    path.write_bytes(tiny.tiny_model_bytes())
     stage = zoo.stage("image_featurizer", modelName=str(path), cut=1, device="cuda")
-    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
+    df = spark.createDataFrame(tiny.image_rows(), "path string, content binary")
     with pytest.raises(Exception, match="Spark assigned no GPU to this task") as info:
         stage.transform(df).collect()
     assert "spark.task.resource.gpu.amount" in str(info.value)
@@ -248,10 +249,10 @@ def test_cuda_featurizer_task_without_an_assigned_gpu_fails_before_loading_the_m
 
 def test_embedded_model_makes_a_saved_pipeline_self_contained(spark, tmp_path, monkeypatch, zoo_env):
     source = tmp_path / "model.onnx"
-    source.write_bytes(_tiny.tiny_model_bytes())
-    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
+    source.write_bytes(tiny.tiny_model_bytes())
+    df = spark.createDataFrame(tiny.image_rows(), "path string, content binary")
     model = zoo.pipeline(str(source), cut=2, embed=True, outputFormat="array",
-                         preprocess=json.dumps(_tiny.PREPROCESS)).fit(df)
+                         preprocess=json.dumps(tiny.PREPROCESS)).fit(df)
     want = {r["path"]: r["features"] for r in model.transform(df).collect()}
     model.write().overwrite().save(str(tmp_path / "pm"))
     source.unlink()  # the model's only source is gone, and so is the cache
@@ -285,9 +286,9 @@ def test_fast_decode_keeps_top1_on_large_photos_and_is_off_by_default(spark, mnv
 @pytest.mark.parametrize("size", [(500, 375), (600, 800), (1600, 1200), (3000, 520), (224, 224), (2100, 4100)])
 def test_reduced_decoding_never_shrinks_below_the_resize_target(size):
     w, h = size
-    pre = _imaging.Preprocessor(IMAGENET, {"name": "x", "shape": [None, 3, 224, 224], "layout": "NCHW"})
+    pre = imaging.Preprocessor(IMAGENET, {"name": "x", "shape": [None, 3, 224, 224], "layout": "NCHW"})
     data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))[1].tobytes()
-    img = _imaging.decode(data, reduction=pre.reduction)
+    img = imaging.decode(data, reduction=pre.reduction)
     factor = pre.reduction(w, h)
     assert img.shape[:2] == (-(-h // factor), -(-w // factor))
     assert min(img.shape[:2]) >= 256 or factor == 1  # the shorter side still reaches the resize target (256)
@@ -301,7 +302,7 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
     folder = tmp_path / "many"
     folder.mkdir()
     for k in range(300):
-        (folder / f"{k:03d}.jpg").write_bytes(_tiny.jpeg(8 + k % 5, 9, seed=k))
+        (folder / f"{k:03d}.jpg").write_bytes(tiny.jpeg(8 + k % 5, 9, seed=k))
     spark_own = zoo.read_images(spark, str(folder), partitions=0)
     default = zoo.read_images(spark, str(folder))
     explicit = zoo.read_images(spark, str(folder), partitions=3)
@@ -312,7 +313,7 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
     for df in (spark_own, default, explicit):
         paths = [r["path"] for r in df.select("path").collect()]
         assert len(paths) == 300 and len(set(paths)) == 300
-    feats = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS)).fit(default).transform(default)
+    feats = zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS)).fit(default).transform(default)
     assert feats.where("features IS NOT NULL").count() == 300
 
 
@@ -324,14 +325,14 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     for k in range(16):
-        (folder / ("sub" if k % 2 else "") / f"{k:02d}.jpg").write_bytes(_tiny.jpeg(20, 24, seed=k))
+        (folder / ("sub" if k % 2 else "") / f"{k:02d}.jpg").write_bytes(tiny.jpeg(20, 24, seed=k))
     (folder / "sub" / "empty.jpg").write_bytes(b"")
     (folder / ".hidden.jpg").write_bytes(b"")  # Spark's listing ignores hidden files: so do we
     (folder / "empty.txt").write_bytes(b"")  # not matched by the glob
     df = zoo.read_images(spark, str(folder), glob="*.jpg")
     assert df.count() == 17 and df.where("length = 0").count() == 1
     out = tmp_path / "features.parquet"
-    code = main(["featurize", str(folder), "--glob", "*.jpg", "--model", _tiny.tiny_model_path(), "--cut", "1",
+    code = main(["featurize", str(folder), "--glob", "*.jpg", "--model", tiny.tiny_model_path(), "--cut", "1",
                  "--output", str(out), "--master", "local[2]", "--handle-invalid", mode, "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -341,7 +342,7 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
         assert len(rows) == 17 and rows["empty.jpg"]["features"] is None and "0 bytes" in rows["empty.jpg"]["error"]
     else:
         assert len(rows) == 16 and "empty.jpg" not in rows
-    main(["featurize", str(folder), "--glob", "*.jpg", "--model", _tiny.tiny_model_path(), "--output",
+    main(["featurize", str(folder), "--glob", "*.jpg", "--model", tiny.tiny_model_path(), "--output",
           str(tmp_path / "again.parquet"), "--master", "local[2]", "--handle-invalid", mode])
     line = capsys.readouterr().out
     assert "17 files found" in line and "16 featurized, 1 failed" in line

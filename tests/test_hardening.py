@@ -24,8 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 import zoo
 from _http import LoopbackServer
 from conftest import MOBILENET_SHA, entry, without_privileges, zoo_cmd
-from zoo._sources import origin
-from zoo.cache import Cache
+from zoo.hub.sources import origin
+from zoo.hub.cache import ModelCache
 from zoo.errors import (
     ChecksumError,
     DownloadError,
@@ -186,7 +186,7 @@ def test_a_pulled_model_with_external_data_is_refused_and_nothing_is_published(
     write_registry(entry("evil", data, [server.add("/evil.onnx", data)]))
     with pytest.raises(InvalidModelError, match=rf"tensor 'secret_weights'.*{location!r}"):
         zoo.pull("evil")
-    assert Cache(zoo_env).shas() == []
+    assert ModelCache(zoo_env).shas() == []
     assert list((zoo_env / "tmp").iterdir()) == []  # the verified-but-refused bytes are not kept either
 
 
@@ -270,7 +270,7 @@ def test_a_malformed_registry_is_a_registry_error_naming_the_file(zoo_env, tmp_p
 
 
 def test_local_registry_files_have_the_same_size_limit_as_urls(zoo_env, tmp_path, monkeypatch):
-    from zoo.registry import REGISTRY_LIMIT
+    from zoo.hub.registry import REGISTRY_LIMIT
 
     huge = tmp_path / "huge.json"
     with open(huge, "wb") as fh:
@@ -404,16 +404,17 @@ def test_the_cli_exits_quietly_on_a_closed_pipe(served_mobilenet, zoo_env):
 
 
 def test_a_link_planted_as_an_optimised_model_is_never_loaded(zoo_env, tmp_path):
-    from zoo import _optimized, _tiny
-    from zoo.cache import hash_file
+    from zoo.hub.cache import ModelCache, hash_file
+    from zoo.runtime import optimized
+    from zoo.testing import tiny
 
-    model = Path(_tiny.tiny_model_path())
+    model = Path(tiny.tiny_model_path())
     sha = hash_file(model)
-    target = _optimized.path_for(zoo_env, sha)
+    target = ModelCache(zoo_env).optimized_path(sha)
     target.parent.mkdir(parents=True)
     evil = tmp_path / "evil.onnx"
     evil.write_bytes(b"another model")
     os.symlink(evil, target)
-    assert _optimized.optimized(model, sha, zoo_env) == target
+    assert optimized.optimized(model, sha, ModelCache(zoo_env)) == target
     assert not target.is_symlink() and onnx.load(str(target)) is not None  # built anew, a regular file
     assert evil.read_bytes() == b"another model"

@@ -10,12 +10,12 @@ import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
 import zoo
-from zoo import _tiny
+from zoo.testing import tiny
 from zoo.errors import StageError
 
 
 def test_chain_equals_hand_written_opencv_and_survives_save_load(spark, tmp_path):
-    data = _tiny.jpeg(60, 90, 7)
+    data = tiny.jpeg(60, 90, 7)
     df = spark.createDataFrame([("a.jpg", data)], "path string, content binary")
     stage = (zoo.stage("image_transformer", outputFormat="png")
              .resize(shorter=40).center_crop(32, 32).color("BGR2GRAY").blur(3, 1.0).threshold(100, type="binary_inv"))
@@ -32,8 +32,8 @@ def test_chain_equals_hand_written_opencv_and_survives_save_load(spark, tmp_path
 
 
 def test_struct_output_feeds_the_featurizer_like_the_bytes_do(spark):
-    df = spark.createDataFrame(_tiny.image_rows(), "path string, content binary")
-    params = dict(modelName=_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array")
+    df = spark.createDataFrame(tiny.image_rows(), "path string, content binary")
+    params = dict(modelName=tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array")
     flip = zoo.stage("image_transformer", outputCol="flipped").flip("lr")
     via_struct = Pipeline(stages=[flip, zoo.stage("image_featurizer", inputCol="flipped", **params)]).fit(df)
     struct_rows = {r["path"]: r["features"] for r in via_struct.transform(df).collect()}
@@ -43,9 +43,9 @@ def test_struct_output_feeds_the_featurizer_like_the_bytes_do(spark):
 
 
 def test_normalize_to_array_and_bad_chains(spark):
-    df = spark.createDataFrame([("a", _tiny.jpeg(4, 4, 1))], "path string, content binary")
+    df = spark.createDataFrame([("a", tiny.jpeg(4, 4, 1))], "path string, content binary")
     row = zoo.stage("image_transformer", outputFormat="array").normalize([128.0], [64.0]).transform(df).first()
-    img = cv2.imdecode(np.frombuffer(_tiny.jpeg(4, 4, 1), np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
+    img = cv2.imdecode(np.frombuffer(tiny.jpeg(4, 4, 1), np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
     np.testing.assert_allclose(row["image_out"], ((img - 128) / 64).ravel())
     with pytest.raises(StageError, match="unknown OpenCV color conversion 'BGR2XYZW'"):
         zoo.stage("image_transformer").color("BGR2XYZW")

@@ -8,7 +8,7 @@ import pytest
 from pyspark.ml.linalg import Vectors
 
 import zoo
-from zoo import _tiny
+from zoo.testing import tiny
 from zoo.errors import StageError
 
 from _models import resnet_like
@@ -32,11 +32,11 @@ def _direct(model_bytes: bytes, feed: dict, outputs: list[str]) -> list[np.ndarr
 
 def test_outputs_intermediate_tensors_softmax_and_argmax_equal_onnx_runtime(spark, zoo_env, pixels):
     df = spark.createDataFrame([(i, p.ravel().tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
-    stage = zoo.stage("onnx_model", modelName=_tiny.tiny_model_path(), feedDict={"input": "pixels"},
+    stage = zoo.stage("onnx_model", modelName=tiny.tiny_model_path(), feedDict={"input": "pixels"},
                       fetchDict={"probs": "probabilities", "pooled": "flat", "logits": "logits"},
                       softmaxDict={"logits": "softmax"}, argMaxDict={"probs": "label"}, batchSize=3)
     rows = sorted(stage.transform(df.repartition(3)).collect(), key=lambda r: r["id"])
-    probs, flat, logits = _direct(_tiny.tiny_model_bytes(), {"input": pixels}, ["probabilities", "flat", "logits"])
+    probs, flat, logits = _direct(tiny.tiny_model_bytes(), {"input": pixels}, ["probabilities", "flat", "logits"])
     np.testing.assert_allclose([r["probs"] for r in rows], probs, rtol=1e-6)
     np.testing.assert_allclose([r["pooled"] for r in rows], flat, rtol=1e-6)
     np.testing.assert_allclose([r["softmax"] for r in rows], probs, rtol=1e-5)  # softmax(logits) == the model's own
@@ -61,20 +61,20 @@ def test_nested_arrays_vectors_and_float64_are_reshaped_and_cast(spark, zoo_env,
 def test_model_bytes_and_cuts(spark, zoo_env, pixels):
     df = spark.createDataFrame([(i, p.ravel().tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
     stage = zoo.stage("onnx_model", feedDict={"input": "pixels"}, fetchDict={"f": "flat"}, cut=2)
-    stage.setModelBytes(_tiny.tiny_model_bytes())
+    stage.setModelBytes(tiny.tiny_model_bytes())
     assert stage.getModelName().startswith("sha256:")
     rows = sorted(stage.transform(df).collect(), key=lambda r: r["id"])
-    np.testing.assert_allclose([r["f"] for r in rows], _direct(_tiny.tiny_model_bytes(), {"input": pixels}, ["flat"])[0],
+    np.testing.assert_allclose([r["f"] for r in rows], _direct(tiny.tiny_model_bytes(), {"input": pixels}, ["flat"])[0],
                                rtol=1e-6)
 
 
 def test_bad_configuration_and_rows_are_named(spark, zoo_env):
     df = spark.createDataFrame([(1, [1.0, 2.0])], "id int, pixels array<float>")
-    base = dict(modelName=_tiny.tiny_model_path(), fetchDict={"p": "probabilities"})
+    base = dict(modelName=tiny.tiny_model_path(), fetchDict={"p": "probabilities"})
     with pytest.raises(StageError, match="model input 'nope'; the model's inputs are input"):
         zoo.stage("onnx_model", feedDict={"nope": "pixels"}, **base).transform(df)
     with pytest.raises(StageError, match="no tensor 'missing'"):
-        zoo.stage("onnx_model", feedDict={"input": "pixels"}, modelName=_tiny.tiny_model_path(),
+        zoo.stage("onnx_model", feedDict={"input": "pixels"}, modelName=tiny.tiny_model_path(),
                   fetchDict={"p": "missing"}).transform(df)
     with pytest.raises(Exception, match=r"column 'pixels' \(feeding model input 'input'\): row 0 holds 2 values; the model "
                                         r"input needs 3072"):

@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import zoo
 from conftest import REPO
 
 
@@ -20,12 +21,14 @@ def test_wheel_layout(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.startswith("sparkzoo-")}
     assert tops == {"zoo"}, tops
-    for required in ("zoo/__init__.py", "zoo/stages/__init__.py", "zoo/cli/main.py", "zoo/registry.json",
-                     "zoo/registry.schema.json", "zoo/py.typed", "zoo/_jvm/sparkzoo-functions.jar",
-                     "zoo/_jvm/ZooFunctions.java", "zoo/_jvm/log4j2-cli.properties", "zoo/cluster/__init__.py",
-                     "zoo/cluster/events.py"):
+    for required in ("zoo/__init__.py", "zoo/version.py", "zoo/stages/__init__.py", "zoo/stages/workers/images.py",
+                     "zoo/cli/main.py", "zoo/hub/registry.json", "zoo/hub/registry.schema.json", "zoo/py.typed",
+                     "zoo/runtime/jvm/sparkzoo-functions.jar", "zoo/runtime/jvm/ZooFunctions.java",
+                     "zoo/cli/log4j2-cli.properties", "zoo/cluster/__init__.py", "zoo/cluster/events.py",
+                     "zoo/plugins/hookspecs.py", "zoo/testing/tiny.py"):
         assert required in names
-    registry = zipfile.ZipFile(wheel).read("zoo/registry.json")
+    assert f"Version: {zoo.__version__}" in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    registry = zipfile.ZipFile(wheel).read("zoo/hub/registry.json")
     assert registry == (REPO / "registry.json").read_bytes()
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "zoo = zoo.cli.main:main" in entry_points

@@ -11,7 +11,7 @@ import pytest
 
 import zoo
 from conftest import MOBILENET_SHA, SHARED, entry, missing
-from zoo import registry
+from zoo.hub import registry
 from zoo.config import split_locations
 from zoo.errors import OfflineError, RegistryError, UnsafePathError
 
@@ -108,7 +108,7 @@ def test_registry_url_never_fetched_is_an_offline_error(zoo_env, monkeypatch):
 
 
 def test_plugins_contribute_models_through_the_hook(zoo_env):
-    from zoo._plugins import manager
+    from zoo.plugins.manager import manager
 
     class Plugin:
         @zoo.hookimpl
@@ -126,18 +126,18 @@ def test_plugins_contribute_models_through_the_hook(zoo_env):
 
 
 def test_the_generated_schema_check_is_current_and_agrees_with_jsonschema(zoo_env, write_registry, mobilenet_bytes):
-    """zoo/_schema_check.py (fastjsonschema, the fast yes/no) must be regenerated with the schema, and
+    """zoo/hub/_schema_check.py (fastjsonschema, the fast yes/no) must be regenerated with the schema, and
     must accept and refuse exactly what jsonschema does; the built-in registry, loaded without a
     schema check, must pass jsonschema."""
     import subprocess
     import sys
 
-    from zoo._schema_check import validate
+    from zoo.hub._schema_check import validate
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "build_schema_check.py"
     check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    builtin = json.loads(resources.files("zoo").joinpath("registry.json").read_text("utf-8"))
+    builtin = json.loads(resources.files("zoo.hub").joinpath("registry.json").read_text("utf-8"))
     assert list(registry._validator().iter_errors(builtin)) == []
     good = entry("ok", mobilenet_bytes, ["https://example.invalid/m.onnx"])
     bad_docs = [

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from _models import resnet_like
-from zoo import _optimized, _runtime
-from zoo._runtime import RuntimeOptions
+from zoo.hub.cache import ModelCache, machine_fingerprint
+from zoo.runtime import sessions
+from zoo.runtime.sessions import RuntimeOptions
 
 CPU1 = RuntimeOptions(device="cpu", intra_op_threads=1)
 
@@ -35,8 +36,8 @@ def _outputs(sess, seed: int = 0) -> np.ndarray:
 
 def _forget(sha: str) -> None:
     """Drop this process's cached sessions of ``sha`` so the next call really loads."""
-    for key in [k for k in _runtime._SESSIONS if k[0] == sha]:
-        del _runtime._SESSIONS[key]
+    for key in [k for k in sessions._SESSIONS if k[0] == sha]:
+        del sessions._SESSIONS[key]
 
 
 @pytest.mark.parametrize("which", ["resnet_like", "mobilenet_int8"])
@@ -45,19 +46,19 @@ def test_worker_session_loads_the_cached_optimised_file_and_computes_the_same(tm
     sha, path = _model(tmp_path, data)
     home = tmp_path / "home"
     _forget(sha)
-    plain = _runtime.session(sha + "-plain", lambda: path, CPU1)  # in-process optimisation, as before
-    loads = _runtime.load_count(sha)
-    fast = _runtime.session(sha, lambda: path, CPU1, home)
-    assert _runtime.load_count(sha) == loads + 1
-    cached = _optimized.path_for(home, sha)
+    plain = sessions.session(sha + "-plain", lambda: path, CPU1)  # in-process optimisation, as before
+    loads = sessions.model_loads(sha)
+    fast = sessions.session(sha, lambda: path, CPU1, ModelCache(home))
+    assert sessions.model_loads(sha) == loads + 1
+    cached = ModelCache(home).optimized_path(sha)
     assert cached.is_file() and cached.parent.name == "optimized"
-    assert cached.name == f"{sha}-{_optimized.fingerprint()}.onnx"
+    assert cached.name == f"{sha}-{machine_fingerprint()}.onnx"
     assert not [p for p in cached.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
     np.testing.assert_allclose(_outputs(fast), _outputs(plain), rtol=1e-5, atol=1e-5)
     # the next worker on the node (a fresh load in this process) reuses the file instead of rebuilding it
     stamp = cached.stat().st_mtime_ns
     _forget(sha)
-    again = _runtime.session(sha, lambda: path, CPU1, home)
+    again = sessions.session(sha, lambda: path, CPU1, ModelCache(home))
     assert cached.stat().st_mtime_ns == stamp
     np.testing.assert_allclose(_outputs(again), _outputs(plain), rtol=1e-5, atol=1e-5)
     _forget(sha)
@@ -66,12 +67,12 @@ def test_worker_session_loads_the_cached_optimised_file_and_computes_the_same(tm
 def test_a_damaged_optimised_file_is_discarded_and_the_model_still_loads(tmp_path, caplog):
     sha, path = _model(tmp_path, resnet_like(seed=4))
     home = tmp_path / "home"
-    cached = _optimized.path_for(home, sha)
+    cached = ModelCache(home).optimized_path(sha)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not an onnx model")
     _forget(sha)
     with caplog.at_level(logging.WARNING, logger="zoo"):
-        sess = _runtime.session(sha, lambda: path, CPU1, home)
+        sess = sessions.session(sha, lambda: path, CPU1, ModelCache(home))
     assert _outputs(sess).shape[0] == 2
     assert not cached.exists(), "the damaged file must go, so the next worker rebuilds it"
     assert any("discarding the optimised file" in r.getMessage() and str(cached) in r.getMessage() for r in caplog.records)
@@ -83,39 +84,39 @@ def test_an_unwritable_home_falls_back_to_optimising_in_process(tmp_path):
     home = tmp_path / "not-a-directory"
     home.write_text("a file where the cache should be")  # mkdir of home/optimized fails
     _forget(sha)
-    sess = _runtime.session(sha, lambda: path, CPU1, home)
-    reference = _runtime.session(sha + "-plain", lambda: path, CPU1)
+    sess = sessions.session(sha, lambda: path, CPU1, ModelCache(home))
+    reference = sessions.session(sha + "-plain", lambda: path, CPU1)
     np.testing.assert_allclose(_outputs(sess), _outputs(reference), rtol=1e-5, atol=1e-5)
     assert home.read_text() == "a file where the cache should be"
     _forget(sha)
 
 
 def test_fingerprint_names_this_machine_and_runtime():
-    fp = _optimized.fingerprint()
+    fp = machine_fingerprint()
     assert len(fp) == 16 and int(fp, 16) >= 0
-    assert _optimized.fingerprint() == fp  # stable within a process (and across: it hashes fixed facts)
+    assert machine_fingerprint() == fp  # stable within a process (and across: it hashes fixed facts)
 
 
 def test_rows_per_call_is_automatic_only_for_zero():
-    assert _runtime.rows_per_call(0, "cpu") == _runtime.CPU_BATCH == 4
-    assert _runtime.rows_per_call(17, "cpu") == 17
-    if not _runtime.cuda_available():
-        assert _runtime.rows_per_call(0, "auto") == _runtime.CPU_BATCH
+    assert sessions.rows_per_call(0, "cpu") == sessions.CPU_BATCH == 4
+    assert sessions.rows_per_call(17, "cpu") == 17
+    if not sessions.cuda_available():
+        assert sessions.rows_per_call(0, "auto") == sessions.CPU_BATCH
     else:
-        assert _runtime.rows_per_call(0, "cuda") == _runtime.GPU_BATCH
+        assert sessions.rows_per_call(0, "cuda") == sessions.GPU_BATCH
 
 
 def test_outside_a_spark_task_cuda_uses_zoo_cuda_device_else_gpu_0(monkeypatch):
     from zoo.errors import ConfigError
 
     monkeypatch.delenv("ZOO_CUDA_DEVICE", raising=False)
-    assert _runtime.task_gpu() == (False, None)
-    assert _runtime.cuda_device(required=True) == 0
+    assert sessions.task_gpu() == (False, None)
+    assert sessions.cuda_device(required=True) == 0
     monkeypatch.setenv("ZOO_CUDA_DEVICE", "2")
-    assert _runtime.cuda_device(required=True) == 2
+    assert sessions.cuda_device(required=True) == 2
     monkeypatch.setenv("ZOO_CUDA_DEVICE", "gpu2")
     with pytest.raises(ConfigError, match="ZOO_CUDA_DEVICE='gpu2'"):
-        _runtime.cuda_device(required=True)
+        sessions.cuda_device(required=True)
 
 
 def _in_a_task(spark, env: dict[str, str]) -> list:
@@ -124,7 +125,7 @@ def _in_a_task(spark, env: dict[str, str]) -> list:
     def choose(_):
         import os
 
-        from zoo import _runtime as runtime
+        from zoo.runtime import sessions as runtime
         from zoo.errors import DeviceError
 
         os.environ.pop("ZOO_CUDA_DEVICE", None)

@@ -14,7 +14,7 @@ from test_cli import zoo_cmd
 from zoo.errors import SchemaError, StageError
 
 BUILTIN = {"sql", "repartition", "cache", "select", "drop", "rename", "vector_assembler", "image_featurizer",
-           "onnx_model", "image_transformer", "image_augmenter", "group_average", "text_featurizer", "featurize",
+           "onnx_model", "image_transformer", "image_augmenter", "group_average", "text_featurizer", "tabular_featurizer",
            "text_embedder"}
 
 
@@ -37,7 +37,7 @@ def test_zoo_stage_builds_by_name_and_explains_mistakes():
 
 
 def test_a_broken_plugin_is_skipped_and_reported(caplog):
-    from zoo._plugins import manager
+    from zoo.plugins.manager import manager
 
     class Broken:
         @zoo.hookimpl

@@ -12,14 +12,14 @@ import os
 import numpy as np
 
 import zoo
-from zoo import _tiny
+from zoo.testing import tiny
 
 
 def _drop(folder, names, tmp):
     for name in names:
         k = int(name[3:6])
         staged = tmp / name
-        staged.write_bytes(_tiny.jpeg(20 + k, 24 + k % 3, seed=k))
+        staged.write_bytes(tiny.jpeg(20 + k, 24 + k % 3, seed=k))
         os.replace(staged, folder / name)  # atomic: the stream never sees half a file
 
 
@@ -31,7 +31,7 @@ def test_featurizing_a_file_stream_is_exactly_once_across_a_restart(spark, tmp_p
     _drop(watched, names[:6], staging)
 
     static = zoo.read_images(spark, str(watched), partitions=0)
-    model = zoo.pipeline(_tiny.tiny_model_path(), cut=1, preprocess=json.dumps(_tiny.PREPROCESS),
+    model = zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS),
                          outputFormat="array").fit(static)
     stream = spark.readStream.format("binaryFile").schema(static.schema).option("pathGlobFilter", "*.jpg").load(str(watched))
     assert stream.isStreaming

@@ -1,5 +1,5 @@
 """text_embedder: a real (tiny) ONNX text encoder with a BERT-style signature and a real tokenizers
-tokenizer (zoo._tiny), compared with ONNX Runtime run text by text without padding."""
+tokenizer (zoo.testing.tiny), compared with ONNX Runtime run text by text without padding."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 import zoo
-from zoo import _tiny
+from zoo.testing import tiny
 from zoo.errors import StageError
 
 TEXTS = [(1, "A snow leopard on the ridge"), (2, "the camera saw nothing"), (3, None), (4, "Leopard! 雪豹 unknown")]
@@ -17,15 +17,15 @@ TEXTS = [(1, "A snow leopard on the ridge"), (2, "the camera saw nothing"), (3, 
 def _reference(text: str | None, pooling: str) -> np.ndarray:
     from tokenizers import Tokenizer
 
-    enc = Tokenizer.from_str(_tiny.tiny_tokenizer_json()).encode(text or "")
+    enc = Tokenizer.from_str(tiny.tiny_tokenizer_json()).encode(text or "")
     feed = {k: np.array([v], dtype=np.int64) for k, v in
             (("input_ids", enc.ids), ("attention_mask", enc.attention_mask), ("token_type_ids", enc.type_ids))}
-    hidden = ort.InferenceSession(_tiny.tiny_text_encoder_bytes()).run(None, feed)[0][0]
+    hidden = ort.InferenceSession(tiny.tiny_text_encoder_bytes()).run(None, feed)[0][0]
     return hidden.mean(axis=0) if pooling == "mean" else hidden[0]
 
 
 def _stage(**params):
-    params = {"modelName": _tiny.tiny_text_encoder_path(), "tokenizer": _tiny.tiny_tokenizer_path(), **params}
+    params = {"modelName": tiny.tiny_text_encoder_path(), "tokenizer": tiny.tiny_tokenizer_path(), **params}
     return zoo.stage("text_embedder", **params)
 
 
@@ -50,7 +50,7 @@ def test_cls_pooling_and_normalisation(spark):
 def test_bad_settings_are_named(spark, tmp_path):
     df = spark.createDataFrame(TEXTS, "id int, text string")
     with pytest.raises(StageError, match="tokenizer is not set"):
-        zoo.stage("text_embedder", modelName=_tiny.tiny_text_encoder_path()).transform(df)
+        zoo.stage("text_embedder", modelName=tiny.tiny_text_encoder_path()).transform(df)
     missing = tmp_path / "nope.json"
     with pytest.raises(StageError, match=f"cannot read tokenizer '{missing}'"):
         _stage(tokenizer=str(missing)).transform(df)
@@ -59,7 +59,7 @@ def test_bad_settings_are_named(spark, tmp_path):
     with pytest.raises(StageError, match="is not a tokenizers tokenizer.json"):
         _stage(tokenizer=str(broken)).transform(df)
     with pytest.raises(StageError, match=r"has inputs \['input'\] that a tokenizer does not produce"):
-        _stage(modelName=_tiny.tiny_model_path()).transform(df)
+        _stage(modelName=tiny.tiny_model_path()).transform(df)
     with pytest.raises(StageError, match="has no output 'pooled'"):
         _stage(outputTensor="pooled").transform(df)
     with pytest.raises(StageError, match="pooling must be one of mean, cls, none"):

@@ -18,8 +18,9 @@ import pyarrow as pa
 from pyspark import cloudpickle
 
 import zoo
-from zoo import _tiny
-from zoo.stages._inference import featurize_images, run_tensors
+from zoo.testing import tiny
+from zoo.stages.workers.images import featurize_images
+from zoo.stages.workers.tensors import run_tensors
 
 CHILD = """
 import pickle, sys
@@ -45,9 +46,9 @@ def _run_in_fresh_worker(tmp_path, fn, batch: pa.RecordBatch) -> list:
 
 
 def test_image_featurizer_worker(spark, tmp_path):
-    stage = zoo.stage("image_featurizer", modelName=_tiny.tiny_model_path(), cut=1, handleInvalid="skip",
-                      preprocess=json.dumps(_tiny.PREPROCESS), outputFormat="array", batchSize=2)
-    rows = [*_tiny.image_rows()[:3], ("bad.jpg", b"not an image")]
+    stage = zoo.stage("image_featurizer", modelName=tiny.tiny_model_path(), cut=1, handleInvalid="skip",
+                      preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array", batchSize=2)
+    rows = [*tiny.image_rows()[:3], ("bad.jpg", b"not an image")]
     df = spark.createDataFrame(rows, "path string, content binary")
     job = stage._executor_job(df)
     batch = pa.RecordBatch.from_arrays([pa.array([p for p, _ in rows]), pa.array([c for _, c in rows])],
@@ -61,7 +62,7 @@ def test_onnx_model_worker(spark, tmp_path):
     rng = np.random.default_rng(1)
     pixels = [rng.normal(size=3 * 32 * 32).astype(np.float32) for _ in range(5)]
     df = spark.createDataFrame([(i, p.tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
-    stage = zoo.stage("onnx_model", modelName=_tiny.tiny_model_path(), feedDict={"input": "pixels"},
+    stage = zoo.stage("onnx_model", modelName=tiny.tiny_model_path(), feedDict={"input": "pixels"},
                       fetchDict={"probs": "probabilities"}, batchSize=2)
     _, _, job = stage._executor_job(df)
     batch = pa.RecordBatch.from_arrays([pa.array(range(5), pa.int32()), pa.array([p.tolist() for p in pixels],

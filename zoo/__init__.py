@@ -6,6 +6,12 @@ The public API is what README.md documents::
     path = zoo.pull("resnet50")        # verified local file, downloaded once per node
     zoo.models()                       # every model the registries know
     zoo.info("resnet50")               # entry + cache status
+    zoo.pipeline("resnet50", cut=1)    # a pyspark.ml.Pipeline: image files -> features
+
+Where things live (ARCHITECTURE.md has the picture): :mod:`zoo.hub` (name -> verified file),
+:mod:`zoo.runtime` (what runs a model on executors), :mod:`zoo.cluster` (driver <-> executors),
+:mod:`zoo.plugins` (hooks, plugin manager, stage registry), :mod:`zoo.stages` (the SparkML
+stages), :mod:`zoo.pipelines`, :mod:`zoo.testing` (the conformance kit), :mod:`zoo.cli`.
 """
 
 from __future__ import annotations
@@ -13,80 +19,42 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zoo import errors
-from zoo.hookspecs import hookimpl, hookspec
+from zoo.lazy import exports
+from zoo.plugins.hookspecs import hookimpl, hookspec
+from zoo.version import __version__
 
-# Everything else loads on first use (PEP 562): Spark's Python workers import this package to run
-# a featurizer's executor code, and the driver-side API pulls in pyspark.ml, which imports pandas
+# Everything else loads on first use (zoo.lazy): Spark's Python workers import this package to run
+# a stage's executor code, and the driver-side API pulls in pyspark.ml, which imports pandas
 # (~50 MB per worker process that never uses it).
-_LAZY = {
-    "VerifyResult": "zoo._api", "add": "zoo._api", "cut": "zoo._api", "cuts": "zoo._api",
-    "export_mirror": "zoo._api", "info": "zoo._api", "models": "zoo._api", "pull": "zoo._api",
-    "remove": "zoo._api", "verify": "zoo._api",
-    "Cut": "zoo._cuts",
-    "spark_jar": "zoo._jvm_functions",
-    "pipeline": "zoo._pipeline", "read_images": "zoo._pipeline",
-    "StageInfo": "zoo._stage_registry", "stage": "zoo._stage_registry",
-    "ModelEntry": "zoo.registry",
+_WHERE = {
+    **dict.fromkeys(["VerifyResult", "add", "cache_dir", "cache_size", "cut", "cuts", "info", "models", "prune_cache",
+                     "pull", "remove", "verify"], "zoo.hub.api"),
+    "Cut": "zoo.hub.layer_cuts",
+    "ModelEntry": "zoo.hub.registry",
+    "export_mirror": "zoo.hub.mirror",
+    "model_loads": "zoo.runtime.sessions",
+    "spark_jar": "zoo.runtime.jvm_functions",
+    "pipeline": "zoo.pipelines", "read_images": "zoo.pipelines",
+    "StageInfo": "zoo.plugins.stage_registry", "stage": "zoo.plugins.stage_registry",
+    "cluster": "zoo.cluster",  # driver <-> executors: forwarding, delivery, watching, environment archives
+    "stages": "zoo.stages",  # the callable package (zoo.stages() lists the registered stages)
 }
+__getattr__, __dir__ = exports(__name__, _WHERE)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from zoo._api import VerifyResult, add, cut, cuts, export_mirror, info, models, pull, remove, verify
-    from zoo._cuts import Cut
-    from zoo._jvm_functions import spark_jar
-    from zoo._pipeline import pipeline, read_images
-    from zoo._runtime import load_count as model_loads
-    from zoo._stage_registry import StageInfo, stage
-    from zoo.registry import ModelEntry
-
-
-def __getattr__(name: str):
-    import importlib
-
-    if name == "model_loads":
-        from zoo._runtime import load_count
-
-        value = load_count
-    elif name == "cluster":  # driver <-> executors: forwarding, delivery, watching, environment archives
-        value = importlib.import_module("zoo.cluster")
-    elif name == "stages":  # the callable package (zoo.stages() lists the registered stages)
-        value = importlib.import_module("zoo.stages")
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    else:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
-__version__ = "0.1.0"
+    from zoo import cluster, stages
+    from zoo.hub.api import (VerifyResult, add, cache_dir, cache_size, cut, cuts, info, models, prune_cache, pull,
+                             remove, verify)
+    from zoo.hub.layer_cuts import Cut
+    from zoo.hub.mirror import export_mirror
+    from zoo.hub.registry import ModelEntry
+    from zoo.pipelines import pipeline, read_images
+    from zoo.plugins.stage_registry import StageInfo, stage
+    from zoo.runtime.jvm_functions import spark_jar
+    from zoo.runtime.sessions import model_loads
 
 __all__ = [
-    "Cut",
-    "ModelEntry",
-    "StageInfo",
-    "VerifyResult",
-    "add",
-    "cluster",
-    "cut",
-    "cuts",
-    "errors",
-    "export_mirror",
-    "hookimpl",
-    "hookspec",
-    "info",
-    "model_loads",
-    "models",
-    "pipeline",
-    "read_images",
-    "pull",
-    "remove",
-    "spark_jar",
-    "stage",
-    "stages",
-    "verify",
-    "__version__",
+    "Cut", "ModelEntry", "StageInfo", "VerifyResult", "add", "cache_dir", "cache_size", "cluster", "cut", "cuts",
+    "errors", "export_mirror", "hookimpl", "hookspec", "info", "model_loads", "models", "pipeline", "prune_cache",
+    "pull", "read_images", "remove", "spark_jar", "stage", "stages", "verify", "__version__",
 ]

@@ -16,15 +16,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from zoo._logging import get_logger
+from zoo.log import get_logger
 
 log = get_logger("delivery")
 
 SHIP_MODES = ("auto", "always", "never")
 _NETWORK_SCHEMES = {"http", "https", "hf"}
+_SHIPPED: set[tuple[int, str]] = set()  # (session, sha256) already added: Spark refuses a second file of one name
 
 
 def to_ship_mode(value: Any) -> str:
@@ -66,14 +68,13 @@ def reachable_from_executors(spec, settings) -> bool:
 def prepare(spark, spec, runnable, ship: str = "auto"):
     """The spec executors get: the driver's settings on a local master, else the forwarded
     ``ZOO_*`` settings, and the model shipped where :func:`reachable_from_executors` says no."""
-    from zoo import _modelref
     from zoo.cluster.forwarding import executor_env, forwarded_env
     from zoo.config import settings
 
     master = master_of(spark)
     if is_local(master):
         spec = dataclasses.replace(spec, settings=settings())
-        return _modelref.ship(spark, spec, runnable) if ship == "always" else spec
+        return ship_model(spark, spec, runnable) if ship == "always" else spec
     spec = dataclasses.replace(spec, forwarded=forwarded_env())
     if ship == "never":
         return spec
@@ -86,7 +87,34 @@ def prepare(spark, spec, runnable, ship: str = "auto"):
             return spec
         log.info("shipping %s to the executors: its only routes are on this machine (%s)", spec.label,
                  ", ".join(spec.sources) or "this machine's cache")
-    return _modelref.ship(spark, spec, runnable)
+    return ship_model(spark, spec, runnable)
+
+
+def ship_model(spark, spec, runnable: Path | bytes):
+    """Send the model file to every executor through Spark (for executors with no route to a source)."""
+    import tempfile
+
+    shipped = dataclasses.replace(spec, shipped=True)
+    key = (id(spark), spec.sha256)
+    if key in _SHIPPED:  # Spark refuses a second file of the same name
+        return shipped
+    if isinstance(runnable, bytes):
+        tmp = Path(tempfile.mkdtemp(prefix="zoo-ship-")) / spec.sha256
+        tmp.write_bytes(runnable)
+        runnable = tmp
+    if runnable.name != spec.sha256:  # SparkFiles finds files by base name
+        import shutil
+
+        tmp = Path(tempfile.mkdtemp(prefix="zoo-ship-")) / spec.sha256
+        shutil.copyfile(runnable, tmp)
+        runnable = tmp
+    try:
+        spark.sparkContext.addFile(str(runnable))
+    except Exception:  # Spark Connect has no SparkContext; artifacts play the same role
+        spark.addArtifacts(str(runnable), file=True)
+    _SHIPPED.add(key)
+    return shipped
+
 
 
 def node_caches_hold(spark, sha256: str) -> str | None:
@@ -105,12 +133,12 @@ def node_caches_hold(spark, sha256: str) -> str | None:
         return None
 
     def ask(_):
-        from zoo.config import settings as read
-        from zoo.cache import Cache
+        from zoo.hub.cache import model_cache
 
-        home = read().home
+        cache = model_cache()
+        home = cache.root
         try:
-            held = Cache(home).lookup(sha256) is not None
+            held = cache.lookup(sha256) is not None
         except Exception:
             held = False
         yield (socket.gethostname(), os.getppid(), str(home), held)  # ppid: the executor's Python daemon

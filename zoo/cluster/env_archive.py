@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo._logging import get_logger
+from zoo.log import get_logger
 from zoo.errors import ConfigError
 
 log = get_logger("cluster-env")
@@ -62,9 +62,7 @@ class EnvArchive:
 
 def _checkout() -> Path | None:
     """The source checkout sparkzoo is imported from (editable install or PYTHONPATH), if any."""
-    import zoo
-
-    root = Path(zoo.__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "stages").is_dir() else None
 
 
@@ -159,9 +157,9 @@ def build(output: str | os.PathLike, *, cpu: bool = False, python: str | None = 
                   "-w", str(wheels), str(checkout)], "building sparkzoo's wheel")
             sparkzoo = [str(next(wheels.glob("sparkzoo-*.whl")))]
         else:
-            import zoo
+            from zoo.version import __version__
 
-            sparkzoo = [f"sparkzoo=={zoo.__version__}"]
+            sparkzoo = [f"sparkzoo=={__version__}"]
         _run([env_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", *pip_args, *sparkzoo],
              "installing sparkzoo")
         _run([env_python, "-m", "pip", "install", "--disable-pip-version-check", *pip_args, *pinned],
@@ -191,6 +189,6 @@ def _check_imports(env_python: str, cwd: str) -> None:
 
     lib = Path(pyspark.__file__).parent / "python" / "lib"
     path = os.pathsep.join(str(p) for p in sorted(lib.glob("*.zip")))
-    code = "import pyspark.worker, zoo, zoo.stages._inference, onnxruntime, cv2, onnx, pyarrow, numpy"
+    code = "import pyspark.worker, zoo, zoo.stages.workers.images, zoo.stages.workers.tensors, onnxruntime, cv2, onnx, pyarrow, numpy"
     _run([env_python, "-c", code], "checking the environment imports what executors need",
          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": path}, cwd=cwd)  # not a checkout's cwd

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from zoo import errors
-from zoo._logging import get_logger
+from zoo.log import get_logger
 
 log = get_logger("cluster")
 

@@ -53,6 +53,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zoo.errors import SchemaError, StageError
+from zoo.log import quiet_spark as quiet_spark_logs  # the kit provokes failures on purpose: keep Spark quiet
+
+__all__ = ["CHECKS", "CheckResult", "Failure", "assert_conforms", "check_all", "check_stage", "quiet_spark_logs",
+           "rows", "run_checks", "stage_names"]
 
 # checks that run once per example (each reported on its own); the others run once per stage
 PER_EXAMPLE = ("params", "schema", "unchanged", "rows", "partitioning", "estimator", "persistence", "pickle",
@@ -672,9 +676,10 @@ def _stage_pairs(a, b):
 def _resolve(stage: str | type) -> tuple[type | None, str, str]:
     """(class, name, why it is broken or ''): a registered name or a class."""
     if isinstance(stage, str):
-        from zoo._stage_registry import registered
+        from zoo.plugins.stage_registry import canonical_name, registered
 
         found = registered(include_broken=True)
+        stage = canonical_name(stage, found)
         if stage not in found:
             raise StageError(f"unknown stage {stage!r}; registered: {', '.join(sorted(found))}")
         info = found[stage]
@@ -777,24 +782,16 @@ def assert_conforms(stage: str | type, spark, **kwargs) -> None:
         raise AssertionError("conformance failures:\n" + "\n".join(f"  {f}" for f in failures))
 
 
-def quiet_spark_logs(spark) -> None:
-    """Silence the JVM and PySpark's query-error logger: the kit provokes failures on purpose."""
-    import logging
-
-    spark.sparkContext.setLogLevel("FATAL")
-    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
-
-
 def stage_names() -> list[str]:
     """Every registered stage name, broken ones included (what ``zoo check`` runs by default)."""
-    from zoo._stage_registry import registered
+    from zoo.plugins.stage_registry import registered
 
     return sorted(registered(include_broken=True))
 
 
 def check_all(spark, names: Iterable[str] | None = None, **kwargs) -> dict[str, list[Failure]]:
     """Run the kit on every registered stage, broken ones included (or the named ones)."""
-    from zoo._stage_registry import registered
+    from zoo.plugins.stage_registry import registered
 
     chosen = list(names) if names else sorted(registered(include_broken=True))
     return {name: check_stage(name, spark, **kwargs) for name in chosen}

@@ -1,0 +1,98 @@
+"""How stages that hold more than JSON params are saved and loaded, on every file system Spark writes to.
+
+- :class:`EmbeddingWriter` / :class:`EmbeddingReader`: a featurizer saved with its model inside
+  (``embedModel=True``), for fully self-contained pipelines. The (cut) model's bytes are written
+  next to the stage's metadata as a one-row parquet file; loading puts them into the local zoo
+  cache and points the stage at them by sha256, with the preprocessing it had when saved, and
+  switches ``shipModel`` on so executors on other nodes receive the file too.
+- :class:`HasInnerModel`: fitted models that hold a fitted Spark model (IDF weights, a
+  PipelineModel), written with its own writer into a sub-folder of the stage's folder and loaded
+  with Spark's own reader.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
+
+_DIR = "zoo_model"
+
+
+class EmbeddingWriter(DefaultParamsWriter):
+    """Writes a featurizer's params, and with ``embedModel`` its (cut) model's bytes."""
+
+    def saveImpl(self, path: str) -> None:
+        super().saveImpl(path)
+        stage = self.instance
+        if not stage.getEmbedModel():
+            return
+        from zoo.runtime.models import obtain
+
+        spec = stage._model_spec(self.sparkSession, preprocess=stage._preprocess_value())
+        runnable = obtain(spec)
+        data = runnable if isinstance(runnable, bytes) else runnable.read_bytes()
+        record = {"sha256": spec.sha256, "preprocess": spec.preprocess, "source_sha256": spec.source_sha256,
+                  "cut": spec.cut.index if spec.cut else 0}
+        df = self.sparkSession.createDataFrame([(json.dumps(record), bytearray(data))], "spec string, model binary")
+        df.coalesce(1).write.mode("overwrite").parquet(f"{path.rstrip('/')}/{_DIR}")
+
+
+class EmbeddingReader(DefaultParamsReader):
+    """Loads a featurizer; an embedded model goes into the local zoo cache, pinned by sha256."""
+
+    def load(self, path: str):
+        stage = super().load(path)
+        if not stage.getEmbedModel():
+            return stage
+        import hashlib
+
+        from zoo.errors import ChecksumError
+        from zoo.hub.cache import model_cache
+
+        row = self.sparkSession.read.parquet(f"{path.rstrip('/')}/{_DIR}").first()
+        record, data = json.loads(row["spec"]), bytes(row["model"])
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise ChecksumError(f"the model embedded in {path} does not match its recorded sha256 {record['sha256']}")
+        model_cache().import_bytes(data)
+        stage._set(modelName=f"sha256:{record['sha256']}", cut=0, modelSha256=record["sha256"], shipModel=True,
+                   preprocess=json.dumps(record["preprocess"]) if record["preprocess"] else "none")
+        return stage
+
+
+class HasInnerModel:
+    """Mixin: ``self._inner`` (or None) saved in ``_inner_dir`` and loaded with :meth:`_inner_class`."""
+
+    _inner: Any = None
+    _inner_dir: str = "inner"
+
+    @classmethod
+    def _inner_class(cls) -> type:
+        raise NotImplementedError
+
+    def _expects_inner(self) -> bool:
+        """Whether a saved model of these params has an inner model to load."""
+        return True
+
+    def write(self):
+        return _InnerModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        return _InnerModelReader(cls)
+
+
+class _InnerModelWriter(DefaultParamsWriter):
+    def saveImpl(self, path: str) -> None:
+        super().saveImpl(path)
+        if self.instance._inner is not None:
+            self.instance._inner.write().overwrite().save(f"{path.rstrip('/')}/{self.instance._inner_dir}")
+
+
+class _InnerModelReader(DefaultParamsReader):
+    def load(self, path: str):
+        model = super().load(path)
+        if model._expects_inner():
+            model._inner = model._inner_class().load(f"{path.rstrip('/')}/{model._inner_dir}")
+        return model

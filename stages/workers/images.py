@@ -1,0 +1,253 @@
+"""What runs on the executors for the image stages: Arrow record batches in, Arrow record batches out.
+
+Each function is the body of a ``mapInArrow`` and gets a small picklable job built on the driver.
+Rows are decoded through :class:`~zoo.stages.workers.image_input.ImageInput`; a row that cannot be
+read gets its stage's ``handleInvalid`` outcome (``error`` fails naming the file or row, ``skip``
+drops it, ``keep`` keeps it with the reason), and nothing else in the batch is lost.
+
+``featurize_images`` cuts each Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows)
+into inner batches of ``batch_size`` rows (0: :func:`zoo.runtime.sessions.rows_per_call`) that are
+preprocessed into one reused buffer and run through the worker's cached ONNX Runtime session:
+memory per worker is bounded by one Arrow batch plus one inner batch, whatever the partition size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+from zoo.stages.workers.image_input import ImageInput
+
+from zoo.errors import ImageError
+from zoo.runtime.arrow import arrow_values, flat_array
+from zoo.runtime.models import ModelSpec
+from zoo.runtime.sessions import RuntimeOptions
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """Everything an executor needs to featurize one column of images (picklable)."""
+
+    spec: ModelSpec
+    image: ImageInput
+    batch_size: int
+    runtime: RuntimeOptions
+    handle_invalid: str
+    error_col: str
+    output_col: str
+    stage: str  # for messages
+    fast_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale when the resize allows it
+
+
+def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
+    """mapInArrow body of ``image_featurizer``."""
+    import pyarrow as pa
+
+    from zoo.runtime import imaging, sessions
+    from zoo.runtime.models import session_for
+
+    spec, image = job.spec, job.image
+    pre = imaging.Preprocessor(spec.preprocess, spec.input)
+    session = None
+    step = sessions.rows_per_call(job.batch_size, job.runtime.device)
+    reduction = pre.reduction if job.fast_decode else None
+    buf = np.empty((step, *pre.row_shape), dtype=pre.dtype)
+    width = spec.features
+    seen = 0
+    for batch in batches:
+        n = batch.num_rows
+        column = batch.column(batch.schema.get_field_index(image.column))
+        valid = np.zeros(n, dtype=bool)
+        errors: list[str | None] = [None] * n
+        chunks: list[np.ndarray] = []
+        for start in range(0, n, step):
+            rows = []
+            items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
+            for i, item in enumerate(items, start):
+                try:
+                    pre(image.pixels(item, reduction), buf[len(rows)])
+                except ImageError as exc:
+                    if job.handle_invalid == "error":
+                        raise ImageError(
+                            f"{job.stage}: {image.row_name(batch, i, seen)}: {exc}. Set handleInvalid='skip' to drop "
+                            "such rows or 'keep' to keep them with null features and the reason in the error column"
+                        ) from None
+                    errors[i] = f"{image.row_name(batch, i, seen)}: {exc}"
+                    continue
+                except Exception as exc:  # OpenCV errors on exotic input
+                    if job.handle_invalid == "error":
+                        raise ImageError(f"{job.stage}: {image.row_name(batch, i, seen)}: {type(exc).__name__}: {exc}") from None
+                    errors[i] = f"{image.row_name(batch, i, seen)}: {type(exc).__name__}: {exc}"
+                    continue
+                valid[i] = True
+                rows.append(i)
+            if rows:
+                session = session or session_for(spec, job.runtime, on_executor=True)
+                out = session.run([spec.output], {spec.input["name"]: buf[: len(rows)]})[0]
+                chunks.append(np.asarray(out, dtype=np.float32).reshape(len(rows), -1))
+        matrix = np.zeros((n, width), dtype=np.float32)
+        if chunks:
+            matrix[valid] = np.concatenate(chunks)
+        seen += n
+        columns = [*batch.columns, arrow_values(matrix, valid)]
+        names = [*batch.schema.names, job.output_col]
+        if job.handle_invalid == "keep":
+            columns.append(pa.array(errors, type=pa.string()))
+            names.append(job.error_col)
+        out = pa.RecordBatch.from_arrays(columns, names=names)
+        if job.handle_invalid == "skip" and not valid.all():
+            out = out.filter(flat_array(valid))
+        yield out
+
+
+# -- image_transformer ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TransformJob:
+    """What an executor needs to run an ``image_transformer`` chain (picklable)."""
+
+    image: ImageInput
+    ops: tuple[dict[str, Any], ...]
+    output_format: str  # struct | png | jpeg | array
+    handle_invalid: str
+    output_col: str
+    stage: str
+
+
+def apply_ops(img: np.ndarray, ops: list[dict[str, Any]]) -> np.ndarray:
+    """Run the chain on one image (numpy in, numpy out; no encoding between ops)."""
+    import cv2
+
+    for o in ops:
+        op = o["op"]
+        if op == "resize":
+            h, w = img.shape[:2]
+            if o.get("shorter"):
+                s = int(o["shorter"])
+                size = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+            else:
+                size = (int(o["width"]), int(o["height"]))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR)
+        elif op in ("center_crop", "crop"):
+            h, w = img.shape[:2]
+            ch, cw = int(o["height"]), int(o["width"])
+            y = int(round((h - ch) / 2.0)) if op == "center_crop" else int(o["y"])
+            x = int(round((w - cw) / 2.0)) if op == "center_crop" else int(o["x"])
+            if y < 0 or x < 0 or y + ch > h or x + cw > w:
+                raise ImageError(f"cannot crop {ch}x{cw} at ({x}, {y}) from a {h}x{w} image")
+            img = img[y:y + ch, x:x + cw]
+        elif op == "color":
+            img = cv2.cvtColor(img, getattr(cv2, f"COLOR_{o['code']}"))
+        elif op == "flip":
+            img = cv2.flip(img, {"lr": 1, "ud": 0, "both": -1}[o["axis"]])
+        elif op == "blur":
+            k = int(o["ksize"])
+            img = cv2.GaussianBlur(img, (k, k), float(o.get("sigma", 0)))
+        elif op == "threshold":
+            kind = getattr(cv2, f"THRESH_{o.get('type', 'binary').upper()}")
+            img = cv2.threshold(img, float(o["thresh"]), float(o.get("maxval", 255)), kind)[1]
+        elif op == "normalize":
+            channels = img.shape[2] if img.ndim == 3 else 1
+            mean = np.resize(np.asarray(o.get("mean", [0.0]), np.float32), channels)
+            std = np.resize(np.asarray(o.get("std", [1.0]), np.float32), channels)
+            img = (img.astype(np.float32) * float(o.get("scale", 1.0)) - mean) / std
+    return np.ascontiguousarray(img)
+
+
+def _encode(img: np.ndarray, fmt: str, origin: str | None):
+    import cv2
+
+    if fmt == "array":
+        return img.astype(np.float32).ravel()
+    if img.dtype != np.uint8:
+        raise ImageError(f"cannot encode a {img.dtype} image as {fmt}; use outputFormat='array' after normalize")
+    if fmt in ("png", "jpeg"):
+        ok, data = cv2.imencode(".png" if fmt == "png" else ".jpg", img)
+        return data.tobytes()
+    channels = img.shape[2] if img.ndim == 3 else 1
+    mode = {1: 0, 3: 16, 4: 24}[channels]
+    return {"origin": origin, "height": img.shape[0], "width": img.shape[1], "nChannels": channels, "mode": mode,
+            "data": img.tobytes()}
+
+
+def transform_images(batches: Iterator, job: TransformJob) -> Iterator:
+    """mapInArrow body of ``image_transformer``: each image decoded once, the chain run on the pixels,
+    the result encoded once."""
+    import pyarrow as pa
+
+    out_type = _arrow_type(job.output_format)
+    for batch in batches:
+        items = batch.column(batch.schema.get_field_index(job.image.column)).to_pylist()
+        values, keep = [], []
+        for i, item in enumerate(items):
+            try:
+                origin = item.get("origin") if isinstance(item, dict) else None
+                values.append(_encode(apply_ops(job.image.pixels(item), list(job.ops)), job.output_format, origin))
+                keep.append(True)
+            except Exception as exc:  # ImageError or an OpenCV error on this image
+                reason = str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {exc}"
+                if job.handle_invalid == "error":
+                    raise ImageError(f"{job.stage}: {job.image.row_name(batch, i, 0)}: {reason}") from None
+                values.append(None)
+                keep.append(job.handle_invalid == "keep")
+        out = pa.RecordBatch.from_arrays([*batch.columns, pa.array(values, type=out_type)],
+                                         names=[*batch.schema.names, job.output_col])
+        yield out if all(keep) else out.filter(pa.array(keep))
+
+
+def _arrow_type(output_format: str):
+    import pyarrow as pa
+
+    if output_format == "struct":  # Spark's image struct
+        return pa.struct([("origin", pa.string()), ("height", pa.int32()), ("width", pa.int32()),
+                          ("nChannels", pa.int32()), ("mode", pa.int32()), ("data", pa.binary())])
+    return pa.list_(pa.float32()) if output_format == "array" else pa.binary()
+
+
+# -- image_augmenter -----------------------------------------------------------------------------------
+FLIPS = {"flip_lr": 1, "flip_ud": 0, "flip_both": -1}  # cv2.flip codes
+
+
+@dataclass(frozen=True)
+class AugmentJob:
+    """What an executor needs to add flipped copies of images (picklable)."""
+
+    image: ImageInput
+    variants: tuple[str, ...]
+    variant_col: str
+
+
+def augment_images(batches: Iterator, job: AugmentJob) -> Iterator:
+    """mapInArrow body of ``image_augmenter``: each row, then one row per flipped variant. An image that
+    cannot be decoded keeps its row without variants, so the featurizer still sees and reports it."""
+    import cv2
+    import pyarrow as pa
+
+    for batch in batches:
+        col = batch.schema.get_field_index(job.image.column)
+        items = batch.column(col).to_pylist()
+        take, images, labels = [], [], []
+        for i, item in enumerate(items):
+            take.append(i)
+            images.append(item)
+            labels.append("original")
+            try:
+                pixels = job.image.pixels(item)
+            except ImageError:
+                continue  # the featurizer reports it under its own handleInvalid; nothing is dropped here
+            for name in job.variants:
+                flipped = np.ascontiguousarray(cv2.flip(pixels, FLIPS[name]))
+                if job.image.kind == "struct":
+                    h, w = flipped.shape[:2]
+                    value = {**item, "height": h, "width": w, "nChannels": 3, "mode": 16, "data": flipped.tobytes()}
+                else:
+                    ok, png = cv2.imencode(".png", flipped)  # lossless: no second JPEG generation
+                    value = png.tobytes()
+                take.append(i)
+                images.append(value)
+                labels.append(name)
+        out = batch.take(pa.array(take, type=pa.int64()))
+        columns = list(out.columns)
+        columns[col] = pa.array(images, type=batch.schema.field(col).type)
+        yield pa.RecordBatch.from_arrays([*columns, pa.array(labels, type=pa.string())],
+                                         names=[*batch.schema.names, job.variant_col])

@@ -1,0 +1,105 @@
+"""What runs on the executors for ``onnx_model``: columns fed to a model's inputs, its outputs back as
+columns, on Arrow record batches (the body of ``mapInArrow``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from zoo.errors import StageError
+from zoo.runtime import sessions
+from zoo.runtime.arrow import arrow_values, numpy_view
+from zoo.runtime.models import ModelSpec, obtain, session_for
+from zoo.runtime.sessions import RuntimeOptions
+
+
+@dataclass(frozen=True)
+class TensorJob:
+    """Everything an executor needs to run ``onnx_model`` on Arrow batches (picklable)."""
+
+    spec: ModelSpec
+    feeds: tuple[tuple[str, str, str, tuple], ...]  # (model input, column, numpy dtype, per-row shape)
+    fetches: tuple[tuple[str, str, str, bool], ...]  # (output column, tensor, numpy dtype, is array)
+    extra_outputs: tuple[str, ...]  # tensors that are not graph outputs
+    batch_size: int
+    runtime: RuntimeOptions
+    stage: str
+
+
+def model_with_outputs(model: "Path | bytes", extra: tuple[str, ...]) -> bytes:
+    """The model with intermediate ``extra`` tensors added as graph outputs (types inferred by ORT)."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    for name in extra:
+        proto.graph.output.append(onnx.ValueInfoProto(name=name))
+    return proto.SerializeToString()
+
+
+def tensor_session(spec: ModelSpec, extra: tuple[str, ...], runtime: RuntimeOptions, *, on_executor: bool = False):
+    """The worker's session for ``spec``, with the intermediate tensors ``extra`` as outputs too."""
+    if not extra:
+        return session_for(spec, runtime, on_executor=on_executor)
+    key = f"{spec.sha256}+{','.join(extra)}"
+    return sessions.session(key, lambda: model_with_outputs(obtain(spec), extra), runtime)
+
+
+def _column_matrix(column, n: int, dtype: str, shape: tuple, where: str) -> np.ndarray:
+    """Arrow column (numbers, or lists nested to any depth) as an (n, *shape) array of ``dtype``."""
+    import pyarrow as pa
+
+    if column.null_count:
+        raise StageError(f"{where}: null value in row {column.is_null().to_pylist().index(True)}")
+    values, widths = column, None
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        lengths = numpy_view(values.value_lengths())
+        if widths is None:
+            widths = lengths
+        values = values.flatten()
+        if values.null_count:
+            raise StageError(f"{where}: an array holds a null element")
+    flat = numpy_view(values).astype(dtype, copy=False)
+    per_row = flat.size // n if n else 0
+    expected = int(np.prod([d for d in shape if d > 0])) if shape else 1
+    if n and (flat.size != per_row * n or (widths is not None and len(set(widths.tolist())) > 1)):
+        raise StageError(f"{where}: rows hold different numbers of values; the model needs {expected} per row")
+    if all(d > 0 for d in shape) and n and per_row != expected:
+        bad = 0 if widths is None else int(np.argmax(widths != widths[0]))
+        raise StageError(f"{where}: row {bad} holds {per_row} values; the model input needs {expected} per row "
+                         f"(shape {list(shape)})")
+    return flat.reshape(n, *[d if d > 0 else -1 for d in shape]) if shape else flat.reshape(n)
+
+
+def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
+    """mapInArrow body of ``onnx_model``."""
+    import pyarrow as pa
+
+    session = None
+    step = sessions.rows_per_call(job.batch_size, job.runtime.device)
+    tensors = [t for _, t, _, _ in job.fetches]
+    for batch in batches:
+        n = batch.num_rows
+        parts: list[list[np.ndarray]] = [[] for _ in tensors]
+        for start in range(0, n, step):
+            part = batch.slice(start, step)
+            feed = {
+                name: _column_matrix(part.column(part.schema.get_field_index(col)), part.num_rows, dtype, shape,
+                                     f"{job.stage}: column {col!r} (feeding model input {name!r})")
+                for name, col, dtype, shape in job.feeds
+            }
+            session = session or tensor_session(job.spec, job.extra_outputs, job.runtime, on_executor=True)
+            for i, value in enumerate(session.run(tensors, feed)):
+                parts[i].append(np.asarray(value))
+        columns, names = list(batch.columns), list(batch.schema.names)
+        for (col, _, dtype, is_array), chunks in zip(job.fetches, parts):
+            names.append(col)
+            if chunks:
+                values = np.concatenate(chunks).astype(dtype, copy=False)
+                columns.append(arrow_values(values.reshape(n, -1) if is_array else values.reshape(n)))
+            else:  # an empty batch
+                empty = np.empty((0, 1) if is_array else 0, np.dtype(dtype))
+                columns.append(arrow_values(empty))
+        yield pa.RecordBatch.from_arrays(columns, names=names)

@@ -1,0 +1,111 @@
+"""`zoo doctor`: what the cache and the network look like from this process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from zoo.config import Settings
+from zoo.errors import ZooError
+from zoo.hub import registry, sources
+from zoo.hub.cache import ModelCache, model_cache
+from zoo.hub.fsutil import atomic_write_bytes, token
+from zoo.hub.locks import BlobLock
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def filesystem_type(path: Path) -> str:
+    """The mount's file-system type from /proc/mounts (Linux); 'unknown' elsewhere."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    path_s = str(path.resolve())
+    best, fstype = "", "unknown"
+    for line in mounts:
+        fields = line.split()
+        if len(fields) >= 3:
+            mount = fields[1].replace("\\040", " ")
+            inside = path_s == mount or path_s.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) >= len(best):
+                best, fstype = mount, fields[2]
+    return fstype
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_locking(cache: ModelCache) -> Check:
+    probe = cache.locks_dir / f"doctor.{token()}.lock"
+    first = BlobLock(probe, timeout=0, stale=60)
+    second = BlobLock(probe, timeout=0, stale=60)
+    try:
+        if not first.acquire():
+            return Check("locking", False, f"could not create {probe}")
+        excluded = not second.acquire()
+        first.release()
+        return Check(
+            "locking",
+            excluded,
+            "exclusive create works (duplicate downloads are avoided)" if excluded else "O_EXCL is not honoured here",
+        )
+    except (ZooError, OSError) as exc:
+        return Check("locking", False, f"{exc}")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def run(settings: Settings) -> list[Check]:
+    """Every check, in the order `zoo doctor` prints them; none of them raises."""
+    cache = model_cache(settings)
+    checks = [Check("cache dir", True, str(cache.root))]
+    writable = True
+    try:
+        cache.ensure_writable()
+        atomic_write_bytes(cache.tmp_dir / f"doctor.{token()}", b"ok")
+        for p in cache.tmp_dir.glob("doctor.*"):
+            p.unlink(missing_ok=True)
+        checks.append(Check("writable", True, "atomic write and rename work"))
+    except (ZooError, OSError) as exc:
+        writable = False
+        checks.append(Check("writable", False, f"{exc} (reading cached models still works)"))
+    where = _existing_parent(cache.root)
+    usage = shutil.disk_usage(where)
+    checks.append(Check("free space", usage.free > 1 << 30, f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB"))
+    checks.append(Check("file system", True, filesystem_type(where)))
+    if writable:
+        checks.append(_check_locking(cache))
+    sizes = cache.size()
+    checks.append(Check("cached", True, f"{len(cache.shas())} blobs, {sizes['blobs'] / 2**20:.1f} MiB"))
+    try:
+        reg = registry.load(settings)
+        origins = sorted({e.origin for e in reg})
+        checks.append(Check("registries", True, f"{len(reg)} models from {len(origins)} registries"))
+    except ZooError as exc:
+        checks.append(Check("registries", False, str(exc)))
+    checks.append(Check("offline", True, "ZOO_OFFLINE is set: no network access" if settings.offline else "network allowed"))
+    if not settings.offline:
+        for mirror in settings.mirrors:
+            started = time.monotonic()
+            ok, detail = sources.probe(mirror, settings)
+            checks.append(Check(f"mirror {sources.describe(mirror)}", ok, f"{detail} in {time.monotonic() - started:.2f} s"))
+        ok, detail = sources.probe(settings.hf_endpoint, settings)
+        checks.append(Check(f"hub {settings.hf_endpoint}", ok, detail))
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        checks.append(Check("proxy", True, "HTTPS_PROXY is set and used"))
+    return checks

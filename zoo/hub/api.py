@@ -1,0 +1,246 @@
+"""The hub's public functions (README "Python API"): pull, models, info, cuts, cut, add, verify,
+remove and the cache commands. ``zoo.pull`` and friends are these functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from zoo.config import Settings
+from zoo.config import settings as current_settings
+from zoo.errors import ChecksumError, ModelNotFoundError
+from zoo.hub import layer_cuts
+from zoo.hub import registry, resolver
+from zoo.hub.cache import ModelCache, PruneReport, hash_file, model_cache
+from zoo.hub.download import progress_bar
+from zoo.hub.fsutil import atomic_write_bytes
+from zoo.hub.presets import preset
+from zoo.hub.registry import ModelEntry, Registry
+
+
+def _settings(progress: bool | None = None) -> Settings:
+    s = current_settings()
+    return dataclasses.replace(s, progress=progress) if progress is not None else s
+
+
+def pull(name_or_sha: str, *, progress: bool | None = None) -> Path:
+    """Return the local path of a verified model, downloading it if it is not cached.
+
+    ``name_or_sha`` is a registry name, an alias (``resnet50``), or a sha256 (``sha256:<hex>`` or
+    bare hex). A cache hit costs a ``stat`` and no hashing. Raises :class:`~zoo.errors.ZooError`
+    subclasses: ``ModelNotFoundError``, ``OfflineError``, ``DownloadError``/``ChecksumError``,
+    ``InsufficientSpaceError``, ``CacheReadOnlyError``.
+    """
+    return resolver.fetch_blob(name_or_sha, _settings(progress))[0]
+
+
+def models(*, cached: bool = False) -> list[ModelEntry]:
+    """Every model the merged registries know, sorted by name (only cached ones with ``cached``)."""
+    s = current_settings()
+    entries = list(registry.load(s))
+    if cached:
+        present = set(model_cache(s).shas())
+        entries = [e for e in entries if e.sha256 in present]
+    return entries
+
+
+def info(name: str) -> dict[str, Any]:
+    """A model's registry entry plus where it came from, whether (and where) it is cached, and its
+    layer cuts when it is cached."""
+    s = current_settings()
+    reg = registry.load(s)
+    entry = reg.resolve(name)
+    cache = model_cache(s)
+    path = cache.blob_path(entry.sha256)
+    out = entry.to_dict()
+    out["aliases"] = reg.aliases_of(entry.name)
+    out["origin"] = entry.origin
+    out["cached"] = path.exists()
+    out["path"] = str(path) if path.exists() else None
+    if path.exists():
+        out["available_cuts"] = [c.to_dict() for c in layer_cuts.cached_analysis(cache, entry.sha256, path, entry.cuts)]
+    return out
+
+
+def cuts(name: str) -> list[layer_cuts.Cut]:
+    """Every layer cut of a model (a name, alias, sha256 or .onnx path; pulled if needed): index,
+    tensor, op, shape, dtype, feature length."""
+    located = resolver.locate(name)
+    return layer_cuts.cached_analysis(model_cache(), located.sha256, located.path, located.pinned_cuts)
+
+
+def cut(name: str, cut: int | str = 1) -> Path:
+    """The ONNX file of ``name`` cut ``cut`` layers from its head (or at a tensor name), cached by content."""
+    import tempfile
+
+    located = resolver.locate(name)
+    _, sha, runnable = layer_cuts.cut_model(model_cache(), located.sha256, located.path, located.pinned_cuts, cut,
+                                              repr(name))
+    if isinstance(runnable, bytes):  # read-only cache: hand out a private copy
+        out = Path(tempfile.mkdtemp(prefix="zoo-cut-")) / f"{sha}.onnx"
+        out.write_bytes(runnable)
+        return out
+    return runnable
+
+
+def add(
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    preprocess: str | dict[str, Any] | None = "imagenet",
+    description: str | None = None,
+    license: str = "unknown",
+    task: str = "image-classification",
+    labels: str | None = None,
+    aliases: Iterable[str] = (),
+) -> ModelEntry:
+    """Register a local ONNX file under ``name`` in the user registry and import it into the cache.
+
+    The input name, shape, dtype and layout are read from the model; ``preprocess`` is a preset
+    name (``imagenet``, ``efficientnet-lite``, ``none``) or a full dict. Re-adding a name replaces it.
+    """
+    from zoo.hub.onnx_files import describe_model
+
+    s = current_settings()
+    registry.check_name(name)
+    for alias in aliases:
+        registry.check_name(alias, "alias")
+    src = Path(path).expanduser().resolve()
+    if not src.is_file():
+        raise ModelNotFoundError(f"no such model file {src}")
+    described = describe_model(src)
+    sha = hash_file(src)
+    data: dict[str, Any] = {
+        "name": name,
+        "aliases": list(aliases),
+        "description": description or f"{src.name}, added with `zoo add`",
+        "license": license,
+        "task": task,
+        "format": "onnx",
+        "sha256": sha,
+        "bytes": src.stat().st_size,
+        "sources": [src.as_uri()],
+        "preprocess": preset(preprocess),
+        "labels": labels,
+        **described,
+    }
+    if not data["aliases"]:
+        del data["aliases"]
+    cache = model_cache(s)
+    user = cache.user_registry_path
+    entry = registry.parse_document({"schema_version": 1, "models": [data]}, str(user))[0]
+    cache.ensure_writable()
+    if cache.lookup(sha, entry.bytes) is None:
+        cache.import_file(src, sha)
+    lock = cache.lock("user-registry", timeout=30.0, stale=s.lock_stale)
+    held = lock.acquire()
+    try:
+        existing = registry.read_registry_file(user) if os.path.lexists(user) else []
+        kept = [e for e in existing if e.name != name and name not in e.aliases]
+        atomic_write_bytes(user, json.dumps(registry.document(kept + [entry]), indent=2).encode())
+    finally:
+        if held:
+            lock.release()
+    cache.remember_name(name, sha)
+    return dataclasses.replace(entry, origin=str(user))
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of re-hashing one cached blob.
+
+    ``status``: ``ok``; ``quarantined`` (bad, moved to ``quarantine/``); ``corrupt`` (bad, but the
+    cache is read-only so it stays where it is; it is never served); ``missing``. ``reason`` says
+    what was wrong."""
+
+    sha256: str
+    names: tuple[str, ...]
+    status: str
+    path: str | None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _names_by_sha(reg: Registry, cache: ModelCache) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for entry in reg:
+        out.setdefault(entry.sha256, []).append(entry.name)
+    for name, sha in cache.names().items():
+        if name not in out.get(sha, []):
+            out.setdefault(sha, []).append(name)
+    return out
+
+
+def _resolve_shas(names: Iterable[str], reg: Registry, cache: ModelCache) -> list[str]:
+    shas = []
+    known = cache.names()
+    for name in names:
+        entry = reg.get(name)
+        if entry is not None:
+            shas.append(entry.sha256)
+        elif name in known:
+            shas.append(known[name])
+        else:
+            reg.resolve(name)
+    return shas
+
+
+def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) -> list[VerifyResult]:
+    """Re-hash cached blobs (all of them, or those of ``names``); quarantine any that changed."""
+    s = _settings(progress)
+    cache = model_cache(s)
+    reg = registry.load(s)
+    shas = cache.shas() if names is None else _resolve_shas(names, reg, cache)
+    labels = _names_by_sha(reg, cache)
+    results = []
+    for sha in shas:
+        present = cache.blob_path(sha)
+        names_of = tuple(labels.get(sha, ()))
+        if not os.path.lexists(present):
+            results.append(VerifyResult(sha, names_of, "missing", None))
+            continue
+        bar = progress_bar(f"verify {sha[:12]}", os.lstat(present).st_size, 0, s)
+        try:
+            problem = cache.blob_problem(sha, bar.update)
+        finally:
+            bar.close()
+        if problem is None:
+            results.append(VerifyResult(sha, names_of, "ok", str(present)))
+            continue
+        try:
+            cache.quarantine(sha, problem)
+        except ChecksumError:  # bad but cannot be moved (a read-only cache): report it and go on
+            results.append(VerifyResult(sha, names_of, "corrupt", str(present), problem))
+            continue
+        results.append(VerifyResult(sha, names_of, "quarantined", None, problem))
+    return results
+
+
+def remove(name: str) -> bool:
+    """Delete a model's blob from the cache. True if something was removed."""
+    s = current_settings()
+    cache = model_cache(s)
+    (sha,) = _resolve_shas([name], registry.load(s), cache)
+    return cache.remove(sha)
+
+
+def cache_dir() -> Path:
+    """The cache folder (``ZOO_HOME``) this process uses."""
+    return model_cache().root
+
+
+def cache_size() -> dict[str, int]:
+    """Bytes in the cache: ``blobs``, ``tmp`` (unfinished downloads), ``quarantine``, ``optimized``, ``total``."""
+    return model_cache().size()
+
+
+def prune_cache() -> PruneReport:
+    """Delete orphaned downloads, stale locks, quarantined entries and optimised files of other machines."""
+    s = current_settings()
+    return model_cache(s).prune(s.lock_stale)

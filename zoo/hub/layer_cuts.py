@@ -1,0 +1,357 @@
+"""Layer cuts: find a network's head layers and build the model that stops before the last k of them.
+
+A cut model is a model file derived from another one: it is built once per node (on the driver,
+and on an executor that lacks it) and kept in the cache by its own sha256, like any downloaded
+blob, with a record of the analysis next to it (``ZOO_HOME/cuts/<source sha256>.json``). The
+driver pins the cut model's sha256, and an executor that builds it again must get the same bytes.
+
+What a "layer" is (README, "Layer cuts"): walking back from the model's output along the data
+input of each node, every node of these kinds is one layer:
+
+* dense: ``Gemm``, ``MatMul``, ``MatMulInteger``, ``QLinearMatMul``; a following bias ``Add`` /
+  ``QLinearAdd`` with a constant operand belongs to the same layer;
+* convolution: ``Conv``, ``ConvInteger``, ``QLinearConv``;
+* pooling: ``GlobalAveragePool``, ``GlobalMaxPool``, ``AveragePool``, ``MaxPool`` and the QLinear forms;
+* activations and normalisation: ``Softmax``, ``LogSoftmax``, ``Relu``, ``Clip``, ``Sigmoid``,
+  ``HardSigmoid``, ``LeakyRelu``, ``BatchNormalization``.
+
+Reshaping ops (``Flatten``, ``Reshape``, ``Squeeze``, ``Unsqueeze``) and plumbing
+(``QuantizeLinear``/``DequantizeLinear``, ``Identity``, ``Cast``, ``Dropout``) are walked through
+without counting; the shape side branch feeding a ``Reshape`` is never followed. The walk stops at
+the first node with more than one data input (a residual ``Add``, a ``Concat``) or of another kind.
+
+``cut=k`` ends the model at the data input of the k-th layer from the end, so ``cut=1`` on
+ResNet-50 is the flattened 2048-wide pool output and ``cut=0`` is the full model. A registry entry
+may pin the tensors (``cuts``), which wins over the analysis. A quantized cut tensor is
+dequantized to float32 inside the cut model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import CutError, InvalidModelError
+from zoo.hub.cache import SHA_NAME, ModelCache
+from zoo.hub.fsutil import atomic_write_bytes, read_regular
+from zoo.log import get_logger
+
+log = get_logger("cuts")
+
+FORMAT_VERSION = 1
+RECORD_LIMIT = 1 << 20  # a record lists at most MAX_CUTS cuts: far below this
+MAX_CUTS = 16
+_DENSE = {"Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"}
+_LAYERS = _DENSE | {
+    "Conv", "ConvInteger", "QLinearConv",
+    "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "MaxPool", "QLinearGlobalAveragePool", "QLinearAveragePool",
+    "Softmax", "LogSoftmax", "Relu", "Clip", "Sigmoid", "HardSigmoid", "LeakyRelu", "BatchNormalization",
+}
+_BIAS = {"Add", "QLinearAdd"}
+_RESHAPES = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
+_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "Identity", "Cast", "Dropout"}
+# where each quantized op keeps its output scale and zero point
+_QPARAMS = {
+    "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7), "QLinearMul": (6, 7),
+    "QLinearGlobalAveragePool": (3, 4), "QLinearAveragePool": (3, 4), "QuantizeLinear": (1, 2),
+    "QLinearLeakyRelu": (3, 4), "QLinearSigmoid": (3, 4),
+}
+_FLOAT_OUT = "{}__zoo_float"
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One place a model can be cut: ``index`` layers dropped, ending at ``tensor``."""
+
+    index: int
+    tensor: str
+    op: str  # the op of the first dropped layer ("" for cut 0)
+    shape: tuple[int | None, ...]  # with the batch dimension as None
+    dtype: str  # of the cut model's output (float32 after dequantization)
+    feature_length: int
+    quantized: bool = False
+
+    @property
+    def output_name(self) -> str:
+        """The output tensor of the cut model (a dequantized copy of ``tensor`` when it is quantized)."""
+        return _FLOAT_OUT.format(self.tensor) if self.quantized else self.tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _load(path: Path):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:
+        raise InvalidModelError(f"{path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+
+
+class _Graph:
+    def __init__(self, model):
+        g = model.graph
+        self.model = model
+        self.constants = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.inputs = [i.name for i in g.input if i.name not in self.constants]
+
+    def data_inputs(self, node) -> list[str]:
+        names = node.input[:1] if node.op_type in _RESHAPES else node.input
+        return [i for i in names if i and i not in self.constants]
+
+    def qparams(self, tensor: str) -> tuple[str, str] | None:
+        """(scale, zero point) names of a quantized tensor, following reshapes back to its producer."""
+        seen = 0
+        while tensor in self.producer and seen < 64:
+            node = self.producer[tensor]
+            if node.op_type in _QPARAMS:
+                s, z = _QPARAMS[node.op_type]
+                return (node.input[s], node.input[z]) if len(node.input) > z else None
+            if node.op_type not in _RESHAPES | {"MaxPool", "Transpose"}:
+                return None
+            tensor, seen = node.input[0], seen + 1
+        return None
+
+
+def _walk(graph: _Graph, output: str) -> list[tuple[str, str]]:
+    """(cut tensor, op of the dropped layer) for cut=1, 2, ... walking back from ``output``."""
+    out: list[tuple[str, str]] = []
+    cur = output
+    while len(out) < MAX_CUTS and cur in graph.producer:
+        node = graph.producer[cur]
+        data = graph.data_inputs(node)
+        if len(data) != 1:
+            break
+        op = node.op_type
+        if op in _BIAS:  # a bias add only belongs to the dense layer it follows
+            prev = graph.producer.get(data[0])
+            if prev is None or prev.op_type not in _DENSE:
+                break
+            cur = data[0]
+            continue
+        if op in _LAYERS:
+            out.append((data[0], op))
+        elif op not in _RESHAPES | _PLUMBING:
+            break
+        cur = data[0]
+    return out
+
+
+def _dummy_feed(graph: _Graph, session) -> dict[str, np.ndarray]:
+    feed = {}
+    for i in session.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (1 if n == 0 else 224) for n, d in enumerate(i.shape)]
+        dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int64)": np.int64,
+                 "tensor(double)": np.float64, "tensor(int32)": np.int32}.get(i.type, np.float32)
+        feed[i.name] = np.zeros(shape, dtype)
+    return feed
+
+
+def _probe(model, tensors: list[str]) -> dict[str, np.ndarray]:
+    """Run the model once on zeros with ``tensors`` added as outputs: their real shapes and dtypes."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for t in tensors:
+        if t not in existing:
+            probe.graph.output.append(onnx.ValueInfoProto(name=t))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        values = sess.run(None, _dummy_feed(_Graph(probe), sess))
+    except Exception as exc:
+        raise InvalidModelError(f"cannot run the model to measure its layers: {type(exc).__name__}: {exc}") from None
+    return dict(zip(names, values))
+
+
+def analyse(path: Path, pinned: tuple[str, ...] | None = None) -> list[Cut]:
+    """Every cut of the model at ``path``; ``pinned`` (a registry's ``cuts``) replaces the analysis."""
+    model = _load(path)
+    graph = _Graph(model)
+    output = model.graph.output[0].name
+    found = _walk(graph, output)
+    if pinned:
+        ops = dict(found)
+        for t in pinned:
+            if t not in graph.producer and t not in graph.inputs:
+                raise CutError(f"{path}: the registry pins cut tensor {t!r}, which the model does not have")
+        found = [(t, ops.get(t, graph.producer[t].op_type if t in graph.producer else "")) for t in pinned]
+    values = _probe(model, [output] + [t for t, _ in found])
+    cuts = []
+    for index, (tensor, op) in enumerate([(output, "")] + found):
+        v = values[tensor]
+        quantized = v.dtype in (np.uint8, np.int8)
+        if quantized and graph.qparams(tensor) is None:
+            log.debug("skipping cut at %s: quantized without a findable scale", tensor)
+            continue
+        dtype = "float32" if quantized else str(v.dtype)
+        cuts.append(Cut(index, tensor, op, (None, *v.shape[1:]), dtype, int(np.prod(v.shape[1:])), quantized))
+    return cuts
+
+
+def select(cuts: list[Cut], cut: int | str, label: str) -> Cut:
+    """The cut asked for by index or tensor name, or a CutError listing what exists."""
+    by_index = isinstance(cut, int) or (isinstance(cut, str) and cut.isdigit())
+    for c in cuts:
+        if (c.index == int(cut)) if by_index else (c.tensor == cut):
+            return c
+    listing = ", ".join(f"{c.index}={c.tensor}" for c in cuts)
+    raise CutError(f"model {label} has no cut {cut!r}; available cuts: {listing}")
+
+
+def _needed_nodes(model, target: str) -> list:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    keep: set[int] = set()
+    stack = [target]
+    seen: set[str] = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t not in producer:
+            continue
+        seen.add(t)
+        node = producer[t]
+        keep.add(id(node))
+        stack.extend(i for i in node.input if i)
+        for attr in node.attribute:  # subgraphs (If/Loop) read outer names too
+            for g in [attr.g, *attr.graphs]:
+                for n in g.node:
+                    stack.extend(i for i in n.input if i)
+    return [n for n in model.graph.node if id(n) in keep]
+
+
+def build(path: Path, cut: Cut, *, metadata: dict[str, str] | None = None) -> bytes:
+    """The serialised model that ends at ``cut.tensor`` (dequantized to float32 if quantized)."""
+    import onnx
+    from onnx import helper
+
+    model = _load(path)
+    graph = _Graph(model)
+    nodes = _needed_nodes(model, cut.tensor)
+    out_name = cut.tensor
+    if cut.quantized:
+        scale, zero = graph.qparams(cut.tensor)
+        out_name = _FLOAT_OUT.format(cut.tensor)
+        nodes.append(helper.make_node("DequantizeLinear", [cut.tensor, scale, zero], [out_name], name=out_name))
+    used = {i for n in nodes for i in n.input} | {cut.tensor}
+    for n in nodes:
+        for attr in n.attribute:
+            for g in [attr.g, *attr.graphs]:
+                used |= {i for sub in g.node for i in sub.input}
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(cut.dtype))
+    out_vi = helper.make_tensor_value_info(out_name, elem, ["N", *cut.shape[1:]])
+    g = helper.make_graph(
+        nodes,
+        f"{model.graph.name or 'model'}_cut{cut.index}",
+        [i for i in model.graph.input if i.name in used],  # IR < 4 lists initializers as inputs too
+        [out_vi],
+        [t for t in model.graph.initializer if t.name in used],
+        value_info=[v for v in model.graph.value_info if v.name in used],
+    )
+    cut_model = helper.make_model(g, opset_imports=list(model.opset_import), producer_name="sparkzoo")
+    cut_model.ir_version = model.ir_version  # the source's IR version, which the runtime accepts
+    for k, v in (metadata or {}).items():
+        cut_model.metadata_props.add(key=k, value=v)
+    try:
+        onnx.checker.check_model(cut_model)
+        onnx.shape_inference.infer_shapes(cut_model, strict_mode=False)
+    except Exception as exc:
+        raise CutError(f"the model cut at {cut.tensor!r} fails validation: {type(exc).__name__}: {exc}") from None
+    return cut_model.SerializeToString()
+
+
+# -- the cache of analyses and cut models ----------------------------------------------------------
+def _read_record(cache: ModelCache, source_sha: str) -> dict[str, Any]:
+    """The recorded analysis of a model, or an empty record when there is none or it is not one
+    sparkzoo wrote (ZOO_HOME is hostile: no link is followed, and a cut model's sha256 must be one,
+    never a path)."""
+    empty: dict[str, Any] = {"version": FORMAT_VERSION, "pinned": None, "cuts": None, "models": {}}
+    try:
+        data = json.loads(read_regular(cache.cut_record_path(source_sha), RECORD_LIMIT))
+    except (OSError, ValueError, RecursionError):
+        return empty
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        return empty
+    models, cuts = data.get("models"), data.get("cuts")
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) and SHA_NAME.match(v)
+                                               for k, v in models.items()):
+        return empty
+    if cuts is not None:
+        try:
+            [_cut_from_record(c) for c in cuts]
+        except (TypeError, ValueError, KeyError):
+            return empty
+    return data
+
+
+def _cut_from_record(c: dict[str, Any]) -> Cut:
+    cut = Cut(**{**c, "shape": tuple(c["shape"])})
+    if not (isinstance(cut.index, int) and isinstance(cut.tensor, str) and isinstance(cut.feature_length, int)):
+        raise TypeError("not a cut record")
+    return cut
+
+
+def _write_record(cache: ModelCache, source_sha: str, record: dict[str, Any]) -> None:
+    try:
+        atomic_write_bytes(cache.cut_record_path(source_sha), json.dumps(record, indent=1).encode())
+    except OSError as exc:  # a read-only cache still works, it just re-analyses
+        log.debug("cannot record cuts of %s: %s", source_sha, exc)
+
+
+def cached_analysis(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str, ...] | None) -> list[Cut]:
+    """The cuts of a model, analysed once per cache (``pinned``: a registry's ``cuts`` replace the analysis)."""
+    record = _read_record(cache, source_sha)
+    pin = list(pinned) if pinned else None
+    if record["cuts"] is None or record["pinned"] != pin:
+        cuts = analyse(path, pinned)
+        record.update(pinned=pin, cuts=[c.to_dict() for c in cuts], models={})
+        _write_record(cache, source_sha, record)
+        return cuts
+    return [_cut_from_record(c) for c in record["cuts"]]
+
+
+def cut_blob(cache: ModelCache, source_sha: str, path: Path, cut: Cut) -> tuple[str, Path | bytes]:
+    """(sha256, path) of the cut model blob keyed by (source sha256, cut tensor); builds it once.
+
+    On a read-only cache the model is built in memory and returned as bytes instead of a path.
+    """
+    if cut.index == 0:
+        return source_sha, path
+    record = _read_record(cache, source_sha)
+    known = record["models"].get(cut.tensor)
+    if known:
+        hit = cache.lookup(known)
+        if hit is not None:
+            return known, hit
+    data = build(path, cut, metadata={"zoo.source_sha256": source_sha, "zoo.cut": str(cut.index),
+                                      "zoo.cut_tensor": cut.tensor})
+    try:
+        sha, blob = cache.import_bytes(data)
+    except Exception as exc:  # CacheReadOnlyError or an OS error: serve it from memory
+        import hashlib
+
+        log.debug("cannot cache the cut model of %s at %s: %s", source_sha, cut.tensor, exc)
+        return hashlib.sha256(data).hexdigest(), data
+    record = _read_record(cache, source_sha)
+    record["models"][cut.tensor] = sha
+    _write_record(cache, source_sha, record)
+    return sha, blob
+
+
+def cut_model(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str, ...] | None, cut: int | str,
+              label: str) -> tuple[Cut, str, Path | bytes]:
+    """(the chosen cut, the cut model's sha256, its file or bytes) for ``cut`` of the model at ``path``."""
+    chosen = select(cached_analysis(cache, source_sha, path, pinned), cut, label)
+    sha, runnable = cut_blob(cache, source_sha, path, chosen)
+    return chosen, sha, runnable

@@ -1,0 +1,150 @@
+"""The model a stage runs: prepared once on the driver, obtained on each executor.
+
+The driver turns a model reference (a name, alias, ``sha256:`` or file path; see
+:mod:`zoo.hub.refs`) plus a cut into a :class:`ModelSpec` (:func:`prepare`): a small picklable
+record with every sha256 involved. Executors never consult a registry. They get the model
+(:func:`obtain`), in this order, from:
+
+1. the node's zoo cache (``ZOO_HOME``), by the sha256 of the model they run (the cut model);
+2. the file the driver shipped through Spark (``SparkContext.addFile`` / ``addArtifacts``; see
+   :mod:`zoo.cluster.delivery` for when), verified by sha256 and kept in the node cache so the
+   next application finds it there;
+3. the source model from the cache, ``ZOO_MIRRORS`` or its sources (one download per node, under
+   the cache's lock), then the same cut built locally and checked against the driver's sha256.
+
+Executors read their own ``ZOO_*`` environment with the driver's forwarded settings filling the
+gaps (:mod:`zoo.cluster.forwarding`); a failure names the node and what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.config import Settings
+from zoo.config import settings as current_settings
+from zoo.errors import CutError, ZooError
+from zoo.hub import layer_cuts, resolver
+from zoo.hub.cache import ModelCache, hash_file, model_cache
+from zoo.hub.layer_cuts import Cut
+from zoo.hub.download import Target, download
+from zoo.hub.presets import preset as preset_recipe
+from zoo.log import get_logger
+
+if TYPE_CHECKING:
+    from zoo.runtime.sessions import RuntimeOptions
+
+log = get_logger("model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What executors need to run one (possibly cut) model."""
+
+    label: str  # for messages: the name the user gave
+    source_sha256: str
+    source_bytes: int | None
+    sources: tuple[str, ...]
+    cut: Cut | None
+    sha256: str  # of the model that runs (== source_sha256 when uncut)
+    input: dict[str, Any]
+    output: str  # the output tensor name of the model that runs
+    preprocess: dict[str, Any] | None
+    features: int  # values per row of the output
+    shipped: bool = False
+    settings: Any = None  # the driver's Settings, used by executors of a local master (same machine)
+    forwarded: tuple[tuple[str, str], ...] = ()  # the driver's ZOO_* settings for executors of other nodes
+    events: Any = field(default=None, compare=False)  # a watch's accumulator: where each node got the model
+
+
+def prepare(model: str, cut: int | str = 0, *, preprocess: dict[str, Any] | None | str = "registry") -> tuple[ModelSpec, Path | bytes]:
+    """Resolve ``model`` on the driver: (spec, the local file or bytes of the model that runs).
+
+    ``preprocess``: ``"registry"`` keeps the registry's recipe (none for files and bare sha256s), a
+    preset name or dict replaces it."""
+    located = resolver.locate(model)
+    chosen, run_sha, runnable = layer_cuts.cut_model(model_cache(), located.sha256, located.path,
+                                                     located.pinned_cuts, cut, repr(model))
+    recipe = located.preprocess if preprocess == "registry" else preset_recipe(preprocess)
+    spec = ModelSpec(model, located.sha256, located.bytes, tuple(located.sources), chosen if chosen.index else None,
+                     run_sha, dict(located.input), chosen.output_name, recipe, chosen.feature_length)
+    return spec, runnable
+
+
+def session_for(spec: ModelSpec, options: "RuntimeOptions", *, on_executor: bool = False):
+    """This worker's ONNX Runtime session for ``spec`` (loaded once per worker; see
+    :func:`zoo.runtime.sessions.session`). ``on_executor``: load the node's cached optimised file."""
+    from zoo.runtime import sessions
+
+    cache = model_cache(executor_settings(spec)) if on_executor else None
+    return sessions.session(spec.sha256, lambda: obtain(spec), options, cache)
+
+
+def executor_settings(spec: ModelSpec) -> Settings:
+    """The settings an executor uses for ``spec``: the driver's on a local master, else this
+    node's environment with the driver's forwarded settings filling its gaps."""
+    from zoo.cluster.forwarding import executor_env
+
+    return spec.settings or current_settings(executor_env(spec.forwarded))
+
+
+def obtain(spec: ModelSpec) -> Path | bytes:
+    """On an executor: the file (or bytes) of the model ``spec`` runs, by the order in the module doc."""
+    from zoo.cluster import delivery
+
+    s = executor_settings(spec)
+    try:
+        found, how = _obtain(spec, s)
+    except ZooError as exc:
+        if spec.settings is not None:  # a local master: the driver's own machine and settings
+            raise
+        raise delivery.executor_failure(exc, spec, s) from None
+    delivery.record(spec, s, how)
+    return found
+
+
+def _shipped_copy(spec: ModelSpec, cache: ModelCache) -> Path | None:
+    """The driver's shipped file, verified and kept in the node cache (when it is writable)."""
+    try:
+        from pyspark import SparkFiles
+
+        shipped = Path(SparkFiles.get(spec.sha256))
+        if not (shipped.is_file() and hash_file(shipped) == spec.sha256):
+            return None
+    except Exception as exc:
+        log.debug("shipped model %s not usable: %s", spec.sha256[:12], exc)
+        return None
+    try:
+        return cache.import_file(shipped, spec.sha256)
+    except ZooError as exc:  # a read-only or full node cache: run from Spark's copy
+        log.info("shipped model %s not kept in the node cache: %s", spec.sha256[:12], exc)
+        return shipped
+
+
+def _obtain(spec: ModelSpec, s: Settings) -> tuple[Path | bytes, str]:
+    cache = model_cache(s)
+    hit = cache.lookup(spec.sha256)
+    if hit is not None:
+        return hit, "node cache"
+    if spec.shipped:
+        shipped = _shipped_copy(spec, cache)
+        if shipped is not None:
+            return shipped, "shipped by the driver"
+    how = "node cache"
+    source = cache.lookup(spec.source_sha256, spec.source_bytes)
+    if source is None:
+        used: list[str] = []
+        target = Target(spec.source_sha256, spec.source_bytes, spec.sources, repr(spec.label))
+        source = download(target, cache, s, on_source=used.append)
+        how = f"downloaded from {used[0]}" if used else "downloaded by another process on this node"
+    if spec.cut is None:
+        return source, how
+    sha, runnable = layer_cuts.cut_blob(cache, spec.source_sha256, source, spec.cut)
+    if sha != spec.sha256:
+        raise CutError(
+            f"model {spec.label!r} cut {spec.cut.index} built on this executor has sha256 {sha}, but the driver's has "
+            f"{spec.sha256}: the onnx versions differ between driver and executors; install the same versions, "
+            "or ship the model from the driver (shipModel='always')"
+        )
+    return runnable, f"{how}, cut {spec.cut.index} built here"
