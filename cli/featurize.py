@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pyspark.sql import SparkSession
 
     owned = SparkSession.getActiveSession() is None  # inside a running application, reuse its session
+    launched = time.perf_counter()
     spark = _spark(args.master, _conf_pairs(args.conf or []))
+    startup = time.perf_counter() - launched  # reported apart: img/s must measure featurization, not the JVM
     quiet_spark(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
     try:
         df = zoo.read_images(spark, args.input, glob=args.glob)
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "output": str(out), "model": args.model, "cut": args.cut, "found": found, "images": rows,
             "featurized": found - failed, "failed": failed, "handle_invalid": args.handle_invalid,
+            "startup_seconds": round(startup, 3),
             "seconds": round(elapsed, 3), "images_per_second": round(rows / elapsed, 2) if elapsed else None,
             "nodes": [str(n) for n in watched.nodes], "task_failures": watched.failures,
         }

@@ -247,7 +247,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         outcome = {"keep": "kept with the reason in `error`", "skip": "skipped"}.get(summary["handle_invalid"], "")
         print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized, "
               f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
-              f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s")
+              f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s "
+              f"(after {summary['startup_seconds']:.1f} s starting Spark)")
         from zoo.cluster.delivery import is_local
 
         for line in [] if is_local(args.master) else summary["nodes"]:  # one node on a local master: nothing to say

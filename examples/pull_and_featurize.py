@@ -67,16 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     import zoo
 
     model = get_model(args.model, args.model_file)
+    launched = time.perf_counter()
     spark = spark_session(args.master)
     started = time.perf_counter()
     # on a cluster: executor-side zoo errors come back as zoo.errors classes, task failures as one line each
     with zoo.cluster.watch(spark) as watched:
         written = featurize(spark, args.images, model, args.cut, args.out, args.glob)
+    seconds = time.perf_counter() - started
     rows = written.count()
     failed = written.where("error IS NOT NULL").count()
     width = len(written.where("error IS NULL").first()["features"]) if rows > failed else 0
-    print(f"{rows} images -> {args.out}: {width} features each, {failed} undecodable, "
-          f"{time.perf_counter() - started:.1f} s with Spark start-up")
+    print(f"{rows} images -> {args.out}: {width} features each, {failed} undecodable, in {seconds:.1f} s: "
+          f"{rows / seconds:.1f} img/s (after {started - launched:.1f} s starting Spark)")
     for node in watched.nodes:  # where each node got the model (node cache, shipped, downloaded from ...)
         print(f"  {node}")
     spark.stop()

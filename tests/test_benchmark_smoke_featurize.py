@@ -21,18 +21,21 @@ def test_bench_featurize_smoke(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     report = json.loads((tmp_path / "featurize.json").read_text())
-    (case,) = report["cases"]
-    assert case["images"] == 24 and len(list((tmp_path / "images-24").glob("*.jpg"))) == 24
-    assert set(case["methods"]) == {"ceiling", "raw", "peer", "naive", "sparkzoo", "fast"}
-    for method, figures in case["methods"].items():
-        assert figures["images_per_second"] > 0, method
-        if method == "fast":  # reduced JPEG decoding: close, not equal
-            assert 0.9 < figures["min_cosine_vs_raw_loop"] < 1.0, figures
-            continue
-        # the same files give the same features whichever way they are computed
-        assert figures["max_abs_diff_vs_raw_loop"] < 1e-4, (method, figures)
-    assert case["workers"] and all(w["loads"] <= 1 for w in case["workers"]), case["workers"]
-    assert "targets: sparkzoo >= 0.85x ceiling" in result.stdout
+    assert [c["kind"] for c in report["cases"]] == ["large", "photos"]  # generated 800x600 JPEGs, everyday photos
+    assert len(list((tmp_path / "images-24").glob("*.jpg"))) == 24 and len(list((tmp_path / "photos-24").glob("*"))) == 24
+    for case in report["cases"]:
+        assert case["images"] == 24
+        assert set(case["methods"]) == {"ceiling", "raw", "peer", "naive", "sparkzoo", "fast"}
+        for method, figures in case["methods"].items():
+            assert figures["images_per_second"] > 0, method
+            if method == "fast":  # reduced JPEG decoding: close, not equal (photos too small to reduce: equal)
+                assert 0.9 < figures["min_cosine_vs_raw_loop"] <= 1.0, figures
+                continue
+            # the same files give the same features whichever way they are computed
+            assert figures["max_abs_diff_vs_raw_loop"] < 1e-4, (method, figures)
+        assert case["workers"] and all(w["loads"] <= 1 for w in case["workers"]), case["workers"]
+    assert report["cases"][0]["methods"]["fast"]["min_cosine_vs_raw_loop"] < 1.0, "fastDecode reduces 800x600 JPEGs"
+    assert "targets: sparkzoo (defaults) >= 0.92x ceiling" in result.stdout
 
 
 def test_bench_gpu_dry_run_smoke(tmp_path):

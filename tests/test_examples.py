@@ -15,11 +15,16 @@ import sys
 import pytest
 
 from _cluster import SPARK_HOME
-from conftest import MOBILENET, REPO
+from conftest import MOBILENET, REPO, missing
 
 EXAMPLES = REPO / "examples"
 SHARED = MOBILENET.parents[1]
-pytestmark = pytest.mark.skipif(not MOBILENET.exists(), reason="the shared material is not beside the checkout")
+
+
+@pytest.fixture(autouse=True)
+def _shared_material():
+    if not MOBILENET.exists():
+        missing("the shared material is not beside the checkout")
 
 
 def _env(tmp_path) -> dict[str, str]:

@@ -35,6 +35,30 @@ def labels() -> dict[str, int]:
         return {row["file"]: int(row["class_index"]) for row in csv.DictReader(fh)}
 
 
+@pytest.fixture(scope="module")
+def reference_top1(labels, mobilenet_bytes) -> float:
+    """Top-1 of the shared MobileNet v2 int8 on the shared photos with the published preprocessing done
+    independently of sparkzoo (Pillow: RGB, bilinear shorter side 256, centre crop 224, ImageNet
+    mean/std). The model's published ImageNet top-1 is 68.3%; a 100-photo sample lands within a few
+    points of it (0.73 on the current sample), so the tests compare with this figure, not a constant
+    tuned to one sample."""
+    from PIL import Image
+
+    sess = ort.InferenceSession(mobilenet_bytes, providers=["CPUExecutionProvider"])
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    hits = []
+    for name, label in labels.items():
+        im = Image.open(PHOTOS / name).convert("RGB")
+        scale = 256 / min(im.size)
+        im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.BILINEAR)
+        left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
+        x = ((np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255 - mean) / std)
+        hits.append(int(np.argmax(sess.run(None, {"input": x.transpose(2, 0, 1)[None]})[0])) == label)
+    top1 = float(np.mean(hits))
+    assert top1 >= 0.55, f"the reference itself scores {top1}: is the shared sample labelled as documented?"
+    return top1
+
+
 @pytest.fixture
 def mnv2(zoo_env, write_registry, mobilenet_bytes, labels):
     """The real MobileNet v2 int8 registered from ../shared under a local name, with its published preprocessing."""
@@ -50,17 +74,17 @@ def _top1(rows, labels, column="features") -> float:
     return float(np.mean(hits))
 
 
-def test_pipeline_cut0_top1_on_real_photos_and_bgr_is_measurably_worse(spark, mnv2, labels):
+def test_pipeline_cut0_top1_on_real_photos_and_bgr_is_measurably_worse(spark, mnv2, labels, reference_top1):
     df = zoo.read_images(spark, str(PHOTOS), glob="*.JPEG")
     rgb = zoo.pipeline(mnv2, cut=0).fit(df).transform(df).select("path", "features").collect()
     top1 = _top1(rgb, labels)
-    assert top1 >= 0.75, top1
+    assert top1 >= reference_top1 - 0.03, (top1, reference_top1)
     bgr_pre = json.dumps({**IMAGENET, "color_order": "BGR"})
     bgr = zoo.pipeline(mnv2, cut=0, preprocess=bgr_pre).fit(df).transform(df).select("path", "features").collect()
     assert _top1(bgr, labels) <= top1 - 0.10, (top1, _top1(bgr, labels))
 
 
-def test_zoo_featurize_command_top1(spark, mnv2, labels, tmp_path, capsys):
+def test_zoo_featurize_command_top1(spark, mnv2, labels, reference_top1, tmp_path, capsys):
     from zoo.cli.main import main
 
     out = tmp_path / "features.parquet"
@@ -69,9 +93,10 @@ def test_zoo_featurize_command_top1(spark, mnv2, labels, tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 100 and summary["failed"] == 0 and summary["images_per_second"] > 0
+    assert 0 < summary["startup_seconds"] < 120, "Spark start-up is reported apart from featurization"
     rows = spark.read.parquet(str(out)).collect()
     assert set(rows[0].asDict()) == {"path", "modificationTime", "length", "features", "error"}
-    assert _top1(rows, labels) >= 0.75
+    assert _top1(rows, labels) >= reference_top1 - 0.03
     assert main(["featurize", str(PHOTOS), "--model", mnv2, "--output", str(out)]) == 10  # exists, no --overwrite
 
 
@@ -215,8 +240,6 @@ def test_flipped_rows_really_are_flipped(spark):
 
 
 def test_a_pinned_pipeline_refuses_a_model_that_changed(spark, zoo_env, write_registry, tmp_path):
-    from conftest import entry
-    from _models import resnet_like
 
     path = tmp_path / "m.onnx"
     path.write_bytes(tiny.tiny_model_bytes())
@@ -263,7 +286,7 @@ def test_embedded_model_makes_a_saved_pipeline_self_contained(spark, tmp_path, m
     assert {r["path"]: r["features"] for r in loaded.transform(df).collect()} == want
 
 
-def test_fast_decode_keeps_top1_on_large_photos_and_is_off_by_default(spark, mnv2, labels, tmp_path):
+def test_fast_decode_keeps_top1_on_large_photos_and_is_off_by_default(spark, mnv2, labels, reference_top1, tmp_path):
     """fastDecode decodes large JPEGs at reduced scale: pixels differ, accuracy must not."""
     big = tmp_path / "big"
     big.mkdir()
@@ -277,7 +300,7 @@ def test_fast_decode_keeps_top1_on_large_photos_and_is_off_by_default(spark, mnv
     full = full_stage.fit(df).transform(df).select("path", "features").collect()
     fast = zoo.pipeline(mnv2, cut=0, fastDecode=True).fit(df).transform(df).select("path", "features").collect()
     top_full, top_fast = _top1(full, labels), _top1(fast, labels)
-    assert top_fast >= 0.75 and abs(top_fast - top_full) <= 0.05, (top_full, top_fast)
+    assert top_fast >= reference_top1 - 0.05 and abs(top_fast - top_full) <= 0.05, (top_full, top_fast, reference_top1)
     differ = sum(not np.array_equal(np.asarray(a["features"]), np.asarray(b["features"]))
                  for a, b in zip(sorted(full, key=lambda r: r["path"]), sorted(fast, key=lambda r: r["path"])))
     assert differ > 50, "fastDecode must really decode differently"

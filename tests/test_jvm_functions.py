@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 import zoo
 from zoo.runtime import jvm_functions
-from conftest import REPO
+from conftest import REPO, missing
 
 sys.path.insert(0, str(REPO / "scripts"))
 import build_jar  # noqa: E402
@@ -43,8 +43,9 @@ def test_jar_is_built_from_the_committed_source():
     assert {"org/sparkzoo/spark/ZooFunctions.class", "org/sparkzoo/spark/ZooFunctions$DenseVector.class"} <= names
 
 
-@pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK compiler on this machine")
 def test_build_script_reproduces_the_committed_jar(tmp_path):
+    if shutil.which("javac") is None:
+        missing("no JDK compiler (javac) on this machine")
     rebuilt = build_jar.build(tmp_path / "rebuilt.jar")
     assert rebuilt.read_bytes() == jvm_functions.JAR.read_bytes()
 
