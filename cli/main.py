@@ -192,7 +192,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pyspark.sql import SparkSession
 
     from zoo.plugins.stage_registry import canonical_name, registered
-    from zoo.testing import run_checks
+    from zoo.testing import CHECKS, run_checks
 
     found = registered(include_broken=True)
     known = sorted(found)
@@ -202,6 +202,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         from zoo.errors import StageError
 
         raise StageError(f"unknown stage {unknown[0]!r}; registered: {', '.join(known)}")
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else list(CHECKS)
+    if set(checks) - set(CHECKS):
+        from zoo.errors import StageError
+
+        wrong = sorted(set(checks) - set(CHECKS))[0]
+        raise StageError(f"unknown check {wrong!r}; choose from {', '.join(CHECKS)}")
     os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
     started = time.perf_counter()
     spark = (
@@ -223,7 +229,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for name in names:
             if not args.json:
                 print(name, flush=True)
-            results.extend(run_checks(name, spark, fuzz_examples=args.fuzz_examples, on_result=show))
+            results.extend(run_checks(name, spark, checks=checks, fuzz_examples=args.fuzz_examples, on_result=show))
     finally:
         spark.stop()
     failed = sorted({r.stage for r in results if not r.ok})
@@ -345,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every registered stage")
     p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     p.add_argument("--fuzz-examples", type=int, default=10, help="Hypothesis examples per stage (default 10)")
+    p.add_argument("--checks", metavar="CHECK,...", help="only these checks (default: all; `zoo check --help` lists them)")
 
     p = add("cluster-env", cmd_cluster_env,
             "build a relocatable environment archive for executors (spark-submit --archives ENV.tar.gz#env)")
