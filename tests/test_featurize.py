@@ -17,6 +17,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 import zoo
+from zoo.pipelines import default_partitions
 from zoo.runtime import imaging, sessions
 from zoo.testing import tiny
 from zoo.hub.presets import IMAGENET
@@ -331,13 +332,25 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
     explicit = zoo.read_images(spark, str(folder), partitions=3)
     assert spark_own.rdd.getNumPartitions() >= 8  # binaryFile: ~31 small files per partition
     cores = spark.sparkContext.defaultParallelism
-    assert default.rdd.getNumPartitions() == max(2 * cores, 3)  # 300 files / 128 per partition -> 3
+    assert default.rdd.getNumPartitions() == default_partitions(300, cores) == max(2 * cores, 4)
     assert explicit.rdd.getNumPartitions() == 3
     for df in (spark_own, default, explicit):
         paths = [r["path"] for r in df.select("path").collect()]
         assert len(paths) == 300 and len(set(paths)) == 300
     feats = zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS)).fit(default).transform(default)
     assert feats.where("features IS NOT NULL").count() == 300
+
+
+@pytest.mark.parametrize("files, cores, partitions", [
+    (10, 2, 4),  # at least two per core
+    (300, 2, 4),  # 128 files each -> 3, raised to two per core
+    (1000, 2, 8),
+    (1100, 2, 10),  # 9 partitions of ~122 would end with one core idle: 10, five full waves
+    (1100, 3, 9),
+    (5000, 16, 48),
+])
+def test_default_partitions_are_whole_waves_of_about_128_files(files, cores, partitions):
+    assert default_partitions(files, cores) == partitions
 
 
 @pytest.mark.parametrize("mode", ["keep", "skip"])

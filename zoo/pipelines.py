@@ -29,6 +29,16 @@ def _parallelism(spark: SparkSession) -> int | None:
         return int(value) if value else None
 
 
+def default_partitions(files: int, cores: int) -> int:
+    """How many partitions ``read_images`` makes of ``files`` files for ``cores`` task slots: about
+    ``FILES_PER_PARTITION`` files each (every task costs a fixed ~60 ms, a quarter of MobileNet's
+    time on small ones), at least two per core, and always a whole number of waves (a multiple of
+    ``cores``): 9 partitions on 2 cores would leave one core idle while the ninth runs alone, up to a
+    ninth of the stage's time on a slow model."""
+    wanted = max(2 * cores, -(-files // FILES_PER_PARTITION))
+    return cores * -(-wanted // cores)
+
+
 def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob: str | None = None,
                 partitions: int | None = None) -> DataFrame:
     """Image files as Spark's ``binaryFile`` rows: ``path``, ``modificationTime``, ``length``, ``content``.
@@ -40,7 +50,7 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     ``spark.sql.files.openCostInBytes``, 4 MB), and every task of a Python stage costs a fixed
     ~60 ms on top of its work: a quarter of the time for a fast model such as MobileNet. So by
     default (None) the files are coalesced, without a shuffle, to about 128 per partition but
-    never fewer than two partitions per core; Arrow batches sent to Python stay bounded by
+    never fewer than two partitions per core, in whole waves (:func:`default_partitions`); Arrow batches sent to Python stay bounded by
     ``spark.sql.execution.arrow.maxBytesPerBatch`` (64 MB) whatever the partition size. Give a
     number to choose the partitions yourself (only fewer than Spark's own take effect), or 0 to
     keep Spark's packing.
@@ -51,7 +61,7 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     df = reader.load(path)
     if partitions is None:
         cores = _parallelism(spark)
-        partitions = 0 if cores is None else max(2 * cores, -(-len(df.inputFiles()) // FILES_PER_PARTITION))
+        partitions = 0 if cores is None else default_partitions(len(df.inputFiles()), cores)
     if partitions > 0:
         df = df.coalesce(partitions)
     empty = _empty_files(spark, path, recursive=recursive, glob=glob)
