@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MOBILENET, MOBILENET_SHA, entry, zoo_cmd
+from zoo.runtime import sessions
 
 
 @pytest.mark.parametrize(
@@ -111,6 +112,14 @@ def test_doctor_reports_cache_locking_and_mirrors(zoo_env, server, monkeypatch):
     assert checks["file system"]["detail"] not in ("", "unknown")
     assert checks[f"mirror {server.url('/mirror')}"]["ok"] is True
     assert checks["mirror http://127.0.0.1:9/dead"]["ok"] is False
+    import onnxruntime as ort
+
+    runtime = checks["onnxruntime"]
+    assert runtime["ok"] and runtime["detail"].startswith(f"{ort.__version__}; providers: ")
+    assert "CPUExecutionProvider" in runtime["detail"]
+    listed_gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers())
+    if listed_gpu and not sessions.cuda_available():  # onnxruntime-gpu on a machine without a GPU (CI)
+        assert "listed but not usable here, no GPU: " in runtime["detail"], runtime
     text = zoo_cmd("doctor", env_extra=env, check=1).stdout
     assert "BAD  mirror http://127.0.0.1:9/dead" in text
 

@@ -70,6 +70,25 @@ def _check_locking(cache: ModelCache) -> Check:
         probe.unlink(missing_ok=True)
 
 
+def _check_onnxruntime() -> Check:
+    """The ONNX Runtime version and its execution providers, and which of them really run here:
+    onnxruntime-gpu lists CUDA and TensorRT even on a machine without a GPU, so CUDA is probed."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        return Check("onnxruntime", False, f"cannot import onnxruntime: {exc}")
+    from zoo.runtime.sessions import cuda_available
+
+    listed = ort.get_available_providers()
+    gpu = cuda_available()
+    unusable = [p for p in listed if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") and not gpu]
+    usable = [p for p in listed if p not in unusable]
+    detail = f"{ort.__version__}; providers: {', '.join(usable)}"
+    if unusable:
+        detail += f" (listed but not usable here, no GPU: {', '.join(unusable)})"
+    return Check("onnxruntime", "CPUExecutionProvider" in usable, detail)
+
+
 def run(settings: Settings) -> list[Check]:
     """Every check, in the order `zoo doctor` prints them; none of them raises."""
     cache = model_cache(settings)
@@ -106,6 +125,7 @@ def run(settings: Settings) -> list[Check]:
             checks.append(Check(f"mirror {sources.describe(mirror)}", ok, f"{detail} in {time.monotonic() - started:.2f} s"))
         ok, detail = sources.probe(settings.hf_endpoint, settings)
         checks.append(Check(f"hub {settings.hf_endpoint}", ok, detail))
+    checks.append(_check_onnxruntime())
     if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
         checks.append(Check("proxy", True, "HTTPS_PROXY is set and used"))
     return checks
