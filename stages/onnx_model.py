@@ -54,7 +54,7 @@ class ONNXModel(ZooTransformer, HasModel):
     def __init__(self, *, modelName: str | None = None, cut: Any = None, modelSha256: str | None = None,
                  feedDict: dict | None = None, fetchDict: dict | None = None, softmaxDict: dict | None = None,
                  argMaxDict: dict | None = None, batchSize: int | None = None, device: str | None = None,
-                 numThreads: int | None = None, shipModel: bool | None = None):
+                 numThreads: int | None = None, graphOptimization: str | None = None, shipModel: bool | None = None):
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={})
         self._set_model_defaults()

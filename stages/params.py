@@ -20,7 +20,7 @@ from pyspark.ml.param.shared import HasHandleInvalid as _SparkHasHandleInvalid
 
 from zoo.cluster.delivery import to_ship_mode
 from zoo.errors import StageError
-from zoo.runtime.sessions import DEVICES, RuntimeOptions
+from zoo.runtime.sessions import DEVICES, OPTIMIZATION_LEVELS, RuntimeOptions
 
 
 def to_str_dict(value: Any) -> dict[str, str]:
@@ -102,7 +102,8 @@ _SPECS: dict[tuple, Any] = {}
 
 
 class HasModel(Params):
-    """``modelName``, ``cut``, ``modelSha256`` (pin), ``batchSize``, ``device``, ``numThreads``, ``shipModel``:
+    """``modelName``, ``cut``, ``modelSha256`` (pin), ``batchSize``, ``device``, ``numThreads``,
+    ``graphOptimization``, ``shipModel``:
     the params of a stage that runs an ONNX model, and its resolution on the driver."""
 
     modelName = param("the model: a zoo name or alias, 'sha256:<hex>', or a path to an .onnx file")
@@ -112,11 +113,15 @@ class HasModel(Params):
                       "64 on a GPU)", int)
     device = param("auto (CUDA after a successful probe, else CPU), cpu or cuda")
     numThreads = param("ONNX Runtime intra-op threads per task (0 = the task's CPUs)", int)
+    graphOptimization = param("ONNX Runtime graph optimisation level: disable, basic, extended or all (default; on "
+                              "CPU the node caches the optimised model once). Lower it for a model that an "
+                              "optimisation breaks or slows")
     shipModel = param("send the model file to executors through Spark: auto (when its only routes are files on the "
                       "driver's machine and some executor's node cache lacks it), always, or never", to_ship_mode)
 
     def _set_model_defaults(self) -> None:
-        self._setDefault(modelName="", modelSha256="", batchSize=0, device="auto", numThreads=0, shipModel="auto")
+        self._setDefault(modelName="", modelSha256="", batchSize=0, device="auto", numThreads=0, shipModel="auto",
+                         graphOptimization="all")
         if not self.hasDefault(self.cut):
             self._setDefault(cut=0)
 
@@ -129,9 +134,13 @@ class HasModel(Params):
             raise StageError(f"{self._describe()}: device must be one of {', '.join(DEVICES)}; got {self.getDevice()!r}")
         if self.getNumThreads() < 0:
             raise StageError(f"{self._describe()}: numThreads must be >= 0; got {self.getNumThreads()}")
+        if self.getGraphOptimization() not in OPTIMIZATION_LEVELS:
+            raise StageError(f"{self._describe()}: graphOptimization must be one of {', '.join(OPTIMIZATION_LEVELS)}; "
+                             f"got {self.getGraphOptimization()!r}")
 
     def _runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(device=self.getDevice(), intra_op_threads=self.getNumThreads())
+        return RuntimeOptions(device=self.getDevice(), intra_op_threads=self.getNumThreads(),
+                              optimization=self.getGraphOptimization())
 
     def _model_spec(self, spark, preprocess: Any = "registry"):
         """Resolve the model on the driver (once per process and settings) and check the pin."""

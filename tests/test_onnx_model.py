@@ -79,3 +79,27 @@ def test_bad_configuration_and_rows_are_named(spark, zoo_env):
     with pytest.raises(Exception, match=r"column 'pixels' \(feeding model input 'input'\): row 0 holds 2 values; the model "
                                         r"input needs 3072"):
         zoo.stage("onnx_model", feedDict={"input": "pixels"}, **base).transform(df).collect()
+
+
+def test_graph_optimization_is_a_param_every_level_gives_the_same_outputs(spark, zoo_env, pixels):
+    import hashlib
+
+    from zoo.runtime import sessions
+
+    df = spark.createDataFrame([(i, p.ravel().tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
+    outputs = {}
+    for level in sessions.OPTIMIZATION_LEVELS:
+        stage = zoo.stage("onnx_model", modelName=tiny.tiny_model_path(), feedDict={"input": "pixels"},
+                          fetchDict={"p": "probabilities"}, graphOptimization=level)
+        assert stage.getGraphOptimization() == level
+        outputs[level] = [r["p"] for r in sorted(stage.transform(df).collect(), key=lambda r: r["id"])]
+    for level, rows in outputs.items():
+        np.testing.assert_allclose(rows, outputs["all"], rtol=1e-5, atol=1e-6, err_msg=level)
+    with pytest.raises(StageError, match="graphOptimization must be one of disable, basic, extended, all; got 'max'"):
+        zoo.stage("onnx_model", modelName=tiny.tiny_model_path(), feedDict={"input": "pixels"},
+                  fetchDict={"p": "probabilities"}, graphOptimization="max").transform(df)
+    # the level reaches ONNX Runtime: a session built with it reports it
+    data = tiny.tiny_model_bytes()
+    sess = sessions.session(hashlib.sha256(data).hexdigest(), lambda: data,
+                            sessions.RuntimeOptions(device="cpu", intra_op_threads=1, optimization="disable"))
+    assert sess.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL

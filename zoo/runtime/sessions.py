@@ -191,6 +191,7 @@ def rows_per_call(batch_size: int, device: str) -> int:
 
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+OPTIMIZATION_LEVELS = tuple(_LEVELS)  # the values of a stage's graphOptimization
 
 
 def _options(options: RuntimeOptions, intra: int, level: str):
