@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasModel, param
-from zoo.stages.persistence import EmbeddingReader, EmbeddingWriter
+from zoo.stages.persistence import HasEmbeddedModel
 from zoo.stages.workers.image_input import EXPECTED, ImageInput, input_kind
 
 from zoo.errors import SchemaError, StageError
@@ -30,7 +30,8 @@ from zoo.runtime.jvm_functions import to_vector
 OUTPUT_FORMATS = ("vector", "array")
 
 
-class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol, HasHandleInvalid, HasErrorCol):
+class ImageFeaturizer(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasOutputCol, HasHandleInvalid,
+                      HasErrorCol):
     """Featurize images with a zoo model cut ``cut`` layers from its head.
 
     ``inputCol`` holds encoded image bytes (``binaryFile``), an image struct (Spark's ``image``
@@ -50,8 +51,6 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol, HasHa
     fastDecode = param("decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT) when they stay at least as large "
                        "as the resize target: faster decoding, slightly different pixels than full decoding + resize",
                        bool)
-    embedModel = param("save the (cut) model's bytes with the stage, so a saved pipeline needs no zoo source to load",
-                       bool)
 
     @keyword_only
     def __init__(self, *, inputCol: str | None = None, outputCol: str | None = None, modelName: str | None = None,
@@ -63,16 +62,12 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasInputCol, HasOutputCol, HasHa
                  fastDecode: bool | None = None):
         super().__init__()
         self._setDefault(inputCol="content", outputCol="features", cut=1, preprocess="", outputFormat="vector",
-                         maxPixels=DEFAULT_MAX_PIXELS, embedModel=False, fastDecode=False)
+                         maxPixels=DEFAULT_MAX_PIXELS, fastDecode=False)
         self._set_model_defaults()
         self._set(**self._input_kwargs)
 
-    def write(self):
-        return EmbeddingWriter(self)
-
-    @classmethod
-    def read(cls):
-        return EmbeddingReader(cls)
+    def _embedded_preprocess(self):
+        return self._preprocess_value()
 
     # -- schema ------------------------------------------------------------------------------------
     def _preprocess_value(self):

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
 from zoo.stages.params import HasModel, param
+from zoo.stages.persistence import HasEmbeddedModel
 
 from zoo.errors import StageError
 from zoo.runtime.sessions import RuntimeOptions
@@ -31,7 +32,7 @@ def _feedable(t: T.DataType) -> bool:
     return is_numeric(t) or isinstance(t, (T.BooleanType, VectorUDT))
 
 
-class ONNXModel(ZooTransformer, HasModel):
+class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
     """Run an ONNX model: ``feedDict`` maps model inputs to columns, ``fetchDict`` output columns to tensors.
 
     The model is a zoo name or alias, ``sha256:<hex>``, or an ``.onnx`` path (``setModelBytes``
@@ -54,7 +55,8 @@ class ONNXModel(ZooTransformer, HasModel):
     def __init__(self, *, modelName: str | None = None, cut: Any = None, modelSha256: str | None = None,
                  feedDict: dict | None = None, fetchDict: dict | None = None, softmaxDict: dict | None = None,
                  argMaxDict: dict | None = None, batchSize: int | None = None, device: str | None = None,
-                 numThreads: int | None = None, graphOptimization: str | None = None, shipModel: bool | None = None):
+                 numThreads: int | None = None, graphOptimization: str | None = None, shipModel: bool | None = None,
+                 embedModel: bool | None = None):
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={})
         self._set_model_defaults()

@@ -1,6 +1,7 @@
 """How stages that hold more than JSON params are saved and loaded, on every file system Spark writes to.
 
-- :class:`EmbeddingWriter` / :class:`EmbeddingReader`: a featurizer saved with its model inside
+- :class:`HasEmbeddedModel` (:class:`EmbeddingWriter` / :class:`EmbeddingReader`): a model stage
+  (image_featurizer, onnx_model) saved with its model inside
   (``embedModel=True``), for fully self-contained pipelines. The (cut) model's bytes are written
   next to the stage's metadata as a one-row parquet file; loading puts them into the local zoo
   cache and points the stage at them by sha256, with the preprocessing it had when saved, and
@@ -15,13 +16,39 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pyspark.ml.param import Params
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
+
+from zoo.stages.params import param
 
 _DIR = "zoo_model"
 
 
+class HasEmbeddedModel(Params):
+    """``embedModel``: a model stage (:class:`zoo.stages.params.HasModel`) saved with its (cut) model's
+    bytes inside, so the saved pipeline loads and runs where no zoo source, cache or file has it."""
+
+    embedModel = param("save the (cut) model's bytes with the stage, so a saved pipeline needs no zoo source to load",
+                       bool)
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(embedModel=False)
+
+    def _embedded_preprocess(self) -> Any:
+        """The preprocessing resolved into the saved spec (None: the stage has none)."""
+        return None
+
+    def write(self):
+        return EmbeddingWriter(self)
+
+    @classmethod
+    def read(cls):
+        return EmbeddingReader(cls)
+
+
 class EmbeddingWriter(DefaultParamsWriter):
-    """Writes a featurizer's params, and with ``embedModel`` its (cut) model's bytes."""
+    """Writes a model stage's params, and with ``embedModel`` its (cut) model's bytes."""
 
     def saveImpl(self, path: str) -> None:
         super().saveImpl(path)
@@ -30,7 +57,7 @@ class EmbeddingWriter(DefaultParamsWriter):
             return
         from zoo.runtime.models import obtain
 
-        spec = stage._model_spec(self.sparkSession, preprocess=stage._preprocess_value())
+        spec = stage._model_spec(self.sparkSession, preprocess=stage._embedded_preprocess())
         runnable = obtain(spec)
         data = runnable if isinstance(runnable, bytes) else runnable.read_bytes()
         record = {"sha256": spec.sha256, "preprocess": spec.preprocess, "source_sha256": spec.source_sha256,
@@ -40,7 +67,7 @@ class EmbeddingWriter(DefaultParamsWriter):
 
 
 class EmbeddingReader(DefaultParamsReader):
-    """Loads a featurizer; an embedded model goes into the local zoo cache, pinned by sha256."""
+    """Loads a model stage; an embedded model goes into the local zoo cache, pinned by sha256."""
 
     def load(self, path: str):
         stage = super().load(path)
@@ -56,8 +83,9 @@ class EmbeddingReader(DefaultParamsReader):
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
             raise ChecksumError(f"the model embedded in {path} does not match its recorded sha256 {record['sha256']}")
         model_cache().import_bytes(data)
-        stage._set(modelName=f"sha256:{record['sha256']}", cut=0, modelSha256=record["sha256"], shipModel=True,
-                   preprocess=json.dumps(record["preprocess"]) if record["preprocess"] else "none")
+        stage._set(modelName=f"sha256:{record['sha256']}", cut=0, modelSha256=record["sha256"], shipModel=True)
+        if stage.hasParam("preprocess"):
+            stage._set(preprocess=json.dumps(record["preprocess"]) if record["preprocess"] else "none")
         return stage
 
 

@@ -103,3 +103,25 @@ def test_graph_optimization_is_a_param_every_level_gives_the_same_outputs(spark,
     sess = sessions.session(hashlib.sha256(data).hexdigest(), lambda: data,
                             sessions.RuntimeOptions(device="cpu", intra_op_threads=1, optimization="disable"))
     assert sess.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+def test_an_embedded_model_makes_a_saved_onnx_model_self_contained(spark, zoo_env, pixels, tmp_path, monkeypatch):
+    from pyspark.ml import PipelineModel
+
+    source = tmp_path / "model.onnx"
+    source.write_bytes(tiny.tiny_model_bytes())
+    df = spark.createDataFrame([(i, p.ravel().tolist()) for i, p in enumerate(pixels)], "id int, pixels array<float>")
+    stage = zoo.stage("onnx_model", modelName=str(source), cut=2, feedDict={"input": "pixels"},
+                      fetchDict={"f": "flat"}, embedModel=True)
+    want = {r["id"]: r["f"] for r in stage.transform(df).collect()}
+    PipelineModel(stages=[stage]).write().overwrite().save(str(tmp_path / "pm"))
+    source.unlink()  # the model's only source is gone, and so is the cache
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh-home"))
+    loaded = PipelineModel.load(str(tmp_path / "pm")).stages[0]
+    assert loaded.getModelName().startswith("sha256:") and loaded.getCut() == 0 and loaded.getShipModel() == "always"
+    assert {r["id"]: r["f"] for r in loaded.transform(df).collect()} == want
+    # without embedModel the saved stage still names the file that is gone: loading works, running says why
+    plain = zoo.stage("onnx_model", modelName=str(source), feedDict={"input": "pixels"}, fetchDict={"f": "flat"})
+    plain.write().overwrite().save(str(tmp_path / "plain"))
+    with pytest.raises(Exception, match="model.onnx"):
+        type(plain).load(str(tmp_path / "plain")).transform(df).collect()
