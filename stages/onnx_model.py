@@ -16,20 +16,36 @@ from zoo.stages.persistence import HasEmbeddedModel
 
 from zoo.errors import StageError
 from zoo.runtime.sessions import RuntimeOptions
+from zoo.stages.workers.tensors import ZIPMAP
 
 _SPARK = {"float32": T.FloatType(), "float64": T.DoubleType(), "int64": T.LongType(), "int32": T.IntegerType(),
-          "bool": T.BooleanType()}
+          "bool": T.BooleanType(), "str": T.StringType(), ZIPMAP: T.DoubleType()}
 _WIDEN = {"float16": "float32", "int8": "int32", "uint8": "int32", "int16": "int32", "uint16": "int32"}
 _ORT_NP = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
            "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
-           "tensor(int16)": "int16", "tensor(bool)": "bool"}
-EXPECTED = "a numeric column, an array<numeric> (nested arrays allowed) or a vector"
+           "tensor(int16)": "int16", "tensor(bool)": "bool", "tensor(string)": "str"}
+EXPECTED = "a numeric, boolean or string column, an array of them (nested arrays allowed) or a vector"
 
 
 def _feedable(t: T.DataType) -> bool:
     while isinstance(t, T.ArrayType):
         t = t.elementType
-    return is_numeric(t) or isinstance(t, (T.BooleanType, VectorUDT))
+    return is_numeric(t) or isinstance(t, (T.BooleanType, T.StringType, VectorUDT))
+
+
+def _zipmap_labels(model: "Path | bytes", outputs: set[str]) -> dict[str, tuple]:
+    """For each of ``outputs`` made by a ZipMap node (converted scikit-learn, LightGBM and XGBoost
+    classifiers: a sequence of {class: probability} maps), the class labels in the model's order."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
+    labels = {}
+    for node in proto.graph.node:
+        if node.op_type == "ZipMap" and node.output[0] in outputs:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            found = attrs.get("classlabels_int64s") or [b.decode() for b in attrs.get("classlabels_strings", [])]
+            labels[node.output[0]] = tuple(found)
+    return labels
 
 
 class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
@@ -40,7 +56,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
     A fetched tensor may be any intermediate tensor, not only a graph output. Each row's input
     values are cast to the model's dtype and reshaped to its input shape (one dynamic dimension
     besides the batch may be inferred). Outputs of rank 1 become scalar columns, others flattened
-    arrays (uint8/int8/float16 widened to int/float). ``softmaxDict`` and ``argMaxDict`` add
+    arrays (uint8/int8/float16 widened to int/float); a string tensor gives strings, and a ZipMap
+    output (``seq(map)``: a converted scikit-learn, LightGBM or XGBoost classifier's probabilities)
+    gives array<double> in the model's class order. String columns feed string inputs. ``softmaxDict`` and ``argMaxDict`` add
     softmax (array<double>) and argmax (int) columns of fetched outputs, computed in Spark SQL.
     """
 
@@ -60,6 +78,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={})
         self._set_model_defaults()
+        self._zipmaps: dict[str, tuple] = {}  # ZipMap output -> class labels, read from the model by _signature
         self._set(**self._input_kwargs)
 
     def setModelBytes(self, data: bytes) -> "ONNXModel":
@@ -96,6 +115,17 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
                   for i in sess.get_inputs()}
         outs = {o.name: (_ORT_NP.get(o.type, "float32"), len(o.shape) if o.shape is not None else 2)
                 for o in sess.get_outputs()}
+        sequences = {o.name for o in sess.get_outputs() if o.type.startswith("seq(map(")}
+        if sequences & set(fetch.values()):
+            from zoo.runtime.models import obtain
+
+            for name, labels in _zipmap_labels(obtain(spec), sequences).items():
+                outs[name] = (ZIPMAP, 2)
+                self._zipmaps[name] = labels
+        for col, tensor in fetch.items():
+            if tensor in sequences and tensor not in self._zipmaps:
+                raise StageError(f"{self._describe()}: output {tensor!r} (fetchDict[{col!r}]) is a sequence that is not a "
+                                 "ZipMap of class probabilities; only those can become columns")
         return spec, inputs, outs, extra
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
@@ -147,7 +177,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
                 col = tmp
             feeds.append((name, col, *inputs[name]))
         fetches = tuple((col, t, _WIDEN.get(outs[t][0], outs[t][0]), outs[t][1] != 1) for col, t in self.getFetchDict().items())
-        job = TensorJob(spec, tuple(feeds), fetches, extra, self.getBatchSize(), self._runtime_options(), self._describe())
+        zipmaps = tuple((t, self._zipmaps[t]) for _, t, dtype, _ in fetches if dtype == ZIPMAP)
+        job = TensorJob(spec, tuple(feeds), fetches, extra, self.getBatchSize(), self._runtime_options(), self._describe(),
+                        zipmaps)
         return dataset, temp, job
 
     def _apply(self, dataset: DataFrame) -> DataFrame:

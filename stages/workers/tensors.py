@@ -16,6 +16,9 @@ from zoo.runtime.models import ModelSpec, obtain, session_for
 from zoo.runtime.sessions import RuntimeOptions
 
 
+ZIPMAP = "zipmap"  # the dtype of a fetched ZipMap output: class probabilities as array<double>
+
+
 @dataclass(frozen=True)
 class TensorJob:
     """Everything an executor needs to run ``onnx_model`` on Arrow batches (picklable)."""
@@ -27,6 +30,7 @@ class TensorJob:
     batch_size: int
     runtime: RuntimeOptions
     stage: str
+    zipmaps: tuple[tuple[str, tuple], ...] = ()  # (ZipMap output, its class labels in the model's order)
 
 
 def model_with_outputs(model: "Path | bytes", extra: tuple[str, ...]) -> bytes:
@@ -53,6 +57,9 @@ def _column_matrix(column, n: int, dtype: str, shape: tuple, where: str) -> np.n
 
     if column.null_count:
         raise StageError(f"{where}: null value in row {column.is_null().to_pylist().index(True)}")
+    if dtype == "str":  # a string tensor (a converted text pipeline): ONNX Runtime takes numpy objects
+        texts = np.array(column.to_pylist(), dtype=object)
+        return texts.reshape(n, *[d if d > 0 else -1 for d in shape]) if shape else texts
     values, widths = column, None
     while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
         lengths = numpy_view(values.value_lengths())
@@ -80,6 +87,7 @@ def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
     session = None
     step = sessions.rows_per_call(job.batch_size, job.runtime.device)
     tensors = [t for _, t, _, _ in job.fetches]
+    labels = dict(job.zipmaps)
     for batch in batches:
         n = batch.num_rows
         parts: list[list[np.ndarray]] = [[] for _ in tensors]
@@ -92,14 +100,27 @@ def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
             }
             session = session or tensor_session(job.spec, job.extra_outputs, job.runtime, on_executor=True)
             for i, value in enumerate(session.run(tensors, feed)):
+                if tensors[i] in labels:  # ZipMap: one {class: probability} per row, in the model's class order
+                    value = np.array([[row[k] for k in labels[tensors[i]]] for row in value], np.float64)
                 parts[i].append(np.asarray(value))
         columns, names = list(batch.columns), list(batch.schema.names)
         for (col, _, dtype, is_array), chunks in zip(job.fetches, parts):
             names.append(col)
-            if chunks:
-                values = np.concatenate(chunks).astype(dtype, copy=False)
-                columns.append(arrow_values(values.reshape(n, -1) if is_array else values.reshape(n)))
-            else:  # an empty batch
-                empty = np.empty((0, 1) if is_array else 0, np.dtype(dtype))
-                columns.append(arrow_values(empty))
+            columns.append(_output_column(chunks, n, dtype, is_array))
         yield pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def _output_column(chunks: list[np.ndarray], n: int, dtype: str, is_array: bool):
+    """One fetched output of a batch as an Arrow column: numbers (scalars or flat arrays), or strings."""
+    import pyarrow as pa
+
+    if dtype == "str":
+        values = np.concatenate(chunks) if chunks else np.empty((0,), object)
+        if is_array:
+            return pa.array([[str(v) for v in row] for row in values.reshape(n, -1)], pa.list_(pa.string()))
+        return pa.array([str(v) for v in values.reshape(n)], pa.string())
+    np_dtype = "float64" if dtype == ZIPMAP else dtype
+    if chunks:
+        values = np.concatenate(chunks).astype(np_dtype, copy=False)
+        return arrow_values(values.reshape(n, -1) if is_array else values.reshape(n))
+    return arrow_values(np.empty((0, 1) if is_array else 0, np.dtype(np_dtype)))  # an empty batch

@@ -147,8 +147,11 @@ def _dummy_feed(graph: _Graph, session) -> dict[str, np.ndarray]:
     feed = {}
     for i in session.get_inputs():
         shape = [d if isinstance(d, int) and d > 0 else (1 if n == 0 else 224) for n, d in enumerate(i.shape)]
+        if i.type == "tensor(string)":  # a converted text pipeline: empty texts
+            feed[i.name] = np.full(shape, "", dtype=object)
+            continue
         dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int64)": np.int64,
-                 "tensor(double)": np.float64, "tensor(int32)": np.int32}.get(i.type, np.float32)
+                 "tensor(double)": np.float64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}.get(i.type, np.float32)
         feed[i.name] = np.zeros(shape, dtype)
     return feed
 
