@@ -1,4 +1,4 @@
-"""onnx_model scores converted scikit-learn models: ZipMap probabilities, int64 and string labels,
+"""onnx_model scores converted scikit-learn and LightGBM models: ZipMap probabilities, int64 and string labels,
 string inputs. Real models trained on data sets bundled with scikit-learn (no network), converted
 with skl2onnx; every Spark prediction is compared with the native library's on the same rows."""
 
@@ -87,3 +87,21 @@ def test_a_text_classifier_takes_strings_and_returns_string_labels(spark, zoo_en
     scalar = spark.createDataFrame([(i, t) for i, t in enumerate(queries)], "id int, text string")
     again = _score(spark, onx, scalar, {"text": "text"}, {"label": "output_label"}, tmp_path, "text2")
     assert [r["label"] for r in again] == [r["label"] for r in rows], "a string column feeds a [N, 1] input too"
+
+
+def test_a_converted_lightgbm_classifier_gives_the_native_predictions(spark, zoo_env, tmp_path):
+    import lightgbm
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    model = lightgbm.LGBMClassifier(n_estimators=40, num_leaves=15, random_state=0, verbose=-1).fit(X, y)
+    onx = convert_lightgbm(model, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=15,
+                           zipmap=True)
+    onx.ir_version = min(onx.ir_version, 10)
+    df = spark.createDataFrame([(i, row.tolist()) for i, row in enumerate(X)], "id int, x array<float>")
+    label, probabilities = [o.name for o in onx.graph.output]  # "label", "probabilities" (onnxmltools' names)
+    rows = _score(spark, onx.SerializeToString(), df, {"X": "x"}, {"label": label, "p": probabilities}, tmp_path, "lgbm")
+    assert [r["label"] for r in rows] == model.predict(X).tolist()
+    np.testing.assert_allclose([r["p"] for r in rows], model.predict_proba(X), atol=1e-5)
