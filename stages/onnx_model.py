@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
-from zoo.stages.params import HasModel, param
+from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasModel, param
 from zoo.stages.persistence import HasEmbeddedModel
 
 from zoo.errors import StageError
@@ -48,7 +48,7 @@ def _zipmap_labels(model: "Path | bytes", outputs: set[str]) -> dict[str, tuple]
     return labels
 
 
-class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
+class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, HasErrorCol):
     """Run an ONNX model: ``feedDict`` maps model inputs to columns, ``fetchDict`` output columns to tensors.
 
     The model is a zoo name or alias, ``sha256:<hex>``, or an ``.onnx`` path (``setModelBytes``
@@ -60,6 +60,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
     output (``seq(map)``: a converted scikit-learn, LightGBM or XGBoost classifier's probabilities)
     gives array<double> in the model's class order. String columns feed string inputs. ``softmaxDict`` and ``argMaxDict`` add
     softmax (array<double>) and argmax (int) columns of fetched outputs, computed in Spark SQL.
+    ``handleInvalid``: a row the model cannot take (a null, a wrong type or width) fails the stage
+    naming the row and column (``error``), is dropped (``skip``), or gets null outputs and the reason
+    in ``errorCol`` (``keep``); the other rows of its batch are scored either way.
     """
 
     zoo_name = "onnx_model"
@@ -74,7 +77,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
                  feedDict: dict | None = None, fetchDict: dict | None = None, softmaxDict: dict | None = None,
                  argMaxDict: dict | None = None, batchSize: int | None = None, device: str | None = None,
                  numThreads: int | None = None, graphOptimization: str | None = None, shipModel: bool | None = None,
-                 embedModel: bool | None = None):
+                 embedModel: bool | None = None, handleInvalid: str | None = None, errorCol: str | None = None):
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={})
         self._set_model_defaults()
@@ -132,6 +135,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
         from pyspark.sql import SparkSession
 
         self._check_model_params()
+        keep = self._check_handle_invalid() == "keep"
         feed, fetch = self.getFeedDict(), self.getFetchDict()
         if not feed or not fetch:
             raise StageError(f"{self._describe()}: set feedDict (model input -> column) and fetchDict (column -> tensor)")
@@ -161,6 +165,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
                 self.require_new_column(T.StructType(fields), dest)
                 kind_type = T.ArrayType(T.DoubleType(), False) if kind == "softmaxDict" else T.IntegerType()
                 fields.append(T.StructField(dest, kind_type, True))
+        if keep:
+            self.require_new_column(T.StructType(fields), self.getErrorCol())
+            fields.append(T.StructField(self.getErrorCol(), T.StringType(), True))
         return T.StructType(fields)
 
     def _executor_job(self, dataset: DataFrame):
@@ -179,7 +186,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
         fetches = tuple((col, t, _WIDEN.get(outs[t][0], outs[t][0]), outs[t][1] != 1) for col, t in self.getFetchDict().items())
         zipmaps = tuple((t, self._zipmaps[t]) for _, t, dtype, _ in fetches if dtype == ZIPMAP)
         job = TensorJob(spec, tuple(feeds), fetches, extra, self.getBatchSize(), self._runtime_options(), self._describe(),
-                        zipmaps)
+                        zipmaps, self.getHandleInvalid(), self.getErrorCol())
         return dataset, temp, job
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
@@ -187,7 +194,8 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
 
         schema = self.transformSchema(dataset.schema)
         dataset, temp, job = self._executor_job(dataset)
-        mapped = T.StructType([*dataset.schema.fields, *[f for f in schema.fields if f.name in self.getFetchDict()]])
+        made = set(self.getFetchDict()) | ({self.getErrorCol()} if job.handle_invalid == "keep" else set())
+        mapped = T.StructType([*dataset.schema.fields, *[f for f in schema.fields if f.name in made]])
         out = dataset.mapInArrow(lambda batches: run_tensors(batches, job), mapped)
         for src, dest in self.getSoftmaxDict().items():
             arr = F.col(f"`{src}`").cast("array<double>")
@@ -215,4 +223,8 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel):
             StageExample(cls(modelName=model, feedDict={"input": "pixels"}, fetchDict={"pooled": "flat", "logits": "logits"},
                              softmaxDict={"logits": "softmax"}, batchSize=2), df),
             StageExample(cls(modelName=model, cut=1, feedDict={"input": "pixels"}, fetchDict={"logits": "logits"}), df),
+            # a null and a short row among good ones: null outputs and the reason for those two only
+            StageExample(cls(modelName=model, feedDict={"input": "pixels"}, fetchDict={"probs": "probabilities"},
+                             handleInvalid="keep", batchSize=3),
+                         df.union(spark.createDataFrame([(5, None), (6, [1.0, 2.0])], df.schema))),
         ]

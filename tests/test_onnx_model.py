@@ -125,3 +125,30 @@ def test_an_embedded_model_makes_a_saved_onnx_model_self_contained(spark, zoo_en
     plain.write().overwrite().save(str(tmp_path / "plain"))
     with pytest.raises(Exception, match="model.onnx"):
         type(plain).load(str(tmp_path / "plain")).transform(df).collect()
+
+
+@pytest.mark.parametrize("mode", ["keep", "skip", "error"])
+def test_a_bad_row_gets_its_own_outcome_and_the_batch_is_kept(spark, zoo_env, pixels, mode):
+    good = [(i, p.ravel().tolist()) for i, p in enumerate(pixels)]
+    rows = [*good[:3], (100, None), *good[3:5], (101, [1.0, 2.0]), *good[5:]]
+    df = spark.createDataFrame(rows, "id int, pixels array<float>").coalesce(1)
+    stage = zoo.stage("onnx_model", modelName=tiny.tiny_model_path(), feedDict={"input": "pixels"},
+                      fetchDict={"p": "probabilities", "top": "logits"}, handleInvalid=mode, batchSize=4)
+    if mode == "error":
+        with pytest.raises(Exception, match=r"column 'pixels' \(feeding model input 'input'\): null value in row 3\. "
+                                            r"Set handleInvalid='skip'"):
+            stage.transform(df).collect()
+        return
+    out = {r["id"]: r for r in stage.transform(df).collect()}
+    want = _direct(tiny.tiny_model_bytes(), {"input": pixels}, ["probabilities"])[0]
+    for i in range(len(pixels)):  # every good row scored, as if the bad ones were not there
+        np.testing.assert_allclose(out[i]["p"], want[i], rtol=1e-6)
+    if mode == "skip":
+        assert sorted(out) == list(range(len(pixels)))
+        return
+    assert out[100]["p"] is None and out[100]["top"] is None and out[101]["p"] is None
+    # the reason names the column and the model input (not a position, which depends on partitioning)
+    assert out[100]["error"].endswith("column 'pixels' (feeding model input 'input'): null value in the row")
+    assert "column 'pixels' (feeding model input 'input'): the row holds 2 values; the model input needs 3072" \
+        in out[101]["error"]
+    assert all(out[i]["error"] is None for i in range(len(pixels)))
