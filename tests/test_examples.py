@@ -95,3 +95,10 @@ def test_transfer_learning_notebook_writes_the_report(tmp_path):
     for png in ("roc.png", "confusion.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "image/png" in json.dumps([o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])])
+
+
+def test_score_sklearn_model_example_agrees_with_scikit_learn(tmp_path):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "score_sklearn_model.py"), "--master", "local[2]"],
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "569 rows scored in Spark: 569 labels equal scikit-learn's" in done.stdout
