@@ -236,6 +236,7 @@ def _app_dirs(running) -> set:
     return set(running.folder.glob("worker*-work/app-*"))
 
 
+@pytest.mark.timeout(600)  # six Spark applications in a row: 130 s on the reference VM, 264 s on a slow one
 def test_readme_cluster_walkthrough(cluster, spark, zoo_env, mobilenet_bytes, photos, tmp_path):
     """README "Running on a cluster", line by line, with this machine's host, port and folders."""
     running, nodes = cluster
