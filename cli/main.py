@@ -149,7 +149,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
         _print_json([e.name for e in entries])
     else:
         print(f"exported {len(entries)} models to {args.dir}")
-        print(f"serve it and set ZOO_MIRRORS=<its URL> and ZOO_REGISTRY=<its URL>/registry.json")
+        print("serve it and set ZOO_MIRRORS=<its URL> and ZOO_REGISTRY=<its URL>/registry.json")
     return 0
 
 

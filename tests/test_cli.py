@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import MOBILENET, MOBILENET_SHA, entry, zoo_cmd
+from conftest import MOBILENET, MOBILENET_SHA, zoo_cmd
 from zoo.runtime import sessions
 
 

@@ -10,7 +10,6 @@ import shutil
 import sys
 import zipfile
 
-import pytest
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 
