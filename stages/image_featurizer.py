@@ -57,7 +57,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, H
                  cut: Any = None, modelSha256: str | None = None, preprocess: str | None = None,
                  outputFormat: str | None = None, handleInvalid: str | None = None, errorCol: str | None = None,
                  batchSize: int | None = None, device: str | None = None, numThreads: int | None = None,
-                 graphOptimization: str | None = None,
+                 graphOptimization: str | None = None, executionProviders: list | None = None,
                  maxPixels: int | None = None, shipModel: bool | None = None, embedModel: bool | None = None,
                  fastDecode: bool | None = None):
         super().__init__()

@@ -59,8 +59,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
     besides the batch may be inferred). Outputs of rank 1 become scalar columns, others flattened
     arrays (uint8/int8/float16 widened to int/float); a string tensor gives strings, and a ZipMap
     output (``seq(map)``: a converted scikit-learn, LightGBM or XGBoost classifier's probabilities)
-    gives array<double> in the model's class order. String columns feed string inputs. ``softmaxDict`` and ``argMaxDict`` add
-    softmax (array<double>) and argmax (int) columns of fetched outputs, computed in Spark SQL.
+    gives array<double> in the model's class order. String columns feed string inputs. ``softmaxDict``
+    and ``argMaxDict`` add softmax (array<double>) and argmax (int) columns of fetched outputs,
+    computed in Spark SQL.
     ``handleInvalid``: a row the model cannot take (a null, a wrong type or width) fails the stage
     naming the row and column (``error``), is dropped (``skip``), or gets null outputs and the reason
     in ``errorCol`` (``keep``); the other rows of its batch are scored either way.
@@ -77,7 +78,8 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
     def __init__(self, *, modelName: str | None = None, cut: Any = None, modelSha256: str | None = None,
                  feedDict: dict | None = None, fetchDict: dict | None = None, softmaxDict: dict | None = None,
                  argMaxDict: dict | None = None, batchSize: int | None = None, device: str | None = None,
-                 numThreads: int | None = None, graphOptimization: str | None = None, shipModel: bool | None = None,
+                 numThreads: int | None = None, graphOptimization: str | None = None,
+                 executionProviders: list | None = None, shipModel: bool | None = None,
                  embedModel: bool | None = None, handleInvalid: str | None = None, errorCol: str | None = None):
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={})

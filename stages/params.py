@@ -103,7 +103,7 @@ _SPECS: dict[tuple, Any] = {}
 
 class HasModel(Params):
     """``modelName``, ``cut``, ``modelSha256`` (pin), ``batchSize``, ``device``, ``numThreads``,
-    ``graphOptimization``, ``shipModel``:
+    ``graphOptimization``, ``executionProviders``, ``shipModel``:
     the params of a stage that runs an ONNX model, and its resolution on the driver."""
 
     modelName = param("the model: a zoo name or alias, 'sha256:<hex>', or a path to an .onnx file")
@@ -116,12 +116,15 @@ class HasModel(Params):
     graphOptimization = param("ONNX Runtime graph optimisation level: disable, basic, extended or all (default; on "
                               "CPU the node caches the optimised model once). Lower it for a model that an "
                               "optimisation breaks or slows")
+    executionProviders = param("ONNX Runtime execution providers to use, in order of preference (e.g. "
+                               "['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']; "
+                               "`zoo doctor` lists this machine's); empty = chosen from device", list[str])
     shipModel = param("send the model file to executors through Spark: auto (when its only routes are files on the "
                       "driver's machine and some executor's node cache lacks it), always, or never", to_ship_mode)
 
     def _set_model_defaults(self) -> None:
         self._setDefault(modelName="", modelSha256="", batchSize=0, device="auto", numThreads=0, shipModel="auto",
-                         graphOptimization="all")
+                         graphOptimization="all", executionProviders=[])
         if not self.hasDefault(self.cut):
             self._setDefault(cut=0)
 
@@ -140,7 +143,7 @@ class HasModel(Params):
 
     def _runtime_options(self) -> RuntimeOptions:
         return RuntimeOptions(device=self.getDevice(), intra_op_threads=self.getNumThreads(),
-                              optimization=self.getGraphOptimization())
+                              optimization=self.getGraphOptimization(), providers=tuple(self.getExecutionProviders()))
 
     def _model_spec(self, spark, preprocess: Any = "registry"):
         """Resolve the model on the driver (once per process and settings) and check the pin."""

@@ -48,7 +48,7 @@ class TextEmbedder(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
                  tokenizer: str | None = None, maxLength: int | None = None, pooling: str | None = None,
                  normalize: bool | None = None, outputTensor: str | None = None, modelSha256: str | None = None,
                  batchSize: int | None = None, device: str | None = None, numThreads: int | None = None,
-                 graphOptimization: str | None = None,
+                 graphOptimization: str | None = None, executionProviders: list | None = None,
                  shipModel: bool | None = None):
         super().__init__()
         self._set_model_defaults()

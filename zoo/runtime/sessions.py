@@ -42,6 +42,7 @@ class RuntimeOptions:
     intra_op_threads: int = 0
     inter_op_threads: int = 1
     optimization: str = "all"  # disable | basic | extended | all
+    providers: tuple[str, ...] = ()  # ONNX Runtime execution providers in the user's order (empty: from device)
 
 
 def model_loads(sha256: str | None = None) -> int:
@@ -147,6 +148,38 @@ def task_cpus() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def requested_providers(names: tuple[str, ...]) -> tuple[str, list]:
+    """(resolved device, providers) for execution providers the user listed, in their order: each must
+    be one this ONNX Runtime offers; a GPU provider is used only where a CUDA session really runs
+    (onnxruntime-gpu lists them on machines without a GPU), on the GPU Spark gave the task."""
+    import onnxruntime as ort
+
+    offered = ort.get_available_providers()
+    unknown = [n for n in names if n not in offered]
+    if unknown:
+        raise DeviceError(f"execution provider {unknown[0]!r} is not in this ONNX Runtime ({ort.__version__}); it offers "
+                          f"{', '.join(offered)}")
+    chosen: list = []
+    gpu = None
+    for name in names:
+        if name in _GPU_PROVIDERS:
+            if not cuda_available():
+                log.info("skipping %s: no usable GPU here", name)
+                continue
+            gpu = cuda_device(required=False) if gpu is None else gpu
+            chosen.append((name, {"device_id": gpu or 0}))
+        else:
+            chosen.append(name)
+    if not chosen:
+        raise DeviceError(f"none of the execution providers {list(names)} can run here (no usable GPU); add "
+                          "CPUExecutionProvider to fall back to the CPU")
+    first = chosen[0][0] if isinstance(chosen[0], tuple) else chosen[0]
+    return (f"cuda:{gpu or 0}" if first in _GPU_PROVIDERS else "cpu"), chosen
+
+
 def providers(device: str) -> tuple[str, list]:
     """(resolved device, ONNX Runtime providers) for ``device`` in this task."""
     if device not in DEVICES:
@@ -222,9 +255,9 @@ def session(sha256: str, load: Callable[[], "Path | bytes"], options: RuntimeOpt
     cached optimised file instead of optimising in this process (see :mod:`zoo.runtime.optimized`):
     same speed, about half the worker's peak memory.
     """
-    device, provs = providers(options.device)
+    device, provs = requested_providers(options.providers) if options.providers else providers(options.device)
     intra = options.intra_op_threads or task_cpus()
-    key = (sha256, device, intra, options.inter_op_threads, options.optimization)
+    key = (sha256, device, intra, options.inter_op_threads, options.optimization, options.providers)
     with _LOCK:
         hit = _SESSIONS.get(key)
         if hit is not None:
