@@ -203,11 +203,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         raise StageError(f"unknown stage {unknown[0]!r}; registered: {', '.join(known)}")
     checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else list(CHECKS)
-    if set(checks) - set(CHECKS):
+    wrong = [c for c in checks if c not in CHECKS]
+    if wrong:  # also before starting Spark
         from zoo.errors import StageError
 
-        wrong = sorted(set(checks) - set(CHECKS))[0]
-        raise StageError(f"unknown check {wrong!r}; choose from {', '.join(CHECKS)}")
+        raise StageError(f"unknown check {wrong[0]!r}; choose from {', '.join(CHECKS)}")
     os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
     started = time.perf_counter()
     spark = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pyspark import keyword_only
@@ -34,19 +33,29 @@ def _feedable(t: T.DataType) -> bool:
     return is_numeric(t) or isinstance(t, (T.BooleanType, T.StringType, VectorUDT))
 
 
-def _zipmap_labels(model: "Path | bytes", outputs: set[str]) -> dict[str, tuple]:
-    """For each of ``outputs`` made by a ZipMap node (converted scikit-learn, LightGBM and XGBoost
-    classifiers: a sequence of {class: probability} maps), the class labels in the model's order."""
-    import onnx
+_ZIPMAP_LABELS: dict[str, dict[str, tuple]] = {}  # model sha256 -> {ZipMap output: class labels}
 
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
-    labels = {}
-    for node in proto.graph.node:
-        if node.op_type == "ZipMap" and node.output[0] in outputs:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            found = attrs.get("classlabels_int64s") or [b.decode() for b in attrs.get("classlabels_strings", [])]
-            labels[node.output[0]] = tuple(found)
-    return labels
+
+def _zipmap_labels(spec) -> dict[str, tuple]:
+    """Every output of the model made by a ZipMap node (converted scikit-learn, LightGBM and XGBoost
+    classifiers: a sequence of {class: probability} maps), with its class labels in the model's
+    order. Read from the graph once per model and process: they are a property of its bytes."""
+    if spec.sha256 not in _ZIPMAP_LABELS:
+        import onnx
+
+        from zoo.runtime.models import obtain
+
+        model = obtain(spec)
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else \
+            onnx.load(str(model), load_external_data=False)
+        labels = {}
+        for node in proto.graph.node:
+            if node.op_type == "ZipMap":
+                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                found = attrs.get("classlabels_int64s") or [b.decode() for b in attrs.get("classlabels_strings", [])]
+                labels[node.output[0]] = tuple(found)
+        _ZIPMAP_LABELS[spec.sha256] = labels
+    return _ZIPMAP_LABELS[spec.sha256]
 
 
 class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, HasErrorCol):
@@ -84,7 +93,6 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={})
         self._set_model_defaults()
-        self._zipmaps: dict[str, tuple] = {}  # ZipMap output -> class labels, read from the model by _signature
         self._set(**self._input_kwargs)
 
     def setModelBytes(self, data: bytes) -> "ONNXModel":
@@ -122,14 +130,11 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
         outs = {o.name: (_ORT_NP.get(o.type, "float32"), len(o.shape) if o.shape is not None else 2)
                 for o in sess.get_outputs()}
         sequences = {o.name for o in sess.get_outputs() if o.type.startswith("seq(map(")}
-        if sequences & set(fetch.values()):
-            from zoo.runtime.models import obtain
-
-            for name, labels in _zipmap_labels(obtain(spec), sequences).items():
-                outs[name] = (ZIPMAP, 2)
-                self._zipmaps[name] = labels
+        zipmaps = _zipmap_labels(spec) if sequences & set(fetch.values()) else {}
+        for name in sequences & set(zipmaps):
+            outs[name] = (ZIPMAP, 2)
         for col, tensor in fetch.items():
-            if tensor in sequences and tensor not in self._zipmaps:
+            if tensor in sequences and tensor not in zipmaps:
                 raise StageError(f"{self._describe()}: output {tensor!r} (fetchDict[{col!r}]) is a sequence that is not a "
                                  "ZipMap of class probabilities; only those can become columns")
         return spec, inputs, outs, extra
@@ -187,7 +192,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
                 col = tmp
             feeds.append((name, col, *inputs[name]))
         fetches = tuple((col, t, _WIDEN.get(outs[t][0], outs[t][0]), outs[t][1] != 1) for col, t in self.getFetchDict().items())
-        zipmaps = tuple((t, self._zipmaps[t]) for _, t, dtype, _ in fetches if dtype == ZIPMAP)
+        zipmaps = tuple((t, _zipmap_labels(spec)[t]) for _, t, dtype, _ in fetches if dtype == ZIPMAP)
         job = TensorJob(spec, tuple(feeds), fetches, extra, self.getBatchSize(), self._runtime_options(), self._describe(),
                         zipmaps, self.getHandleInvalid(), self.getErrorCol())
         return dataset, temp, job

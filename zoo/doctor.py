@@ -77,11 +77,10 @@ def _check_onnxruntime() -> Check:
         import onnxruntime as ort
     except ImportError as exc:
         return Check("onnxruntime", False, f"cannot import onnxruntime: {exc}")
-    from zoo.runtime.sessions import cuda_available
+    from zoo.runtime.sessions import GPU_PROVIDERS, cuda_available
 
     listed = ort.get_available_providers()
-    gpu = cuda_available()
-    unusable = [p for p in listed if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") and not gpu]
+    unusable = [] if cuda_available() else [p for p in listed if p in GPU_PROVIDERS]
     usable = [p for p in listed if p not in unusable]
     detail = f"{ort.__version__}; providers: {', '.join(usable)}"
     if unusable:

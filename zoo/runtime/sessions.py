@@ -148,7 +148,7 @@ def task_cpus() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")  # usable only where cuda_available()
 
 
 def requested_providers(names: tuple[str, ...]) -> tuple[str, list]:
@@ -165,7 +165,7 @@ def requested_providers(names: tuple[str, ...]) -> tuple[str, list]:
     chosen: list = []
     gpu = None
     for name in names:
-        if name in _GPU_PROVIDERS:
+        if name in GPU_PROVIDERS:
             if not cuda_available():
                 log.info("skipping %s: no usable GPU here", name)
                 continue
@@ -177,7 +177,7 @@ def requested_providers(names: tuple[str, ...]) -> tuple[str, list]:
         raise DeviceError(f"none of the execution providers {list(names)} can run here (no usable GPU); add "
                           "CPUExecutionProvider to fall back to the CPU")
     first = chosen[0][0] if isinstance(chosen[0], tuple) else chosen[0]
-    return (f"cuda:{gpu or 0}" if first in _GPU_PROVIDERS else "cpu"), chosen
+    return (f"cuda:{gpu or 0}" if first in GPU_PROVIDERS else "cpu"), chosen
 
 
 def providers(device: str) -> tuple[str, list]:
