@@ -1,11 +1,12 @@
 """How stages that hold more than JSON params are saved and loaded, on every file system Spark writes to.
 
 - :class:`HasEmbeddedModel` (:class:`EmbeddingWriter` / :class:`EmbeddingReader`): a model stage
-  (image_featurizer, onnx_model) saved with its model inside
-  (``embedModel=True``), for fully self-contained pipelines. The (cut) model's bytes are written
-  next to the stage's metadata as a one-row parquet file; loading puts them into the local zoo
-  cache and points the stage at them by sha256, with the preprocessing it had when saved, and
-  switches ``shipModel`` on so executors on other nodes receive the file too.
+  (image_featurizer, onnx_model, text_embedder) saved with its model inside
+  (``embedModel=True``), for fully self-contained pipelines. The (cut) model's bytes, and the files
+  other params name (text_embedder's tokenizer), are written next to the stage's metadata as a
+  one-row parquet file, each pinned by sha256; loading puts them into the local zoo cache and
+  points the stage at them, with the preprocessing it had when saved, and switches ``shipModel`` on
+  so executors on other nodes receive the model too.
 - :class:`HasInnerModel`: fitted models that hold a fitted Spark model (IDF weights, a
   PipelineModel), written with its own writer into a sub-folder of the stage's folder and loaded
   with Spark's own reader.
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -39,6 +41,10 @@ class HasEmbeddedModel(Params):
         """The preprocessing resolved into the saved spec (None: the stage has none)."""
         return None
 
+    def _embedded_files(self) -> dict[str, bytes]:
+        """Param name -> the bytes of the file it names, saved with the model (e.g. a tokenizer)."""
+        return {}
+
     def write(self):
         return EmbeddingWriter(self)
 
@@ -60,9 +66,13 @@ class EmbeddingWriter(DefaultParamsWriter):
         spec = stage._model_spec(self.sparkSession, preprocess=stage._embedded_preprocess())
         runnable = obtain(spec)
         data = runnable if isinstance(runnable, bytes) else runnable.read_bytes()
+        files = stage._embedded_files()
         record = {"sha256": spec.sha256, "preprocess": spec.preprocess, "source_sha256": spec.source_sha256,
-                  "cut": spec.cut.index if spec.cut else 0}
-        df = self.sparkSession.createDataFrame([(json.dumps(record), bytearray(data))], "spec string, model binary")
+                  "cut": spec.cut.index if spec.cut else 0,
+                  "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()}}
+        df = self.sparkSession.createDataFrame(
+            [(json.dumps(record), bytearray(data), {name: bytearray(blob) for name, blob in files.items()})],
+            "spec string, model binary, files map<string, binary>")
         df.coalesce(1).write.mode("overwrite").parquet(f"{path.rstrip('/')}/{_DIR}")
 
 
@@ -73,8 +83,6 @@ class EmbeddingReader(DefaultParamsReader):
         stage = super().load(path)
         if not stage.getEmbedModel():
             return stage
-        import hashlib
-
         from zoo.errors import ChecksumError
         from zoo.hub.cache import model_cache
 
@@ -82,6 +90,12 @@ class EmbeddingReader(DefaultParamsReader):
         record, data = json.loads(row["spec"]), bytes(row["model"])
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
             raise ChecksumError(f"the model embedded in {path} does not match its recorded sha256 {record['sha256']}")
+        files = {name: bytes(blob) for name, blob in (row.asDict().get("files") or {}).items()}
+        for name, sha in record.get("files", {}).items():
+            if name not in files or hashlib.sha256(files[name]).hexdigest() != sha:
+                raise ChecksumError(f"the {name} file embedded in {path} is missing or does not match its recorded "
+                                    f"sha256 {sha}")
+            stage._set(**{name: str(model_cache().import_bytes(files[name])[1])})
         model_cache().import_bytes(data)
         stage._set(modelName=f"sha256:{record['sha256']}", cut=0, modelSha256=record["sha256"], shipModel=True)
         if stage.hasParam("preprocess"):

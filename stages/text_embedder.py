@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.params import HasModel, param
+from zoo.stages.persistence import HasEmbeddedModel
 from zoo.stages.workers.text import POOLINGS, TOKENIZER_INPUTS, load_tokenizer
 
 from zoo.errors import StageError
@@ -31,9 +32,10 @@ from zoo.runtime.jvm_functions import to_vector
 from zoo.runtime.sessions import RuntimeOptions
 
 
-class TextEmbedder(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
+class TextEmbedder(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasOutputCol):
     """Embed the texts of ``inputCol`` with an ONNX text encoder (``modelName``) and its tokenizer
-    (``tokenizer``: a ``tokenizer.json`` path) into the vector column ``outputCol``."""
+    (``tokenizer``: a ``tokenizer.json`` path) into the vector column ``outputCol``. With
+    ``embedModel`` a saved stage holds both the model and the tokenizer."""
 
     zoo_name = "text_embedder"
     zoo_streaming = True  # checked by the kit's streaming check
@@ -49,7 +51,7 @@ class TextEmbedder(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
                  normalize: bool | None = None, outputTensor: str | None = None, modelSha256: str | None = None,
                  batchSize: int | None = None, device: str | None = None, numThreads: int | None = None,
                  graphOptimization: str | None = None, executionProviders: list | None = None,
-                 shipModel: bool | None = None):
+                 shipModel: bool | None = None, embedModel: bool | None = None):
         super().__init__()
         self._set_model_defaults()
         self._setDefault(inputCol="text", outputCol="embedding", tokenizer="", maxLength=128, pooling="mean",
@@ -87,6 +89,9 @@ class TextEmbedder(ZooTransformer, HasModel, HasInputCol, HasOutputCol):
         except Exception as exc:
             raise StageError(f"{self._describe()}: {location!r} is not a tokenizers tokenizer.json: {exc}") from None
         return text
+
+    def _embedded_files(self) -> dict[str, bytes]:
+        return {"tokenizer": self._tokenizer_json().encode("utf-8")}
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
         from zoo.stages.workers.tensors import tensor_session

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
 import sys
 import time
 
-import pytest
 
 import zoo
 from conftest import MOBILENET_SHA, entry, without_privileges

@@ -102,3 +102,12 @@ def test_score_sklearn_model_example_agrees_with_scikit_learn(tmp_path):
                           env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "569 rows scored in Spark: 569 labels equal scikit-learn's" in done.stdout
+
+
+def test_score_sklearn_model_notebook(tmp_path):
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    for name in ("score_sklearn_model.py", "score_sklearn_model.ipynb"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    nb = _run_notebook(folder / "score_sklearn_model.ipynb", _env(tmp_path))
+    assert "569 of 569 labels equal scikit-learn's" in _outputs(nb)

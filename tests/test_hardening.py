@@ -5,7 +5,6 @@ real file systems (a tmpfs for a full disk), real processes; no mocks."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket

@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import Pipeline
 
 import zoo
 from zoo.testing import tiny

@@ -174,3 +174,75 @@ def test_execution_providers_are_a_param_in_the_users_order(spark, zoo_env, pixe
         np.testing.assert_allclose(run(["CUDAExecutionProvider", "CPUExecutionProvider"]), want, rtol=1e-6)
         with pytest.raises(Exception, match="none of the execution providers .* can run here"):
             run(["CUDAExecutionProvider"])  # ... and with none left, the stage says so
+
+
+def _sequence_model() -> bytes:
+    """A model that takes no mask: X [batch, tokens] float -> mean over tokens [batch] and X * 2 [batch, tokens]."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceMean", ["X"], ["mean"], axes=[1], keepdims=0),
+             helper.make_node("Add", ["X", "X"], ["double"])]
+    graph = helper.make_graph(nodes, "sequence", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["b", "t"])],
+                              [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["b"]),
+                               helper.make_tensor_value_info("double", TensorProto.FLOAT, ["b", "t"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_rows_of_different_lengths_without_a_mask_run_in_groups_of_equal_length(spark, zoo_env, tmp_path):
+    rng = np.random.default_rng(2)
+    seqs = [rng.normal(size=int(n)).astype(np.float32) for n in rng.integers(1, 9, size=23)]
+    path = tmp_path / "sequence.onnx"
+    path.write_bytes(_sequence_model())
+    df = spark.createDataFrame([(i, s.tolist()) for i, s in enumerate(seqs)], "id int, x array<float>")
+    stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"X": "x"}, fetchDict={"m": "mean", "d": "double"})
+    runs = {batch: sorted(stage.copy({stage.batchSize: batch}).transform(df.repartition(2)).collect(),
+                          key=lambda r: r["id"]) for batch in (1, 3, 64)}
+    for batch in (3, 64):  # ONNX Runtime's ReduceMean may differ in the last bit between batch shapes
+        assert [r["d"] for r in runs[batch]] == [r["d"] for r in runs[1]], "a row's result is its own"
+        np.testing.assert_allclose([r["m"] for r in runs[batch]], [r["m"] for r in runs[1]], rtol=1e-6)
+    session = ort.InferenceSession(_sequence_model(), providers=["CPUExecutionProvider"])
+    for row, seq in zip(runs[3], seqs):
+        mean, double = session.run(["mean", "double"], {"X": seq[None, :]})
+        np.testing.assert_allclose(row["m"], mean[0], rtol=1e-6)
+        assert row["d"] == double[0].tolist()
+
+
+def test_token_ids_of_different_lengths_are_padded_with_a_mask_and_cut_back(spark, zoo_env):
+    """The tiny BERT-style encoder: input_ids and token_type_ids from columns of different lengths, the
+    attention_mask made by the stage; last_hidden_state follows the padded dimension, so each row gets
+    exactly its own tokens' vectors, nested [tokens][hidden] with flattenOutputs=False."""
+    rng = np.random.default_rng(3)
+    ids = [rng.integers(1, len(tiny.TEXT_VOCAB), size=int(n)).tolist() for n in rng.integers(1, 7, size=11)]
+    df = spark.createDataFrame([(i, t, [0] * len(t)) for i, t in enumerate(ids)], "id int, ids array<bigint>, "
+                               "types array<int>")
+    stage = zoo.stage("onnx_model", modelName=tiny.tiny_text_encoder_path(),
+                      feedDict={"input_ids": "ids", "token_type_ids": "types"},
+                      fetchDict={"hidden": "last_hidden_state"}, flattenOutputs=False, padValue=0.0, batchSize=4)
+    out = stage.transform(df.repartition(3))
+    assert out.schema["hidden"].dataType.simpleString() == "array<array<float>>"
+    rows = sorted(out.collect(), key=lambda r: r["id"])
+    session = ort.InferenceSession(tiny.tiny_text_encoder_bytes(), providers=["CPUExecutionProvider"])
+    for row, t in zip(rows, ids):
+        one = np.array([t], np.int64)
+        alone = session.run(["last_hidden_state"], {"input_ids": one, "token_type_ids": one * 0,
+                                                    "attention_mask": np.ones_like(one)})[0][0]
+        assert len(row["hidden"]) == len(t), "cut back to the row's own tokens"
+        np.testing.assert_array_equal(np.array(row["hidden"], np.float32), alone)
+    flat = stage.copy({stage.flattenOutputs: True}).transform(df).orderBy("id").first()["hidden"]
+    assert len(flat) == len(ids[0]) * 8
+    with pytest.raises(StageError, match="maskInput names 'mask'; the model's inputs are input_ids, attention_mask"):
+        stage.copy({stage.maskInput: "mask"}).transform(df)
+    with pytest.raises(StageError, match="maskInput 'attention_mask' is also fed from column 'ids'"):
+        stage.copy({stage.maskInput: "attention_mask", stage.feedDict: {
+            "input_ids": "ids", "token_type_ids": "types", "attention_mask": "ids"}}).transform(df)
+
+
+def test_a_row_whose_lengths_disagree_between_columns_is_invalid(spark, zoo_env):
+    df = spark.createDataFrame([(0, [4, 5], [0, 0]), (1, [4, 5, 6], [0, 0]), (2, [7], [0])],
+                               "id int, ids array<bigint>, types array<bigint>")
+    stage = zoo.stage("onnx_model", modelName=tiny.tiny_text_encoder_path(),
+                      feedDict={"input_ids": "ids", "token_type_ids": "types"},
+                      fetchDict={"hidden": "last_hidden_state"}, handleInvalid="skip")
+    assert sorted(r["id"] for r in stage.transform(df.coalesce(1)).collect()) == [0, 2]

@@ -105,3 +105,64 @@ def test_a_converted_lightgbm_classifier_gives_the_native_predictions(spark, zoo
     rows = _score(spark, onx.SerializeToString(), df, {"X": "x"}, {"label": label, "p": probabilities}, tmp_path, "lgbm")
     assert [r["label"] for r in rows] == model.predict(X).tolist()
     np.testing.assert_allclose([r["p"] for r in rows], model.predict_proba(X), atol=1e-5)
+
+
+def test_a_converted_xgboost_regressor_scores_scalar_columns_assembled_in_order(spark, zoo_env, tmp_path):
+    """The diabetes data as ten scalar columns (as a table holds it); feedDict lists them in the order the
+    model was trained on and onnx_model assembles them into its one float tensor."""
+    import xgboost
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    X, y = data.data.astype(np.float32), data.target
+    model = xgboost.XGBRegressor(n_estimators=60, max_depth=4, random_state=0).fit(X, y)
+    onx = convert_xgboost(model, initial_types=[("X", FloatTensorType([None, X.shape[1]]))], target_opset=15)
+    onx.ir_version = min(onx.ir_version, 10)
+    columns = list(data.feature_names)
+    df = spark.createDataFrame([(i, *map(float, row)) for i, row in enumerate(X)],
+                               ["id", *columns]).select("id", *reversed(columns))  # table order is not model order
+    rows = _score(spark, onx.SerializeToString(), df, {"X": columns}, {"y": onx.graph.output[0].name}, tmp_path, "xgb")
+    assert len(rows) == len(X)
+    np.testing.assert_allclose([r["y"][0] for r in rows], model.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_a_null_in_an_assembled_column_is_that_rows_error_naming_the_column(spark, zoo_env, tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :3].astype(np.float32)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    path = tmp_path / "three.onnx"
+    path.write_bytes(_onnx(model, X[:1]))
+    rows = [(i, *map(float, r)) for i, r in enumerate(X[:6])]
+    rows[4] = (4, float(X[4, 0]), None, float(X[4, 2]))
+    df = spark.createDataFrame(rows, "id int, radius double, texture double, perimeter double")
+    stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"X": ["radius", "texture", "perimeter"]},
+                      fetchDict={"label": "output_label"}, handleInvalid="keep", batchSize=4)
+    out = sorted(stage.transform(df).collect(), key=lambda r: r["id"])
+    assert [r["label"] for r in out[:4] + out[5:]] == model.predict(np.delete(X[:6], 4, axis=0)).tolist()
+    assert out[4]["label"] is None
+    assert "column 'texture' (feeding model input 'X'): null value in the row" in out[4]["error"]
+    with pytest.raises(Exception, match=r"column .texture. \(feeding model input .X.\): null value in row \d+\."):
+        stage.copy({stage.handleInvalid: "error"}).transform(df).collect()
+    with pytest.raises(Exception, match="input column 'id2' is missing"):
+        stage.copy({stage.feedDict: {"X": ["radius", "id2", "perimeter"]}}).transform(df)
+
+
+def test_zipmap_as_a_map_column_keyed_by_class(spark, zoo_env, tmp_path):
+    X, y = load_wine(return_X_y=True)
+    model = LogisticRegression(max_iter=2000).fit(X.astype(np.float32), y)
+    path = tmp_path / "wine.onnx"
+    path.write_bytes(_onnx(model, X[:1].astype(np.float32)))
+    df = spark.createDataFrame([(i, X[i].tolist()) for i in (0, 70, 150)], "id int, x array<double>")
+    stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"X": "x"},
+                      fetchDict={"p": "output_probability"}, zipMapFormat="map")
+    out = stage.transform(df)
+    assert out.schema["p"].dataType.simpleString() == "map<bigint,double>"
+    got = [r["p"] for r in sorted(out.collect(), key=lambda r: r["id"])]
+    expected = model.predict_proba(X[[0, 70, 150]].astype(np.float32))
+    for probabilities, want in zip(got, expected):
+        assert sorted(probabilities) == [0, 1, 2]
+        np.testing.assert_allclose([probabilities[k] for k in (0, 1, 2)], want, atol=1e-5)
+    with pytest.raises(Exception, match="zipMapFormat must be one of array, map"):
+        stage.copy({stage.zipMapFormat: "dict"}).transform(df)

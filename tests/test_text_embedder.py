@@ -66,3 +66,41 @@ def test_bad_settings_are_named(spark, tmp_path):
         _stage(pooling="max").transform(df)
     with pytest.raises(StageError, match="pooling='none' needs"):
         _stage(pooling="none").transform(df).collect()
+
+
+def test_an_embedded_model_and_tokenizer_make_a_saved_text_embedder_self_contained(spark, zoo_env, tmp_path,
+                                                                                   monkeypatch):
+    import shutil
+
+    from pyspark.ml import PipelineModel
+
+    model, tokenizer = tmp_path / "encoder.onnx", tmp_path / "tokenizer.json"
+    shutil.copy(tiny.tiny_text_encoder_path(), model)
+    shutil.copy(tiny.tiny_tokenizer_path(), tokenizer)
+    df = spark.createDataFrame(TEXTS, "id int, text string")
+    stage = _stage(modelName=str(model), tokenizer=str(tokenizer), embedModel=True)
+    want = {r["id"]: r["embedding"] for r in stage.transform(df).collect()}
+    PipelineModel(stages=[stage]).write().overwrite().save(str(tmp_path / "pm"))
+    model.unlink()
+    tokenizer.unlink()  # both sources gone, and the cache too
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh-home"))
+    loaded = PipelineModel.load(str(tmp_path / "pm")).stages[0]
+    assert loaded.getModelName().startswith("sha256:")
+    assert loaded.getTokenizer().startswith(str(tmp_path / "fresh-home"))
+    assert {r["id"]: r["embedding"] for r in loaded.transform(df).collect()} == want
+    # a tampered tokenizer is refused, naming what it is
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = next((tmp_path / "pm" / "stages").iterdir()) / "zoo_model"
+    part = next(folder.glob("*.parquet"))
+    table = pq.read_table(part)
+    files = table.column("files").to_pylist()[0]
+    files = [(k, v + b" ") for k, v in files]
+    pq.write_table(table.set_column(table.schema.get_field_index("files"), "files",
+                                    pa.array([files], table.schema.field("files").type)), part)
+    for crc in folder.glob(".*.crc"):
+        crc.unlink()
+    with pytest.raises(Exception, match="the tokenizer file embedded in .* does not match its recorded sha256"):
+        PipelineModel.load(str(tmp_path / "pm"))
+

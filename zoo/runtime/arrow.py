@@ -11,16 +11,18 @@ import numpy as np
 
 
 def arrow_values(matrix: np.ndarray, valid: np.ndarray | None = None):
-    """A numeric Arrow array for 1-D ``matrix``, else list<…> over its rows (no copy of the values);
-    rows where ``valid`` is False are null."""
+    """A numeric Arrow array for 1-D ``matrix``, else list<…> over its rows, nested once per further
+    dimension (no copy of the values); rows where ``valid`` is False are null."""
     import pyarrow as pa
 
     if matrix.ndim == 1:
         return flat_array(matrix)
-    n, width = matrix.shape
+    n, width = matrix.shape[:2]
     offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int32))
     validity = None if valid is None or valid.all() else bitmap(valid)
-    values = flat_array(np.ascontiguousarray(matrix).reshape(-1))
+    matrix = np.ascontiguousarray(matrix)
+    values = arrow_values(matrix.reshape(n * width, *matrix.shape[2:])) if matrix.ndim > 2 else \
+        flat_array(matrix.reshape(-1))
     return pa.Array.from_buffers(pa.list_(values.type), n, [validity, offsets], children=[values])
 
 
