@@ -1,4 +1,5 @@
-"""``zoo featurize``: a folder (or glob) of images to a parquet file of features, on any Spark master."""
+"""``zoo featurize`` and ``zoo predict``: a folder (or glob) of images to a parquet file of features, or
+to what is in each image (printed, or written to parquet), on any Spark master."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def _spark(master: str, conf: list[tuple[str, str]]):
 class _Progress:
     """A tqdm bar of finished tasks, fed by polling Spark's status tracker (no listener needed)."""
 
-    def __init__(self, spark, enabled: bool):
+    def __init__(self, spark, enabled: bool, desc: str):
+        self.desc = desc
         self.tracker = spark.sparkContext.statusTracker()
         self.enabled = enabled
         self.stop = threading.Event()
@@ -58,7 +60,7 @@ class _Progress:
     def _run(self) -> None:
         from tqdm import tqdm
 
-        bar = tqdm(total=0, unit="task", desc="featurizing", disable=not self.enabled, file=sys.stderr)
+        bar = tqdm(total=0, unit="task", desc=self.desc, disable=not self.enabled, file=sys.stderr)
         while not self.stop.wait(0.5):
             done = total = 0
             for sid in self.tracker.getActiveStageIds():
@@ -79,15 +81,20 @@ class _Progress:
         self.thread.join()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+PREDICTION_COLUMNS = ["path", "prediction", "label", "probability", "topK"]
+
+
+def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
+    """Featurize (or, with ``predict``, classify) ``args.input``; a summary of what was done. Without
+    ``args.output`` (predict only) the summary holds each file's label and score."""
     from pyspark.sql import functions as F
 
     import zoo
     from zoo.config import settings
     from zoo.log import quiet_spark
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
+    out = Path(args.output) if args.output else None
+    if out is not None and out.exists() and not args.overwrite:
         from zoo.errors import StageError
 
         raise StageError(f"{out} exists; pass --overwrite to replace it")
@@ -100,39 +107,70 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     quiet_spark(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
     try:
         df = zoo.read_images(spark, args.input, glob=args.glob)
-        params = dict(outputFormat=args.format, handleInvalid=args.handle_invalid, batchSize=args.batch_size,
-                      device=args.device, fastDecode=args.fast_decode, shipModel=args.ship_model)
+        params = dict(handleInvalid=args.handle_invalid, batchSize=args.batch_size, device=args.device,
+                      fastDecode=args.fast_decode, shipModel=args.ship_model)
+        keep = args.handle_invalid == "keep"
+        if predict:
+            built = zoo.pipeline(args.model, predict=True, k=args.top, **params)
+        else:
+            built = zoo.pipeline(args.model, args.cut, outputFormat=args.format, **params)
         started = time.perf_counter()
         progress = settings().progress
-        with zoo.cluster.watch(spark) as watched, _Progress(spark, progress if progress is not None else sys.stderr.isatty()):
-            model = zoo.pipeline(args.model, args.cut, **params).fit(df)
-            model.transform(df).drop("content").write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
+        predictions = None
+        with zoo.cluster.watch(spark) as watched, _Progress(spark, progress if progress is not None else sys.stderr.isatty(),
+                                                            "classifying" if predict else "featurizing"):
+            result = built.fit(df).transform(df)
+            result = result.select(*PREDICTION_COLUMNS, *(["error"] if keep else [])) if predict else \
+                result.drop("content")
+            if out is not None:
+                result.write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
+            else:
+                predictions = [{"path": r["path"], "label": r["label"],
+                                "score": r["topK"][0]["score"] if r["topK"] else None,
+                                "error": r["error"] if keep else None}
+                               for r in result.select("path", "label", "topK", *(["error"] if keep else []))
+                               .orderBy("path").collect()]
         elapsed = time.perf_counter() - started
-        written = spark.read.parquet(str(out))
-        keep = args.handle_invalid == "keep"
-        counts = written.agg(F.count(F.lit(1)).alias("n"), *([F.count("error").alias("failed")] if keep else [])).first()
-        rows = counts["n"]
+        if predictions is None:
+            written = spark.read.parquet(str(out))
+            counts = written.agg(F.count(F.lit(1)).alias("n"),
+                                 *([F.count("error").alias("failed")] if keep else [])).first()
+            rows, failures = counts["n"], counts["failed"] if keep else 0
+        else:
+            rows, failures = len(predictions), sum(p["error"] is not None for p in predictions)
         # every file found gets a row in keep mode; in skip mode the difference is what was skipped
         found = rows if keep else df.count()
-        failed = counts["failed"] if keep else found - rows
-        return {
-            "output": str(out), "model": args.model, "cut": args.cut, "found": found, "images": rows,
-            "featurized": found - failed, "failed": failed, "handle_invalid": args.handle_invalid,
+        failed = failures if keep else found - rows
+        summary = {
+            "output": str(out) if out is not None else None, "model": args.model, "found": found, "images": rows,
+            "failed": failed, "handle_invalid": args.handle_invalid,
             "startup_seconds": round(startup, 3),
             "seconds": round(elapsed, 3), "images_per_second": round(rows / elapsed, 2) if elapsed else None,
             "nodes": [str(n) for n in watched.nodes], "task_failures": watched.failures,
         }
+        if predict:
+            summary.update(top=args.top, predicted=found - failed, predictions=predictions)
+        else:
+            summary.update(cut=args.cut, featurized=found - failed)
+        return summary
     finally:
         if owned:
             spark.stop()
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
+    """The arguments of ``zoo featurize`` (or, with ``predict``, of ``zoo predict``)."""
     p.add_argument("input", metavar="INPUT", help="a folder of images (searched recursively) or a glob")
     p.add_argument("--model", required=True, help="zoo name, alias, sha256: or .onnx path")
-    p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
-    p.add_argument("--output", required=True, help="parquet folder to write (path, features[, error])")
-    p.add_argument("--format", choices=["vector", "array"], default="vector", help="features as ML vector or array<float>")
+    if predict:
+        p.add_argument("--top", type=int, default=5, help="classes per image in topK (default 5)")
+        p.add_argument("--output", help="parquet folder to write (path, prediction, label, probability, topK[, error]); "
+                                        "default: print a table of file, label and score")
+    else:
+        p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
+        p.add_argument("--output", required=True, help="parquet folder to write (path, features[, error])")
+        p.add_argument("--format", choices=["vector", "array"], default="vector",
+                       help="features as ML vector or array<float>")
     p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     p.add_argument("--conf", action="append", metavar="KEY=VALUE",
                    help="a Spark setting, as spark-submit's --conf (repeatable), e.g. spark.executor.memory=2g")

@@ -67,6 +67,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'sources':12} " + "\n             ".join(data["sources"]))
     print(f"{'input':12} {json.dumps(data['input'])}")
     print(f"{'preprocess':12} {json.dumps(data['preprocess'])}")
+    label_set = data.get("label_set")
+    if label_set and "count" in label_set:
+        print(f"{'labels':12} {label_set['name']} ({label_set['count']:,} names: {', '.join(label_set['first'])}, ...)")
+    elif label_set:
+        print(f"{'labels':12} {label_set.get('error') or json.dumps(label_set)}")
     if data.get("available_cuts"):
         print("cuts (cut=K drops the last K layers; `zoo pull` first if this list is missing):")
         rows = [[str(c["index"]), c["tensor"], c["op"] or "(full model)",
@@ -262,6 +267,24 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from zoo.cli.featurize import run
+
+    summary = run(args, predict=True)
+    if args.json:
+        _print_json(summary)
+        return 0
+    if summary["predictions"] is not None:
+        rows = [[p["path"].removeprefix("file:"), p["label"] if p["error"] is None else f"(failed: {p['error']})",
+                 "" if p["score"] is None else f"{p['score']:.3f}"] for p in summary["predictions"]]
+        _table(rows, ["FILE", "LABEL", "SCORE"])
+    target = f" -> {summary['output']}" if summary["output"] else ""
+    print(f"{summary['found']:,} files found{target}: {summary['predicted']:,} classified, {summary['failed']:,} failed "
+          f"in {summary['seconds']:.1f} s: {summary['images_per_second']} img/s "
+          f"(after {summary['startup_seconds']:.1f} s starting Spark)", file=sys.stderr if not target else sys.stdout)
+    return 0
+
+
 def cmd_cluster_env(args: argparse.Namespace) -> int:
     from zoo.cluster import env_archive
 
@@ -367,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     from zoo.cli.featurize import add_arguments
 
     add_arguments(add("featurize", cmd_featurize, "featurize a folder of images into parquet with a zoo model (Spark)"))
+    add_arguments(add("predict", cmd_predict, "what is in each image: class names and scores from a zoo classifier "
+                                              "(Spark), printed or written to parquet"), predict=True)
     return parser
 
 

@@ -38,6 +38,7 @@ CHOSEN = [
     ("efficientnet-lite4-11-int8", ["efficientnet-lite4-int8"], "EfficientNet-Lite4, int8 quantized, softmax output", EFFICIENTNET_LITE),
 ]
 DTYPES = {"tensor(float)": "float32"}
+SOFTMAX_OUTPUT = {"efficientnet-lite4-11", "efficientnet-lite4-11-int8"}  # the others output logits
 
 
 def _dims(shape):
@@ -66,7 +67,8 @@ def build(manifest: list[dict]) -> dict:
                 "bytes": meta["model_bytes"],
                 "sources": [f"hf://onnxmodelzoo/{stem}/{stem}.onnx@main", GITHUB + m["model_path"]],
                 "input": {"name": inp["name"], "layout": layout, "shape": shape, "dtype": DTYPES[inp["type"]]},
-                "output": {"name": out["name"], "shape": _dims(out["shape"])},
+                "output": {"name": out["name"], "shape": _dims(out["shape"]),
+                           **({"activation": "softmax"} if stem in SOFTMAX_OUTPUT else {})},
                 "preprocess": pre,
                 "labels": "imagenet",
                 "opset": m["opset_version"],

@@ -10,6 +10,7 @@ def zoo_register_stages():
     from zoo.stages.columns import Drop, Rename, Select
     from zoo.stages.group_average import GroupAverage
     from zoo.stages.image_augmenter import ImageAugmenter
+    from zoo.stages.image_classifier import ImageClassifier
     from zoo.stages.image_featurizer import ImageFeaturizer
     from zoo.stages.image_transformer import ImageTransformer
     from zoo.stages.onnx_model import ONNXModel
@@ -21,4 +22,4 @@ def zoo_register_stages():
     from zoo.stages.vector_assembler import VectorAssembler
 
     return [SQL, Repartition, Cache, Select, Drop, Rename, VectorAssembler, ImageFeaturizer, ImageAugmenter,
-            GroupAverage, ONNXModel, ImageTransformer, TextFeaturizer, TabularFeaturizer, TextEmbedder]
+            GroupAverage, ONNXModel, ImageTransformer, TextFeaturizer, TabularFeaturizer, TextEmbedder, ImageClassifier]

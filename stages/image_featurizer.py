@@ -19,19 +19,18 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
-from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasModel, param
+from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasImageInput, HasModel, param
 from zoo.stages.persistence import HasEmbeddedModel
 from zoo.stages.workers.image_input import EXPECTED, ImageInput, input_kind
 
 from zoo.errors import SchemaError, StageError
-from zoo.runtime.imaging import DEFAULT_MAX_PIXELS
 from zoo.runtime.jvm_functions import to_vector
 
 OUTPUT_FORMATS = ("vector", "array")
 
 
-class ImageFeaturizer(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasOutputCol, HasHandleInvalid,
-                      HasErrorCol):
+class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel, HasInputCol, HasOutputCol,
+                      HasHandleInvalid, HasErrorCol):
     """Featurize images with a zoo model cut ``cut`` layers from its head.
 
     ``inputCol`` holds encoded image bytes (``binaryFile``), an image struct (Spark's ``image``
@@ -44,13 +43,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, H
     zoo_name = "image_featurizer"
     zoo_streaming = True  # checked by the kit's streaming check
 
-    preprocess = param("how images are prepared: '' for the registry's recipe, a preset name (imagenet, "
-                       "efficientnet-lite, none) or a JSON object in the registry's preprocess format")
     outputFormat = param("vector (ML vector) or array (array<float>)")
-    maxPixels = param("images with more pixels are invalid (checked from the header)", int)
-    fastDecode = param("decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT) when they stay at least as large "
-                       "as the resize target: faster decoding, slightly different pixels than full decoding + resize",
-                       bool)
 
     @keyword_only
     def __init__(self, *, inputCol: str | None = None, outputCol: str | None = None, modelName: str | None = None,
@@ -61,26 +54,11 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, H
                  maxPixels: int | None = None, shipModel: bool | None = None, embedModel: bool | None = None,
                  fastDecode: bool | None = None):
         super().__init__()
-        self._setDefault(inputCol="content", outputCol="features", cut=1, preprocess="", outputFormat="vector",
-                         maxPixels=DEFAULT_MAX_PIXELS, fastDecode=False)
+        self._setDefault(inputCol="content", outputCol="features", cut=1, outputFormat="vector")
         self._set_model_defaults()
         self._set(**self._input_kwargs)
 
-    def _embedded_preprocess(self):
-        return self._preprocess_value()
-
     # -- schema ------------------------------------------------------------------------------------
-    def _preprocess_value(self):
-        text = self.getPreprocess().strip()
-        if not text:
-            return "registry"
-        if text.startswith("{"):
-            try:
-                return json.loads(text)
-            except ValueError as exc:
-                raise StageError(f"{self._describe()}: preprocess is not valid JSON: {exc}") from None
-        return text
-
     def transformSchema(self, schema: T.StructType) -> T.StructType:
         self._check_model_params()
         if self.getOutputFormat() not in OUTPUT_FORMATS:

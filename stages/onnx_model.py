@@ -7,7 +7,7 @@ from typing import Any
 from pyspark import keyword_only
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
@@ -42,6 +42,19 @@ def to_feed_dict(value: Any) -> dict[str, str | list[str]]:
 
 def _scalar_number(t: T.DataType) -> bool:
     return is_numeric(t) or isinstance(t, T.BooleanType)
+
+
+def _softmax(scores: Column) -> Column:
+    """Softmax of an array column, as array<double> (shifted by the maximum: no overflow)."""
+    scores = scores.cast("array<double>")
+    shifted = F.transform(scores, lambda x: F.exp(x - F.array_max(scores)))
+    total = F.aggregate(shifted, F.lit(0.0), lambda acc, x: acc + x)
+    return F.transform(shifted, lambda x: x / total)
+
+
+def _argmax(scores: Column) -> Column:
+    """Index of the largest element of an array column (the first of equal maxima, as numpy's argmax)."""
+    return F.array_position(scores, F.array_max(scores)) - 1
 
 
 def _dim_names(shape) -> tuple:
@@ -304,13 +317,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
         mapped = T.StructType([*dataset.schema.fields, *[f for f in schema.fields if f.name in made]])
         out = dataset.mapInArrow(lambda batches: run_tensors(batches, job), mapped)
         for src, dest in self.getSoftmaxDict().items():
-            arr = F.col(f"`{src}`").cast("array<double>")
-            shifted = F.transform(arr, lambda x: F.exp(x - F.array_max(arr)))
-            total = F.aggregate(shifted, F.lit(0.0), lambda acc, x: acc + x)
-            out = out.withColumn(dest, F.transform(shifted, lambda x: x / total))
+            out = out.withColumn(dest, _softmax(F.col(f"`{src}`")))
         for src, dest in self.getArgMaxDict().items():
-            arr = F.col(f"`{src}`")
-            out = out.withColumn(dest, (F.array_position(arr, F.array_max(arr)) - 1).cast("int"))
+            out = out.withColumn(dest, _argmax(F.col(f"`{src}`")).cast("int"))
         return out.drop(*temp).select(*[f"`{f.name}`" for f in schema.fields])
 
     @classmethod

@@ -165,3 +165,37 @@ class HasModel(Params):
                 f"to {pin}. Use modelName='sha256:{pin}' (served by the cache or ZOO_MIRRORS) or clear modelSha256"
             )
         return spec
+
+
+class HasImageInput(Params):
+    """``preprocess``, ``maxPixels``, ``fastDecode``: how a stage that runs a zoo model on images
+    (image_featurizer, image_classifier) decodes and prepares them. ``inputCol`` comes from SparkML."""
+
+    preprocess = param("how images are prepared: '' for the registry's recipe, a preset name (imagenet, "
+                       "efficientnet-lite, none) or a JSON object in the registry's preprocess format")
+    maxPixels = param("images with more pixels are invalid (checked from the header)", int)
+    fastDecode = param("decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT) when they stay at least as large "
+                       "as the resize target: faster decoding, slightly different pixels than full decoding + resize",
+                       bool)
+
+    def __init__(self, *args: Any):
+        from zoo.runtime.imaging import DEFAULT_MAX_PIXELS
+
+        super().__init__(*args)
+        self._setDefault(preprocess="", maxPixels=DEFAULT_MAX_PIXELS, fastDecode=False)
+
+    def _preprocess_value(self) -> Any:
+        """'registry', a preset name, or the recipe as a dict."""
+        text = self.getPreprocess().strip()
+        if not text:
+            return "registry"
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise StageError(f"{self._describe()}: preprocess is not valid JSON: {exc}") from None
+        return text
+
+    def _embedded_preprocess(self) -> Any:
+        return self._preprocess_value()
+

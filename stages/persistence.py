@@ -45,6 +45,11 @@ class HasEmbeddedModel(Params):
         """Param name -> the bytes of the file it names, saved with the model (e.g. a tokenizer)."""
         return {}
 
+    def _embedded_params(self) -> dict[str, Any]:
+        """Params whose value was resolved from the registry when saved (the registry may not know the
+        embedded model where it is loaded)."""
+        return {}
+
     def write(self):
         return EmbeddingWriter(self)
 
@@ -69,7 +74,8 @@ class EmbeddingWriter(DefaultParamsWriter):
         files = stage._embedded_files()
         record = {"sha256": spec.sha256, "preprocess": spec.preprocess, "source_sha256": spec.source_sha256,
                   "cut": spec.cut.index if spec.cut else 0,
-                  "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()}}
+                  "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
+                  "params": stage._embedded_params()}
         df = self.sparkSession.createDataFrame(
             [(json.dumps(record), bytearray(data), {name: bytearray(blob) for name, blob in files.items()})],
             "spec string, model binary, files map<string, binary>")
@@ -97,6 +103,7 @@ class EmbeddingReader(DefaultParamsReader):
                                     f"sha256 {sha}")
             stage._set(**{name: str(model_cache().import_bytes(files[name])[1])})
         model_cache().import_bytes(data)
+        stage._set(**record.get("params", {}))
         stage._set(modelName=f"sha256:{record['sha256']}", cut=0, modelSha256=record["sha256"], shipModel=True)
         if stage.hasParam("preprocess"):
             stage._set(preprocess=json.dumps(record["preprocess"]) if record["preprocess"] else "none")

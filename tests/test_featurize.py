@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -23,50 +22,9 @@ from zoo.testing import tiny
 from zoo.hub.presets import IMAGENET
 from zoo.errors import DeviceError, StageError
 
-from conftest import SHARED, missing
+from conftest import SHARED
 
 PHOTOS = SHARED / "data" / "imagenet-sample"
-
-
-@pytest.fixture(scope="module")
-def labels() -> dict[str, int]:
-    if not (PHOTOS / "labels.csv").exists():
-        missing(f"{PHOTOS} is absent: the shared photos are not beside the checkout")
-    with open(PHOTOS / "labels.csv") as fh:
-        return {row["file"]: int(row["class_index"]) for row in csv.DictReader(fh)}
-
-
-@pytest.fixture(scope="module")
-def reference_top1(labels, mobilenet_bytes) -> float:
-    """Top-1 of the shared MobileNet v2 int8 on the shared photos with the published preprocessing done
-    independently of sparkzoo (Pillow: RGB, bilinear shorter side 256, centre crop 224, ImageNet
-    mean/std). The model's published ImageNet top-1 is 68.3%; a 100-photo sample lands within a few
-    points of it (0.73 on the current sample), so the tests compare with this figure, not a constant
-    tuned to one sample."""
-    from PIL import Image
-
-    sess = ort.InferenceSession(mobilenet_bytes, providers=["CPUExecutionProvider"])
-    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
-    hits = []
-    for name, label in labels.items():
-        im = Image.open(PHOTOS / name).convert("RGB")
-        scale = 256 / min(im.size)
-        im = im.resize((round(im.size[0] * scale), round(im.size[1] * scale)), Image.BILINEAR)
-        left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
-        x = ((np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255 - mean) / std)
-        hits.append(int(np.argmax(sess.run(None, {"input": x.transpose(2, 0, 1)[None]})[0])) == label)
-    top1 = float(np.mean(hits))
-    assert top1 >= 0.55, f"the reference itself scores {top1}: is the shared sample labelled as documented?"
-    return top1
-
-
-@pytest.fixture
-def mnv2(zoo_env, write_registry, mobilenet_bytes, labels):
-    """The real MobileNet v2 int8 registered from ../shared under a local name, with its published preprocessing."""
-    from conftest import MOBILENET, entry
-
-    write_registry(entry("mnv2-local", mobilenet_bytes, [MOBILENET.as_uri()], preprocess=IMAGENET))
-    return "mnv2-local"
 
 
 def _top1(rows, labels, column="features") -> float:

@@ -16,6 +16,7 @@ from zoo.hub.resolver import pin
 from zoo.log import get_logger
 from zoo.stages.group_average import GroupAverage
 from zoo.stages.image_augmenter import ImageAugmenter
+from zoo.stages.image_classifier import ImageClassifier
 from zoo.stages.image_featurizer import ImageFeaturizer
 
 FILES_PER_PARTITION = 128
@@ -139,7 +140,7 @@ def _jvm(spark: SparkSession):
 
 def pipeline(
     name: str,
-    cut: int | str = 1,
+    cut: int | str | None = None,
     *,
     inputCol: str = "content",  # noqa: N803 - SparkML's spelling
     outputCol: str = "features",  # noqa: N803
@@ -147,6 +148,7 @@ def pipeline(
     ensemble_by: str | None = None,
     head: Any = None,
     embed: bool = False,
+    predict: bool = False,
     **stage_params: Any,
 ) -> Pipeline:
     """A ``Pipeline``: (augmenter) -> featurizer -> (``head``, e.g. LogisticRegression) -> (group average).
@@ -158,18 +160,22 @@ def pipeline(
     (a photo id for test-time augmentation, a burst id for camera bursts). ``embed=True`` saves the
     (cut) model's bytes inside the saved pipeline, so it loads with no zoo source. Other keyword arguments
     set featurizer params (``batchSize``, ``device``, ``handleInvalid``, ``outputFormat``, ...).
+
+    ``cut`` defaults to 1 (features). ``predict=True`` classifies instead, with the whole model
+    (``cut`` must be 0 or left out): an ``image_classifier`` adds ``prediction``, ``probability``,
+    ``label`` and ``topK`` (``k``, ``labels`` and ``activation`` are its params; ``inputCol`` is kept).
     """
+    if predict and (cut not in (None, 0) or head is not None or ensemble_by):
+        raise StageError("zoo.pipeline(predict=True) classifies with the whole model: leave cut out (or 0), and use "
+                         "head/ensemble_by with features (predict=False)")
     stages: list[Any] = []
     if augment:
         variants = ["flip_lr"] if augment is True else list(augment)
         stages.append(ImageAugmenter(inputCol=inputCol, variants=variants))
-    try:
-        featurizer = ImageFeaturizer(inputCol=inputCol, outputCol=outputCol, modelName=name, cut=cut,
-                                     modelSha256=pin(name), embedModel=embed, **stage_params)
-    except TypeError as exc:  # an unknown keyword argument
-        known = ", ".join(sorted(p.name for p in ImageFeaturizer().params))
-        raise StageError(f"stage 'image_featurizer': {exc}. Its params: {known}") from None
-    stages.append(featurizer)
+    model_params = dict(inputCol=inputCol, modelName=name, modelSha256=pin(name), embedModel=embed, **stage_params)
+    if predict:
+        return Pipeline(stages=[*stages, _built(ImageClassifier, model_params)])
+    stages.append(_built(ImageFeaturizer, {**model_params, "outputCol": outputCol, "cut": 1 if cut is None else cut}))
     if head is not None:
         if head.hasParam("featuresCol"):
             head.set(head.getParam("featuresCol"), outputCol)
@@ -180,3 +186,12 @@ def pipeline(
             averaged = head.getOrDefault(head.getParam("probabilityCol"))
         stages.append(GroupAverage(inputCol=averaged, keyCol=ensemble_by, outputCol=f"{averaged}_avg"))
     return Pipeline(stages=stages)
+
+
+def _built(cls: type, params: dict[str, Any]) -> Any:
+    """``cls(**params)``; an unknown keyword names the stage and lists its params."""
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        known = ", ".join(sorted(p.name for p in cls().params))
+        raise StageError(f"stage {cls.zoo_name!r}: {exc}. Its params: {known}") from None

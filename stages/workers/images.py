@@ -38,6 +38,25 @@ class ImageJob:
     output_col: str
     stage: str  # for messages
     fast_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale when the resize allows it
+    top_k: int = 0  # > 0 (image_classifier): the outputs as probabilities (double), plus the k best classes
+    softmax: bool = False  # with top_k: the model outputs logits
+
+
+def _classified(matrix: np.ndarray, valid: np.ndarray, job: ImageJob) -> list:
+    """image_classifier's columns from the model's outputs: probabilities (softmax of logits), and the
+    indices and scores of the ``top_k`` best classes (ties: the lower index first, as SparkML's argmax)."""
+    probs = matrix.astype(np.float64)
+    if job.softmax:
+        probs = np.exp(probs - probs.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :job.top_k]
+    return [arrow_values(probs, valid), arrow_values(order.astype(np.int32), valid),
+            arrow_values(np.take_along_axis(probs, order, axis=1), valid)]
+
+
+def top_k_columns(output_col: str) -> tuple[str, str, str]:
+    """The columns a classifying job adds: probabilities, top-k indices, top-k scores."""
+    return output_col, f"{output_col}_index", f"{output_col}_score"
 
 
 def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
@@ -90,8 +109,12 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
         if chunks:
             matrix[valid] = np.concatenate(chunks)
         seen += n
-        columns = [*batch.columns, arrow_values(matrix, valid)]
-        names = [*batch.schema.names, job.output_col]
+        if job.top_k:
+            columns = [*batch.columns, *_classified(matrix, valid, job)]
+            names = [*batch.schema.names, *top_k_columns(job.output_col)]
+        else:
+            columns = [*batch.columns, arrow_values(matrix, valid)]
+            names = [*batch.schema.names, job.output_col]
         if job.handle_invalid == "keep":
             columns.append(pa.array(errors, type=pa.string()))
             names.append(job.error_col)

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from zoo.config import Settings
 from zoo.config import settings as current_settings
 from zoo.errors import ChecksumError, ModelNotFoundError
-from zoo.hub import layer_cuts
+from zoo.hub import labels, layer_cuts
 from zoo.hub import registry, resolver
 from zoo.hub.cache import ModelCache, PruneReport, hash_file, model_cache
 from zoo.hub.download import progress_bar
@@ -61,6 +61,7 @@ def info(name: str) -> dict[str, Any]:
     out["origin"] = entry.origin
     out["cached"] = path.exists()
     out["path"] = str(path) if path.exists() else None
+    out["label_set"] = labels.describe(entry, cache)
     if path.exists():
         out["available_cuts"] = [c.to_dict() for c in layer_cuts.cached_analysis(cache, entry.sha256, path, entry.cuts)]
     return out

@@ -56,7 +56,7 @@ class ModelEntry:
     sources: tuple[str, ...]
     input: dict[str, Any]
     preprocess: dict[str, Any] | None
-    labels: str | None
+    labels: str | dict[str, Any] | None
     aliases: tuple[str, ...] = ()
     cuts: tuple[str, ...] | None = None
     output: dict[str, Any] | None = None

@@ -134,3 +134,12 @@ def tiny_text_encoder_path() -> str:
 @lru_cache(maxsize=1)
 def tiny_tokenizer_path() -> str:
     return _written("tokenizer.json", tiny_tokenizer_json().encode("utf-8"))
+
+
+TINY_LABELS = ["snow leopard", "ibex", "blue sheep", "red fox", "empty"]  # the tiny model's 5 classes
+
+
+@lru_cache(maxsize=1)
+def tiny_labels_path() -> str:
+    """A label file (one name per line) for the tiny model's five classes."""
+    return _written("tiny-labels.txt", "".join(f"{name}\n" for name in TINY_LABELS).encode("utf-8"))
