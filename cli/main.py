@@ -45,14 +45,26 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """A size in bytes: 123, 100K, 20MB, 1.5GiB (K/M/G/T = powers of 1024)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 5000000, 100MB or 2GiB")
+    return int(float(m[1]) * 1024 ** " KMGT".index(m[2].upper() or " "))
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    entries = zoo.models(cached=args.cached)
+    entries = zoo.models(cached=args.cached, task=args.task, search=" ".join(args.search or []) or None,
+                         license=args.license, max_bytes=args.max_size)
     cached = {e.sha256 for e in (entries if args.cached else zoo.models(cached=True))}
     if args.json:
         _print_json([e.to_dict() | {"origin": e.origin, "cached": e.sha256 in cached} for e in entries])
         return 0
-    rows = [[e.name, ",".join(e.aliases), _mib(e.bytes), "yes" if e.sha256 in cached else "", e.description] for e in entries]
-    _table(rows, ["NAME", "ALIASES", "SIZE", "CACHED", "DESCRIPTION"])
+    rows = [[e.name, ",".join(e.aliases), e.task, _mib(e.bytes), "yes" if e.sha256 in cached else "", e.description]
+            for e in entries]
+    _table(rows, ["NAME", "ALIASES", "TASK", "SIZE", "CACHED", "DESCRIPTION"])
     return 0
 
 
@@ -339,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ls", cmd_ls, "list the models every registry knows")
     p.add_argument("--cached", action="store_true", help="only models present in the cache")
+    p.add_argument("--task", help="only this task, e.g. image-classification, object-detection (a wrong one lists all)")
+    p.add_argument("--search", nargs="+", metavar="WORD", help="only models whose name, aliases, description, task or "
+                                                              "licence hold every word (any case)")
+    p.add_argument("--license", help="only models under this licence, e.g. Apache-2.0 (any case)")
+    p.add_argument("--max-size", type=_size, metavar="SIZE", help="only models of at most SIZE (bytes, or 100MB, 2GiB)")
 
     p = add("info", cmd_info, "show a model's registry entry and cache status")
     p.add_argument("name", metavar="NAME")

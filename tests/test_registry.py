@@ -39,6 +39,58 @@ def test_builtin_registry_pins_the_real_upstream_checksums(zoo_env):
     assert entries["mobilenetv2-12-int8"].preprocess["color_order"] == "RGB"
 
 
+def test_the_catalogue_holds_every_model_of_the_onnx_model_zoo_with_its_task(zoo_env):
+    """All 184 manifest entries, pinned to their real sha256 and size, each with a task; the families a
+    sparkzoo image stage runs carry their preprocessing (ArcFace as a feature extractor among them)."""
+    import sys
+
+    manifest_path = SHARED / "reference" / "onnx-model-zoo-manifest.json"
+    if not manifest_path.exists():
+        missing("shared reference manifest absent")
+    manifest = {Path(m["model_path"]).stem: m for m in json.loads(manifest_path.read_text())}
+    entries = {e.name: e for e in zoo.models()}
+    assert set(manifest) <= set(entries) and len(manifest) == 184
+    for stem, m in manifest.items():
+        e = entries[stem]
+        assert (e.sha256, e.bytes) == (m["metadata"]["model_sha"], m["metadata"]["model_bytes"]), stem
+        assert e.preprocess is None or e.input is not None, stem
+    tasks = {e.task for e in entries.values()}
+    assert {"image-classification", "object-detection", "image-segmentation", "feature-extraction",
+            "question-answering", "text-generation", "style-transfer", "super-resolution"} <= tasks
+    arcface = entries["arcfaceresnet100-8"]
+    assert arcface.task == "feature-extraction" and arcface.preprocess["resize"]["size"] == [112, 112]
+    assert arcface.labels is None
+    assert entries["yolov3-10"].task == "object-detection" and entries["yolov3-10"].preprocess is None
+    assert entries["MaskRCNN-12"].task == "image-segmentation" and entries["bertsquad-10"].input is None
+    assert sum(e.preprocess is not None for e in entries.values()) >= 40
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from build_registry import build
+
+    shipped = json.loads(resources.files("zoo.hub").joinpath("registry.json").read_text())
+    assert build(list(manifest.values())) == shipped, "registry.json is what scripts/build_registry.py makes"
+
+
+def test_zoo_ls_filters_by_task_words_licence_and_size(zoo_env):
+    from test_cli import zoo_cmd
+
+    def names(*args: str) -> list[dict]:
+        return json.loads(zoo_cmd("ls", "--json", *args).stdout)
+
+    detection = names("--task", "object-detection")
+    assert detection and {e["task"] for e in detection} == {"object-detection"}
+    assert "yolov3-10" in {e["name"] for e in detection}
+    found = names("--search", "ResNet", "INT8")
+    assert found and all("resnet" in (e["name"] + e["description"]).lower() for e in found)
+    assert all("int8" in (e["name"] + e["description"]).lower() for e in found)
+    assert {e["license"] for e in names("--license", "mit")} == {"MIT"}
+    small = names("--max-size", "5MB", "--task", "image-classification")
+    assert small and all(e["bytes"] <= 5 * 2**20 for e in small)
+    assert all(e["bytes"] > 5 * 2**20 for e in names("--task", "image-classification") if e not in small)
+    done = zoo_cmd("ls", "--task", "detection", check=2)
+    assert "unknown task 'detection'; tasks: image-classification, object-detection" in done.stderr
+    assert "is not a size" in zoo_cmd("ls", "--max-size", "big", check=2).stderr
+
+
 @pytest.mark.parametrize("bad", ["../evil", "/etc/passwd", "a/b", "..", "C:\\\\x", "\\\\\\\\srv\\\\share", "a..b", "a:b", ""])
 def test_names_that_could_escape_the_cache_are_rejected(zoo_env, write_registry, bad):
     write_registry(entry(bad, b"x", ["https://example.org/x.onnx"]))

@@ -22,6 +22,9 @@ from zoo.hub.presets import preset
 from zoo.hub.registry import ModelEntry, Registry
 
 
+TASKS = tuple(registry.schema()["$defs"]["model"]["properties"]["task"]["enum"])
+
+
 def _settings(progress: bool | None = None) -> Settings:
     s = current_settings()
     return dataclasses.replace(s, progress=progress) if progress is not None else s
@@ -38,14 +41,30 @@ def pull(name_or_sha: str, *, progress: bool | None = None) -> Path:
     return resolver.fetch_blob(name_or_sha, _settings(progress))[0]
 
 
-def models(*, cached: bool = False) -> list[ModelEntry]:
-    """Every model the merged registries know, sorted by name (only cached ones with ``cached``)."""
+def models(*, cached: bool = False, task: str | None = None, search: str | None = None, license: str | None = None,
+           max_bytes: int | None = None) -> list[ModelEntry]:
+    """The models the merged registries know, sorted by name: only cached ones with ``cached``, of a
+    ``task`` (``image-classification``, ``object-detection``, ...; see :data:`TASKS`), whose name,
+    aliases, description, task or licence hold every word of ``search`` (any case), under a
+    ``license`` (any case), of at most ``max_bytes``."""
+    from zoo.errors import ConfigError
+
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     s = current_settings()
     entries = list(registry.load(s))
     if cached:
         present = set(model_cache(s).shas())
         entries = [e for e in entries if e.sha256 in present]
-    return entries
+    words = (search or "").lower().split()
+
+    def keep(e: ModelEntry) -> bool:
+        text = " ".join([e.name, *e.aliases, e.description, e.task, e.license]).lower()
+        return ((task is None or e.task == task) and all(w in text for w in words)
+                and (license is None or e.license.lower() == license.lower())
+                and (max_bytes is None or e.bytes <= max_bytes))
+
+    return [e for e in entries if keep(e)]
 
 
 def info(name: str) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class ModelEntry:
     sha256: str
     bytes: int
     sources: tuple[str, ...]
-    input: dict[str, Any]
+    input: dict[str, Any] | None  # None: read from the model file when it is needed
     preprocess: dict[str, Any] | None
     labels: str | dict[str, Any] | None
     aliases: tuple[str, ...] = ()
@@ -75,7 +75,7 @@ class ModelEntry:
             sha256=data["sha256"],
             bytes=data["bytes"],
             sources=tuple(data["sources"]),
-            input=data["input"],
+            input=data.get("input"),
             preprocess=data["preprocess"],
             labels=data["labels"],
             aliases=tuple(data.get("aliases", ())),
@@ -99,10 +99,11 @@ class ModelEntry:
             sha256=self.sha256,
             bytes=self.bytes,
             sources=list(self.sources),
-            input=self.input,
             preprocess=self.preprocess,
             labels=self.labels,
         )
+        if self.input is not None:
+            out["input"] = self.input
         for key in ("output", "opset", "homepage"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -112,7 +113,8 @@ class ModelEntry:
 
 
 @functools.lru_cache(maxsize=1)
-def _schema() -> dict[str, Any]:
+def schema() -> dict[str, Any]:
+    """The registry's JSON schema (zoo/hub/registry.schema.json)."""
     return json.loads(resources.files("zoo.hub").joinpath("registry.schema.json").read_text("utf-8"))
 
 
@@ -121,10 +123,10 @@ def _validator():
     """jsonschema's validator: every error with its path, for the messages (slow to import: ~100 ms)."""
     import jsonschema
 
-    schema = _schema()
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    document = schema()
+    cls = jsonschema.validators.validator_for(document)
+    cls.check_schema(document)
+    return cls(document)
 
 
 def _fast_validator():
@@ -209,6 +211,9 @@ def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[Mode
                 _check_source(url)
         except UnsafePathError as exc:
             raise UnsafePathError(f"registry {origin}: model {data['name']!r}: {exc}") from None
+        if data["preprocess"] is not None and data.get("input") is None:
+            raise RegistryError(f"registry {origin}: model {data['name']!r} has a preprocess recipe but no input: say "
+                                "which input the prepared images feed (name, layout, shape, dtype)")
         entries.append(ModelEntry.from_dict(data, origin))
     return entries
 

@@ -123,6 +123,7 @@ def locate(ref: ModelRef | str, settings: Settings | None = None) -> LocatedMode
                             describe_model(path)["input"], None, None)
     path, entry = fetch_blob(ref, s)
     if entry is not None:
-        return LocatedModel(ref, path, entry.sha256, entry.bytes, entry.sources, entry, entry.input, entry.preprocess,
+        described = entry.input or describe_model(path)["input"]  # a catalogue entry need not say
+        return LocatedModel(ref, path, entry.sha256, entry.bytes, entry.sources, entry, described, entry.preprocess,
                             entry.cuts)
     return LocatedModel(ref, path, path.name, path.stat().st_size, (), None, describe_model(path)["input"], None, None)
