@@ -143,10 +143,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    recipe = args.preprocess
+    if recipe and recipe.lstrip().startswith("{"):
+        try:
+            recipe = json.loads(recipe)
+        except ValueError as exc:
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"--preprocess is not valid JSON: {exc}") from None
     entry = zoo.add(
         args.file,
         name=args.name,
-        preprocess=args.preprocess,
+        preprocess=recipe,
         description=args.description,
         license=args.license,
         labels=args.labels,
@@ -371,12 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["dir", "size", "prune"])
 
     p = add("add", cmd_add, "register a local ONNX file in the user registry and cache it")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE|URL", help="a local .onnx file, hf://ORG/REPO/FILE.onnx[@REV] or https://...")
     p.add_argument("--name", required=True)
-    p.add_argument("--preprocess", default="imagenet", help="preset: imagenet (default), efficientnet-lite, none")
+    p.add_argument("--preprocess", help="preset (imagenet, efficientnet-lite, none) or a JSON recipe; default: imagenet "
+                                        "for a file, what the source publishes for a URL")
     p.add_argument("--alias", action="append", help="an extra name (repeatable)")
     p.add_argument("--description")
-    p.add_argument("--license", default="unknown")
+    p.add_argument("--license", help="default: what the source publishes, else unknown")
     p.add_argument("--labels", help="label set, e.g. imagenet")
     p.add_argument("--task", default="image-classification")
 

@@ -12,8 +12,9 @@ from typing import Any, Iterable
 
 from zoo.config import Settings
 from zoo.config import settings as current_settings
-from zoo.errors import ChecksumError, ModelNotFoundError
-from zoo.hub import labels, layer_cuts
+from zoo.errors import ChecksumError, ModelNotFoundError, RegistryError, ZooError
+from zoo.hub import labels as labels_module
+from zoo.hub import layer_cuts
 from zoo.hub import registry, resolver
 from zoo.hub.cache import ModelCache, PruneReport, hash_file, model_cache
 from zoo.hub.download import progress_bar
@@ -80,7 +81,7 @@ def info(name: str) -> dict[str, Any]:
     out["origin"] = entry.origin
     out["cached"] = path.exists()
     out["path"] = str(path) if path.exists() else None
-    out["label_set"] = labels.describe(entry, cache)
+    out["label_set"] = labels_module.describe(entry, cache)
     if path.exists():
         out["available_cuts"] = [c.to_dict() for c in layer_cuts.cached_analysis(cache, entry.sha256, path, entry.cuts)]
     return out
@@ -111,51 +112,79 @@ def add(
     path: str | os.PathLike[str],
     *,
     name: str,
-    preprocess: str | dict[str, Any] | None = "imagenet",
+    preprocess: str | dict[str, Any] | None = None,
     description: str | None = None,
-    license: str = "unknown",
+    license: str | None = None,
     task: str = "image-classification",
     labels: str | None = None,
     aliases: Iterable[str] = (),
 ) -> ModelEntry:
-    """Register a local ONNX file under ``name`` in the user registry and import it into the cache.
+    """Register a model under ``name`` in the user registry and import it into the cache.
 
-    The input name, shape, dtype and layout are read from the model; ``preprocess`` is a preset
-    name (``imagenet``, ``efficientnet-lite``, ``none``) or a full dict. Re-adding a name replaces it.
+    ``path`` is a local ONNX file, ``hf://ORG/REPO/FILE.onnx[@REV]`` or an ``https://`` URL: a URL is
+    downloaded once and pinned (by sha256, and an ``hf://`` source at the commit its revision points
+    to now), and what the Hub publishes beside it (a timm-style ``config.json``: preprocessing, class
+    names, licence; the model card's licence) fills what the arguments leave out. The input name,
+    shape, dtype and layout are read from the model. ``preprocess`` is a preset name (``imagenet``,
+    ``efficientnet-lite``, ``none``) or a full dict; left out, a local file gets ``imagenet`` and a
+    URL what its source publishes (an error if it publishes none). ``labels`` is a shipped label set
+    or a label file. Re-adding a name replaces it; on any error nothing is written.
     """
+    from zoo.hub import published as publishing
     from zoo.hub.onnx_files import describe_model
 
     s = current_settings()
     registry.check_name(name)
     for alias in aliases:
         registry.check_name(alias, "alias")
-    src = Path(path).expanduser().resolve()
-    if not src.is_file():
-        raise ModelNotFoundError(f"no such model file {src}")
-    described = describe_model(src)
-    sha = hash_file(src)
-    data: dict[str, Any] = {
-        "name": name,
-        "aliases": list(aliases),
-        "description": description or f"{src.name}, added with `zoo add`",
-        "license": license,
-        "task": task,
-        "format": "onnx",
-        "sha256": sha,
-        "bytes": src.stat().st_size,
-        "sources": [src.as_uri()],
-        "preprocess": preset(preprocess),
-        "labels": labels,
-        **described,
-    }
-    if not data["aliases"]:
-        del data["aliases"]
     cache = model_cache(s)
-    user = cache.user_registry_path
-    entry = registry.parse_document({"schema_version": 1, "models": [data]}, str(user))[0]
-    cache.ensure_writable()
-    if cache.lookup(sha, entry.bytes) is None:
-        cache.import_file(src, sha)
+    try:
+        remote = publishing.fetch(str(path), cache, s) if publishing.is_url(str(path)) else None
+    except ZooError as exc:  # name the model being added, keep the class (and its exit code)
+        raise type(exc)(f"cannot add model {name!r}: {exc}") from None
+    try:
+        if remote is not None:
+            src, source = remote.path, remote.source
+            if preprocess is None and remote.preprocess is None and task in ("image-classification", "feature-extraction"):
+                found = f" (read: {', '.join(remote.found)})" if remote.found else ""
+                raise RegistryError(f"model {name!r}: {path} publishes no preprocessing (no config.json with a timm "
+                                    f"pretrained_cfg){found}; give preprocess (--preprocess imagenet, efficientnet-lite, "
+                                    "none or a JSON recipe)")
+            recipe = preset(preprocess) if preprocess is not None else remote.preprocess
+        else:
+            src = Path(path).expanduser().resolve()
+            if not src.is_file():
+                raise ModelNotFoundError(f"no such model file {src}")
+            source, recipe = src.as_uri(), preset("imagenet" if preprocess is None else preprocess)
+        label_spec = _label_spec(labels, name) if labels else (remote.labels if remote is not None else None)
+        described = describe_model(src)
+        sha = hash_file(src)
+        data: dict[str, Any] = {
+            "name": name,
+            "aliases": list(aliases),
+            "description": description or f"{Path(str(path)).name}, added with `zoo add`",
+            "license": license or (remote.license if remote is not None else None) or "unknown",
+            "task": task,
+            "format": "onnx",
+            "sha256": sha,
+            "bytes": src.stat().st_size,
+            "sources": [source],
+            "preprocess": recipe,
+            "labels": label_spec,
+            **described,
+        }
+        if not data["aliases"]:
+            del data["aliases"]
+        user = cache.user_registry_path
+        entry = registry.parse_document({"schema_version": 1, "models": [data]}, str(user))[0]
+        if label_spec is not None:  # the label file must be readable, and fit the model, before the entry names it
+            _check_classes(entry, labels_module.for_entry(entry, s), described.get("output"))
+        cache.ensure_writable()
+        if cache.lookup(sha, entry.bytes) is None:
+            cache.import_file(src, sha)
+    finally:
+        if remote is not None:
+            remote.discard()
     lock = cache.lock("user-registry", timeout=30.0, stale=s.lock_stale)
     held = lock.acquire()
     try:
@@ -167,6 +196,30 @@ def add(
             lock.release()
     cache.remember_name(name, sha)
     return dataclasses.replace(entry, origin=str(user))
+
+
+def _check_classes(entry: ModelEntry, found: Any, output: dict[str, Any] | None) -> None:
+    """A label set must name every class the model scores (when its output shape says how many)."""
+    dims = (output or {}).get("shape") or []
+    if len(dims) < 2 or not all(isinstance(d, int) for d in dims[1:]):
+        return
+    classes = 1
+    for d in dims[1:]:
+        classes *= d
+    if classes != len(found):
+        raise RegistryError(f"model {entry.name!r} outputs {classes} scores per input but its label set "
+                            f"{found.name!r} has {len(found)} names; give the model's own labels")
+
+
+def _label_spec(labels: str, model: str) -> str | dict[str, Any]:
+    """A ``--labels`` value as a registry ``labels`` field: a shipped set's name, or a local label file
+    imported into the cache and pinned by sha256."""
+    if labels in labels_module.SHIPPED:
+        return labels
+    found = labels_module.resolve(labels, model)
+    data = json.dumps(list(found.labels)).encode("utf-8")
+    sha, path = model_cache().import_bytes(data)
+    return {"name": found.name, "sha256": sha, "bytes": len(data), "sources": [path.as_uri()]}
 
 
 @dataclass(frozen=True)

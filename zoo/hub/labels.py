@@ -3,8 +3,9 @@
 A registry entry's ``labels`` is ``null``, the name of a set shipped with sparkzoo (``imagenet``:
 the 1,000 ImageNet-1k classes with human-readable names, in the standard index order), or a file
 ``{"sha256": ..., "sources": [...]}`` fetched through the cache like a model. A stage's ``labels``
-param may also name a local file. A label file is one name per line, a JSON list of names, or a
-JSON object ``{"0": "tench", ...}`` (the ``id2label`` of a Hugging Face ``config.json``).
+param may also name a local file. A label file is one name per line, a JSON list of names, a
+JSON object ``{"0": "tench", ...}``, or a model's ``config.json`` holding one (timm's
+``label_names``, the ``id2label`` of Hugging Face transformers).
 Every file is hostile until parsed: its size and its count of names are bounded.
 """
 
@@ -59,8 +60,11 @@ def parse(data: bytes, where: str) -> tuple[str, ...]:
             value = json.loads(text)
         except ValueError as exc:
             raise RegistryError(f"label file {where} is not valid JSON: {exc}") from None
+        if isinstance(value, dict):  # a model's config.json (timm label_names, transformers id2label) or id2label
+            cfg = value.get("pretrained_cfg") if isinstance(value.get("pretrained_cfg"), dict) else {}
+            value = value.get("label_names") or cfg.get("label_names") or value.get("id2label") or \
+                cfg.get("id2label") or value
         if isinstance(value, dict):  # id2label: {"0": "tench", ...}
-            value = value.get("id2label", value)
             try:
                 indexed = sorted((int(k), v) for k, v in value.items())
             except (TypeError, ValueError):
@@ -132,6 +136,18 @@ def pinned(spec: dict[str, Any], model: str, settings: Settings | None = None) -
     return LabelSet(spec.get("name") or f"{model} labels", sha, parse(data, f"of model {model!r} ({path})"))
 
 
+def for_entry(entry: Any, settings: Settings | None = None) -> LabelSet | None:
+    """The label set of a registry entry (None when it has none)."""
+    if entry.labels is None:
+        return None
+    if isinstance(entry.labels, str):
+        try:
+            return shipped(entry.labels)
+        except RegistryError as exc:
+            raise RegistryError(f"model {entry.name!r}: {exc}") from None
+    return pinned(entry.labels, entry.name, settings)
+
+
 def for_model(model: str, settings: Settings | None = None) -> LabelSet | None:
     """The label set the registry gives ``model`` (a name, alias or sha256), or None when it has none
     (or no registry entry names the model, e.g. a file path)."""
@@ -143,14 +159,7 @@ def for_model(model: str, settings: Settings | None = None) -> LabelSet | None:
     if ref.kind == "path":
         return None
     entry = registry.load(s).get(ref.text if ref.kind == "name" else ref.value)
-    if entry is None or entry.labels is None:
-        return None
-    if isinstance(entry.labels, str):
-        try:
-            return shipped(entry.labels)
-        except RegistryError as exc:
-            raise RegistryError(f"model {entry.name!r}: {exc}") from None
-    return pinned(entry.labels, entry.name, s)
+    return None if entry is None else for_entry(entry, s)
 
 
 def resolve(value: str, model: str, settings: Settings | None = None) -> LabelSet:

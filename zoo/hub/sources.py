@@ -129,18 +129,23 @@ def check_allowed(url: str, settings: Settings) -> None:
     )
 
 
+def parse_hf(url: str) -> tuple[str, str, str]:
+    """``hf://org/repo/path/file@rev`` -> (repo id, file path in the repo, revision; ``main`` by default)."""
+    p = urlsplit(url)
+    path, _, revision = f"{p.netloc}{p.path}".partition("@")
+    parts = path.split("/")
+    if len(parts) < 3 or not all(parts):
+        raise SourceFailure(f"malformed hf:// URL {url!r}; expected hf://org/repo/file[@revision]", transient=False)
+    return "/".join(parts[:2]), "/".join(parts[2:]), revision or "main"
+
+
 def hf_to_https(url: str, settings: Settings) -> tuple[str, dict[str, str]]:
     """``hf://org/repo/path/file@rev`` -> the resolve URL on the hub, plus huggingface_hub's headers."""
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    p = urlsplit(url)
-    path, _, revision = f"{p.netloc}{p.path}".partition("@")
-    parts = path.split("/")
-    if len(parts) < 3:
-        raise SourceFailure(f"malformed hf:// URL {url!r}; expected hf://org/repo/file[@revision]", transient=False)
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    target = hf_hub_url(repo_id, filename, revision=revision or "main", endpoint=settings.hf_endpoint)
+    repo_id, filename, revision = parse_hf(url)
+    target = hf_hub_url(repo_id, filename, revision=revision, endpoint=settings.hf_endpoint)
     try:
         headers = build_hf_headers(library_name="sparkzoo")
     except Exception:  # a malformed saved token must not stop public downloads
