@@ -79,6 +79,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'sources':12} " + "\n             ".join(data["sources"]))
     print(f"{'input':12} {json.dumps(data['input'])}")
     print(f"{'preprocess':12} {json.dumps(data['preprocess'])}")
+    for role, spec in (data.get("files") or {}).items():
+        print(f"{role:12} sha256 {spec['sha256']}" + (f", {spec['bytes']:,} bytes" if spec.get("bytes") else ""))
     label_set = data.get("label_set")
     if label_set and "count" in label_set:
         print(f"{'labels':12} {label_set['name']} ({label_set['count']:,} names: {', '.join(label_set['first'])}, ...)")

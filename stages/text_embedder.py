@@ -39,7 +39,8 @@ class TextEmbedder(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasO
 
     zoo_name = "text_embedder"
     zoo_streaming = True  # checked by the kit's streaming check
-    tokenizer = param("path of the model's Hugging Face tokenizer.json (tokenizers package)")
+    tokenizer = param("path of the model's Hugging Face tokenizer.json (tokenizers package); '' = the tokenizer file "
+                      "the registry pins beside the model")
     maxLength = param("tokens per text; longer texts are truncated", int)
     pooling = param("mean (over real tokens), cls (first token) or none (the model pools)")
     normalize = param("scale each embedding to unit length (for cosine similarity)", bool)
@@ -60,8 +61,6 @@ class TextEmbedder(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasO
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:  # noqa: N802
         self._check_model_params()
-        if not self.getTokenizer():
-            raise StageError(f"{self._describe()}: tokenizer is not set; give the path of the model's tokenizer.json")
         if self.getPooling() not in POOLINGS:
             raise StageError(f"{self._describe()}: pooling must be one of {', '.join(POOLINGS)}; got {self.getPooling()!r}")
         if self.getMaxLength() < 1:
@@ -75,6 +74,14 @@ class TextEmbedder(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasO
         from urllib.request import url2pathname
 
         location = self.getTokenizer()
+        if not location:  # the registry's: a file pinned beside the model, fetched into the cache
+            from zoo.hub.sidecars import path_of
+
+            try:
+                location = str(path_of(self.getModelName(), "tokenizer"))
+            except Exception as exc:
+                raise StageError(f"{self._describe()}: tokenizer is not set and {exc}; give the path of the model's "
+                                 "tokenizer.json") from None
         path = url2pathname(urlparse(location).path) if location.startswith("file:") else location
         try:
             with open(path, encoding="utf-8") as fh:

@@ -49,8 +49,6 @@ def test_cls_pooling_and_normalisation(spark):
 
 def test_bad_settings_are_named(spark, tmp_path):
     df = spark.createDataFrame(TEXTS, "id int, text string")
-    with pytest.raises(StageError, match="tokenizer is not set"):
-        zoo.stage("text_embedder", modelName=tiny.tiny_text_encoder_path()).transform(df)
     missing = tmp_path / "nope.json"
     with pytest.raises(StageError, match=f"cannot read tokenizer '{missing}'"):
         _stage(tokenizer=str(missing)).transform(df)
@@ -104,3 +102,40 @@ def test_an_embedded_model_and_tokenizer_make_a_saved_text_embedder_self_contain
     with pytest.raises(Exception, match="the tokenizer file embedded in .* does not match its recorded sha256"):
         PipelineModel.load(str(tmp_path / "pm"))
 
+
+
+def test_a_registry_entry_pins_its_tokenizer_and_the_stage_takes_the_model_name_alone(spark, zoo_env, write_registry,
+                                                                                       tmp_path):
+    import hashlib
+    import shutil
+
+    from conftest import entry
+    from zoo.errors import ChecksumError
+    from zoo.hub.cache import model_cache
+
+    model, tokenizer = tmp_path / "encoder.onnx", tmp_path / "tokenizer.json"
+    shutil.copy(tiny.tiny_text_encoder_path(), model)
+    shutil.copy(tiny.tiny_tokenizer_path(), tokenizer)
+    token_bytes = tokenizer.read_bytes()
+    pinned = {"sha256": hashlib.sha256(token_bytes).hexdigest(), "bytes": len(token_bytes),
+              "sources": [tokenizer.as_uri()]}
+    def encoder(name: str, files: dict) -> dict:
+        made = entry(name, model.read_bytes(), [model.as_uri()], files=files, task="feature-extraction", labels=None)
+        del made["input"]  # no image input: read from the model file when needed
+        return made
+
+    write_registry(encoder("tiny-encoder", {"tokenizer": pinned}),
+                   encoder("tiny-encoder-bad", {"tokenizer": {**pinned, "sha256": "1" * 64}}))
+    zoo.pull("tiny-encoder")
+    assert model_cache().lookup(pinned["sha256"], len(token_bytes)) is not None, "pulled with the model"
+    assert "tokenizer" in zoo.info("tiny-encoder")["files"]
+    with pytest.raises(ChecksumError, match="the tokenizer of 'tiny-encoder-bad'"):
+        zoo.pull("tiny-encoder-bad")
+    assert model_cache().lookup("1" * 64, None) is None
+    tokenizer.unlink()  # from here on only the cache has it
+    df = spark.createDataFrame(TEXTS, "id int, text string")
+    by_name = {r["id"]: r["embedding"] for r in zoo.stage("text_embedder", modelName="tiny-encoder").transform(df).collect()}
+    explicit = {r["id"]: r["embedding"] for r in _stage().transform(df).collect()}
+    assert by_name == explicit
+    with pytest.raises(StageError, match="tokenizer is not set and model .* has no tokenizer file in the registry"):
+        zoo.stage("text_embedder", modelName=tiny.tiny_text_encoder_path()).transform(df)

@@ -35,11 +35,18 @@ def pull(name_or_sha: str, *, progress: bool | None = None) -> Path:
     """Return the local path of a verified model, downloading it if it is not cached.
 
     ``name_or_sha`` is a registry name, an alias (``resnet50``), or a sha256 (``sha256:<hex>`` or
-    bare hex). A cache hit costs a ``stat`` and no hashing. Raises :class:`~zoo.errors.ZooError`
+    bare hex). The files its entry pins beside it (``files``, a label file) are fetched too. A cache
+    hit costs a ``stat`` and no hashing. Raises :class:`~zoo.errors.ZooError`
     subclasses: ``ModelNotFoundError``, ``OfflineError``, ``DownloadError``/``ChecksumError``,
     ``InsufficientSpaceError``, ``CacheReadOnlyError``.
     """
-    return resolver.fetch_blob(name_or_sha, _settings(progress))[0]
+    from zoo.hub import sidecars
+
+    settings = _settings(progress)
+    path, entry = resolver.fetch_blob(name_or_sha, settings)
+    if entry is not None:  # the files that travel with it (a tokenizer, a label file)
+        sidecars.fetch_all(entry, settings)
+    return path
 
 
 def models(*, cached: bool = False, task: str | None = None, search: str | None = None, license: str | None = None,

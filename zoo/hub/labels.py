@@ -119,18 +119,10 @@ def from_file(path: str | Path, sha256: str | None = None) -> LabelSet:
 
 def pinned(spec: dict[str, Any], model: str, settings: Settings | None = None) -> LabelSet:
     """A registry entry's label file ``{"sha256": ..., "sources": [...]}``, fetched through the cache."""
-    from zoo.hub.cache import model_cache
-    from zoo.hub.download import Target, download
+    from zoo.hub.sidecars import fetch
 
-    s = settings or current_settings()
-    cache = model_cache(s)
     sha = spec["sha256"]
-    path = cache.lookup(sha, spec.get("bytes"))
-    if path is None:
-        sources = tuple(spec.get("sources", ()))
-        urls = [u for u in Target(sha, spec.get("bytes"), sources, "").candidate_urls(s)
-                if not s.offline or u.startswith("file:")]
-        path = download(Target(sha, spec.get("bytes"), sources, f"the labels of {model!r}"), cache, s, urls=urls)
+    path = fetch(spec, f"the labels of {model!r}", settings)
     with open(path, "rb") as fh:
         data = fh.read(MAX_BYTES + 1)
     return LabelSet(spec.get("name") or f"{model} labels", sha, parse(data, f"of model {model!r} ({path})"))

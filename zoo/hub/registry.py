@@ -62,6 +62,7 @@ class ModelEntry:
     output: dict[str, Any] | None = None
     opset: int | None = None
     homepage: str | None = None
+    files: dict[str, Any] | None = None  # role -> a file pinned by sha256 (zoo.hub.sidecars)
     origin: str = field(default="", compare=False)
 
     @classmethod
@@ -83,6 +84,7 @@ class ModelEntry:
             output=data.get("output"),
             opset=data.get("opset"),
             homepage=data.get("homepage"),
+            files=data.get("files"),
             origin=origin,
         )
 
@@ -104,7 +106,7 @@ class ModelEntry:
         )
         if self.input is not None:
             out["input"] = self.input
-        for key in ("output", "opset", "homepage"):
+        for key in ("output", "opset", "homepage", "files"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.cuts is not None:
@@ -206,8 +208,9 @@ def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[Mode
                     f"registry {origin}: {label!r} is used by both {seen[label]!r} and {data['name']!r}"
                 )
             seen[label] = data["name"]
+        pinned = [*(data.get("files") or {}).values(), *([data["labels"]] if isinstance(data["labels"], dict) else [])]
         try:
-            for url in data["sources"]:
+            for url in [*data["sources"], *(u for f in pinned for u in f["sources"])]:
                 _check_source(url)
         except UnsafePathError as exc:
             raise UnsafePathError(f"registry {origin}: model {data['name']!r}: {exc}") from None
