@@ -12,6 +12,7 @@ from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
 from zoo.stages.params import param
 
+from zoo import lineage
 from zoo.errors import StageError
 from zoo.runtime.jvm_functions import to_vector
 
@@ -59,6 +60,11 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
         return T.StructType([key, out] if self.getMode() == "reduce" else [*schema.fields, out])
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
+        out = self._averaged(dataset)
+        made = lineage.of(dataset, self.getInputCol())
+        return lineage.attach(out, self.getOutputCol(), {**made, "averaged_by": self.getKeyCol()}) if made else out
+
+    def _averaged(self, dataset: DataFrame) -> DataFrame:
         col = F.col(f"`{self.getInputCol()}`")
         if isinstance(dataset.schema[self.getInputCol()].dataType, T.ArrayType):
             col = to_vector(dataset.sparkSession, col)

@@ -33,6 +33,7 @@ from zoo.stages.workers.image_input import EXPECTED, input_kind
 
 from zoo.errors import StageError
 from zoo.hub.labels import LabelSet, resolve
+from zoo.lineage import attach
 from zoo.runtime.jvm_functions import to_vector
 
 ACTIVATIONS = ("logits", "softmax")
@@ -174,7 +175,9 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
                # guarded: Spark 4.x's element_at on a literal array with a null index gives the last element
                .withColumn(self.getLabelNameCol(), F.when(best.isNotNull(), F.element_at(table, best + 1)))
                .withColumn(self.getTopKCol(), top))
-        return out.select(*[F.col(f"`{f.name}`") for f in schema.fields])
+        out = out.select(*[F.col(f"`{f.name}`") for f in schema.fields])
+        return attach(out, self.getProbabilityCol(), {**self._featurizer()._provenance(job), "stage": self.zoo_name,
+                                                       "labels_sha256": names.sha256, "activation": self._activation()})
 
     @classmethod
     def zoo_examples(cls, spark):

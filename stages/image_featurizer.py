@@ -24,6 +24,7 @@ from zoo.stages.persistence import HasEmbeddedModel
 from zoo.stages.workers.image_input import EXPECTED, ImageInput, input_kind
 
 from zoo.errors import SchemaError, StageError
+from zoo.lineage import attach, record
 from zoo.runtime.jvm_functions import to_vector
 
 OUTPUT_FORMATS = ("vector", "array")
@@ -97,7 +98,14 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
         out = dataset.mapInArrow(lambda batches: featurize_images(batches, job), T.StructType(fields))
         if self.getOutputFormat() == "vector":
             out = out.withColumn(self.getOutputCol(), to_vector(dataset.sparkSession, F.col(self.getOutputCol())))
-        return out
+        return attach(out, self.getOutputCol(), self._provenance(job))
+
+    def _provenance(self, job) -> dict[str, Any]:
+        """What made the output column (zoo.lineage): the model and cut, the preprocessing, decoding."""
+        import cv2
+
+        return record(self.zoo_name, job.spec, width=job.spec.features, device=self.getDevice(),
+                      fast_decode=self.getFastDecode(), opencv=cv2.__version__)
 
     @classmethod
     def zoo_examples(cls, spark):

@@ -15,6 +15,7 @@ from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasModel, param
 from zoo.stages.persistence import HasEmbeddedModel
 
 from zoo.errors import StageError
+from zoo.lineage import attach, record
 from zoo.runtime.sessions import RuntimeOptions
 from zoo.stages.workers.tensors import ZIPMAP, Feed, Fetch
 
@@ -320,7 +321,11 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
             out = out.withColumn(dest, _softmax(F.col(f"`{src}`")))
         for src, dest in self.getArgMaxDict().items():
             out = out.withColumn(dest, _argmax(F.col(f"`{src}`")).cast("int"))
-        return out.drop(*temp).select(*[f"`{f.name}`" for f in schema.fields])
+        out = out.drop(*temp).select(*[f"`{f.name}`" for f in schema.fields])
+        for fetch in job.fetches:  # what made each output column (zoo.lineage)
+            out = attach(out, fetch.column, record(self.zoo_name, job.spec, output=fetch.tensor, width=None,
+                                                   device=self.getDevice()))
+        return out
 
     @classmethod
     def zoo_examples(cls, spark):

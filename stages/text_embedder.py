@@ -28,6 +28,7 @@ from zoo.stages.persistence import HasEmbeddedModel
 from zoo.stages.workers.text import POOLINGS, TOKENIZER_INPUTS, load_tokenizer
 
 from zoo.errors import StageError
+from zoo.lineage import attach, record
 from zoo.runtime.jvm_functions import to_vector
 from zoo.runtime.sessions import RuntimeOptions
 
@@ -125,7 +126,13 @@ class TextEmbedder(ZooTransformer, HasModel, HasEmbeddedModel, HasInputCol, HasO
         mapped = T.StructType([*dataset.schema.fields, T.StructField("__zoo_embedding", T.ArrayType(T.FloatType()), True)])
         out = dataset.mapInArrow(lambda batches: embed_texts(batches, job), mapped)
         vector = to_vector(dataset.sparkSession, F.col("__zoo_embedding"))
-        return out.withColumn(self.getOutputCol(), vector).drop("__zoo_embedding")
+        out = out.withColumn(self.getOutputCol(), vector).drop("__zoo_embedding")
+        import hashlib
+
+        made = record(self.zoo_name, spec, output=output, width=None, device=self.getDevice(),
+                      pooling=self.getPooling(), max_length=self.getMaxLength(), normalize=self.getNormalize(),
+                      tokenizer_sha256=hashlib.sha256(job.tokenizer_json.encode("utf-8")).hexdigest())
+        return attach(out, self.getOutputCol(), made)
 
     @classmethod
     def zoo_examples(cls, spark):

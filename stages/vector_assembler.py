@@ -15,8 +15,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
-from zoo.stages.params import HasHandleInvalid
+from zoo.stages.params import HasHandleInvalid, param
 
+from zoo import lineage
 from zoo.errors import StageError
 from zoo.runtime.jvm_functions import to_vector
 
@@ -46,15 +47,24 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
     ``handleInvalid`` decides what a null or NaN does: ``error`` (default) fails naming the
     columns, ``skip`` drops the row, ``keep`` turns null scalars and null array elements into NaN
     (a whole null array or vector still fails: its length is unknown).
+
+    The output carries the ML attributes SparkML learners read, as Spark's own VectorAssembler
+    writes them (a numeric attribute per scalar, an input vector's attributes kept with the column's
+    name in front: a OneHotEncoder's binary slots stay categorical for tree learners), whenever
+    every input's width is known from its metadata. Feature columns whose provenance
+    (:mod:`zoo.lineage`) says they come from different models, cuts or preprocessing are refused,
+    unless ``allowMixedProvenance``.
     """
 
     zoo_name = "vector_assembler"
     zoo_streaming = True  # checked by the kit's streaming check
+    allowMixedProvenance = param("assemble feature columns made by different models, cuts or preprocessing", bool)
 
     @keyword_only
-    def __init__(self, *, inputCols: list[str] | None = None, outputCol: str | None = None, handleInvalid: str | None = None):
+    def __init__(self, *, inputCols: list[str] | None = None, outputCol: str | None = None, handleInvalid: str | None = None,
+                 allowMixedProvenance: bool | None = None):
         super().__init__()
-        self._setDefault(inputCols=[], outputCol="features")
+        self._setDefault(inputCols=[], outputCol="features", allowMixedProvenance=False)
         self._set(**self._input_kwargs)
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
@@ -64,6 +74,7 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
         for c in self.getInputCols():
             self.require_column(schema, c, EXPECTED, accept=lambda t: _kind(t) is not None)
         self.require_new_column(schema, self.getOutputCol())
+        self._check_provenance(schema)
         return T.StructType([*schema.fields, T.StructField(self.getOutputCol(), VectorUDT(), True)])
 
     def _parts(self, schema: T.StructType) -> tuple[list[Column], list[tuple[str, Column]], list[tuple[str, Column]]]:
@@ -89,7 +100,53 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
             pieces.append(F.transform(arr, lambda x: F.coalesce(x, nan)) if keep else arr)
         return pieces, invalid, whole_null
 
+    def _check_provenance(self, schema: T.StructType) -> None:
+        if self.getAllowMixedProvenance():
+            return
+        made = [(c, lineage.of(schema, c)) for c in self.getInputCols()]
+        made = [(c, m) for c, m in made if m and "model_sha256" in m]
+        for c, m in made[1:]:
+            why = lineage.conflict(made[0][1], m)
+            if why:
+                raise StageError(f"{self._describe()}: columns {made[0][0]!r} and {c!r} were made differently ({why}); "
+                                 "their features are not comparable. Set allowMixedProvenance=True to assemble them "
+                                 "anyway")
+
+    def _metadata(self, schema: T.StructType) -> dict:
+        """The output's metadata: ML attributes (when every width is known) and the inputs' provenance."""
+        attrs: dict[str, list] = {}
+        index = 0
+        for name in self.getInputCols():
+            field = schema[name]
+            kind = _kind(field.dataType)
+            if kind == "scalar":
+                attrs.setdefault("numeric", []).append({"idx": index, "name": name})
+                index += 1
+                continue
+            ml = field.metadata.get("ml_attr") or {}
+            if ml.get("attrs"):
+                for group, items in ml["attrs"].items():
+                    for item in items:
+                        label = item.get("name", str(item["idx"]))
+                        attrs.setdefault(group, []).append({**item, "idx": index + item["idx"], "name": f"{name}_{label}"})
+                index += ml.get("num_attrs") or 1 + max(i["idx"] for items in ml["attrs"].values() for i in items)
+                continue
+            width = ml.get("num_attrs") or (lineage.of(schema, name) or {}).get("width")
+            if not width:
+                return self._provenance_only(schema)
+            attrs.setdefault("numeric", []).extend({"idx": index + i, "name": f"{name}_{i}"} for i in range(width))
+            index += width
+        return {"ml_attr": {"attrs": attrs, "num_attrs": index}, **self._provenance_only(schema)}
+
+    def _provenance_only(self, schema: T.StructType) -> dict:
+        inputs = {c: lineage.of(schema, c) for c in self.getInputCols() if lineage.of(schema, c)}
+        return {lineage.KEY: {"stage": self.zoo_name, "inputs": inputs}} if inputs else {}
+
     def _apply(self, dataset: DataFrame) -> DataFrame:
+        out = self._assembled(dataset)
+        return out.withMetadata(self.getOutputCol(), self._metadata(dataset.schema))
+
+    def _assembled(self, dataset: DataFrame) -> DataFrame:
         pieces, invalid, whole_null = self._parts(dataset.schema)
         vector = to_vector(dataset.sparkSession, F.concat(*pieces))
         mode = self.getHandleInvalid()

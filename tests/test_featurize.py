@@ -55,6 +55,10 @@ def test_zoo_featurize_command_top1(spark, mnv2, labels, reference_top1, tmp_pat
     assert 0 < summary["startup_seconds"] < 120, "Spark start-up is reported apart from featurization"
     rows = spark.read.parquet(str(out)).collect()
     assert set(rows[0].asDict()) == {"path", "modificationTime", "length", "features", "error"}
+    from conftest import MOBILENET_SHA
+
+    made = zoo.provenance(spark.read.parquet(str(out)), "features")  # from the parquet footer
+    assert (made["model_sha256"], made["cut"], made["width"]) == (MOBILENET_SHA, 0, 1000)
     assert _top1(rows, labels) >= reference_top1 - 0.03
     assert main(["featurize", str(PHOTOS), "--model", mnv2, "--output", str(out)]) == 10  # exists, no --overwrite
 

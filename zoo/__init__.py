@@ -35,6 +35,7 @@ _WHERE = {
     "model_loads": "zoo.runtime.sessions",
     "spark_jar": "zoo.runtime.jvm_functions",
     "pipeline": "zoo.pipelines", "read_images": "zoo.pipelines",
+    "provenance": "zoo.lineage",
     "StageInfo": "zoo.plugins.stage_registry", "stage": "zoo.plugins.stage_registry",
     "cluster": "zoo.cluster",  # driver <-> executors: forwarding, delivery, watching, environment archives
     "stages": "zoo.stages",  # the callable package (zoo.stages() lists the registered stages)
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from zoo.hub.layer_cuts import Cut
     from zoo.hub.mirror import export_mirror
     from zoo.hub.registry import ModelEntry
+    from zoo.lineage import provenance
     from zoo.pipelines import pipeline, read_images
     from zoo.plugins.stage_registry import StageInfo, stage
     from zoo.runtime.jvm_functions import spark_jar
@@ -55,6 +57,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
 
 __all__ = [
     "Cut", "ModelEntry", "StageInfo", "VerifyResult", "add", "cache_dir", "cache_size", "cluster", "cut", "cuts",
-    "errors", "export_mirror", "hookimpl", "hookspec", "info", "model_loads", "models", "pipeline", "prune_cache",
+    "errors", "export_mirror", "hookimpl", "hookspec", "info", "model_loads", "models", "pipeline", "provenance", "prune_cache",
     "pull", "read_images", "remove", "spark_jar", "stage", "stages", "verify", "__version__",
 ]
