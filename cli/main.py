@@ -236,6 +236,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         raise StageError(f"unknown check {wrong[0]!r}; choose from {', '.join(CHECKS)}")
     os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
+    from zoo.java import ensure_java
+
+    ensure_java()
     started = time.perf_counter()
     spark = (
         SparkSession.builder.master(args.master).appName("zoo-check")
@@ -282,6 +285,10 @@ def cmd_featurize(args: argparse.Namespace) -> int:
               f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
               f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s "
               f"(after {summary['startup_seconds']:.1f} s starting Spark)")
+        step = summary.get("incremental")
+        if step:
+            print(f"incremental: {step['kept']:,} rows kept, {step['featurized']:,} files featurized, "
+                  f"{step['deleted']:,} rows dropped ({step['reason']})")
         from zoo.cluster.delivery import is_local
 
         for line in [] if is_local(args.master) else summary["nodes"]:  # one node on a local master: nothing to say

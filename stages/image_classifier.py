@@ -71,7 +71,7 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
                  errorCol: str | None = None, batchSize: int | None = None, device: str | None = None,
                  numThreads: int | None = None, graphOptimization: str | None = None,
                  executionProviders: list | None = None, maxPixels: int | None = None, shipModel: bool | None = None,
-                 embedModel: bool | None = None, fastDecode: bool | None = None):
+                 embedModel: bool | None = None, fastDecode: bool | None = None, decode: str | None = None):
         super().__init__()
         self._setDefault(inputCol="content", labels="", activation="", k=5, predictionCol="prediction",
                          probabilityCol="probability", labelNameCol="label", topKCol="topK")

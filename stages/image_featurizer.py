@@ -53,7 +53,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
                  batchSize: int | None = None, device: str | None = None, numThreads: int | None = None,
                  graphOptimization: str | None = None, executionProviders: list | None = None,
                  maxPixels: int | None = None, shipModel: bool | None = None, embedModel: bool | None = None,
-                 fastDecode: bool | None = None):
+                 fastDecode: bool | None = None, decode: str | None = None):
         super().__init__()
         self._setDefault(inputCol="content", outputCol="features", cut=1, outputFormat="vector")
         self._set_model_defaults()
@@ -85,7 +85,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
             spec=spec, image=ImageInput.of(dataset.schema, self.getInputCol(), self.getMaxPixels()),
             batch_size=self.getBatchSize(), runtime=self._runtime_options(), handle_invalid=self.getHandleInvalid(),
             error_col=self.getErrorCol(), output_col=self.getOutputCol(), stage=self._describe(),
-            fast_decode=self.getFastDecode(),
+            fast_decode=self.getFastDecode(), decode=self._check_decode(),
         )
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
@@ -105,7 +105,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
         import cv2
 
         return record(self.zoo_name, job.spec, width=job.spec.features, device=self.getDevice(),
-                      fast_decode=self.getFastDecode(), opencv=cv2.__version__)
+                      fast_decode=self.getFastDecode(), decode=self.getDecode(), opencv=cv2.__version__)
 
     @classmethod
     def zoo_examples(cls, spark):

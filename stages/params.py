@@ -168,7 +168,7 @@ class HasModel(Params):
 
 
 class HasImageInput(Params):
-    """``preprocess``, ``maxPixels``, ``fastDecode``: how a stage that runs a zoo model on images
+    """``preprocess``, ``maxPixels``, ``fastDecode``, ``decode``: how a stage that runs a zoo model on images
     (image_featurizer, image_classifier) decodes and prepares them. ``inputCol`` comes from SparkML."""
 
     preprocess = param("how images are prepared: '' for the registry's recipe, a preset name (imagenet, "
@@ -177,12 +177,22 @@ class HasImageInput(Params):
     fastDecode = param("decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT) when they stay at least as large "
                        "as the resize target: faster decoding, slightly different pixels than full decoding + resize",
                        bool)
+    decode = param("where encoded images are decoded: cpu (OpenCV; default), gpu (nvImageCodec on the CUDA device, "
+                   "OpenCV with a log line where it cannot run, and per image for those it rejects) or auto (the GPU "
+                   "when it can, silently)")
 
     def __init__(self, *args: Any):
         from zoo.runtime.imaging import DEFAULT_MAX_PIXELS
 
         super().__init__(*args)
-        self._setDefault(preprocess="", maxPixels=DEFAULT_MAX_PIXELS, fastDecode=False)
+        self._setDefault(preprocess="", maxPixels=DEFAULT_MAX_PIXELS, fastDecode=False, decode="cpu")
+
+    def _check_decode(self) -> str:
+        from zoo.runtime.gpu_decode import DECODES
+
+        if self.getDecode() not in DECODES:
+            raise StageError(f"{self._describe()}: decode must be one of {', '.join(DECODES)}; got {self.getDecode()!r}")
+        return self.getDecode()
 
     def _preprocess_value(self) -> Any:
         """'registry', a preset name, or the recipe as a dict."""

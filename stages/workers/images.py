@@ -38,6 +38,7 @@ class ImageJob:
     output_col: str
     stage: str  # for messages
     fast_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale when the resize allows it
+    decode: str = "cpu"  # cpu | gpu | auto (zoo.runtime.gpu_decode)
     top_k: int = 0  # > 0 (image_classifier): the outputs as probabilities (double), plus the k best classes
     softmax: bool = False  # with top_k: the model outputs logits
 
@@ -72,6 +73,9 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
     step = sessions.rows_per_call(job.batch_size, job.runtime.device)
     reduction = pre.reduction if job.fast_decode else None
     buf = np.empty((step, *pre.row_shape), dtype=pre.dtype)
+    from zoo.runtime.gpu_decode import decoder_for
+
+    gpu = decoder_for(job.decode, job.runtime.device, job.stage, image.max_pixels) if image.kind == "binary" else None
     width = spec.features
     seen = 0
     for batch in batches:
@@ -83,9 +87,11 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
         for start in range(0, n, step):
             rows = []
             items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
+            decoded = gpu.decode_many(items) if gpu is not None else [None] * len(items)
             for i, item in enumerate(items, start):
                 try:
-                    pre(image.pixels(item, reduction), buf[len(rows)])
+                    pixels = decoded[i - start]
+                    pre(image.pixels(item, reduction) if pixels is None else pixels, buf[len(rows)])
                 except ImageError as exc:
                     if job.handle_invalid == "error":
                         raise ImageError(

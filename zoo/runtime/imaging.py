@@ -58,16 +58,9 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 _REDUCED = {2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
 
 
-def decode(data: bytes | memoryview | None, max_pixels: int = DEFAULT_MAX_PIXELS,
-           reduction: "Callable[[int, int], int] | None" = None) -> np.ndarray:
-    """8-bit BGR HxWx3 pixels of an encoded image; :class:`ImageError` saying why not.
-
-    ``reduction(width, height)`` may return 2, 4 or 8 for a JPEG: libjpeg then decodes straight
-    to that fraction of the size (scaled IDCT), about twice as fast at 2 and faster beyond, with
-    slightly different pixels than decoding fully and resizing (``fastDecode``).
-    """
-    import cv2
-
+def check_encoded(data: bytes | memoryview | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple:
+    """((width, height) from the header or None, is JPEG) of encoded bytes every decoder may take;
+    :class:`ImageError` for null, empty, truncated JPEGs and images above ``max_pixels``."""
     if data is None:
         raise ImageError("the image is null")
     if len(data) == 0:
@@ -79,6 +72,20 @@ def decode(data: bytes | memoryview | None, max_pixels: int = DEFAULT_MAX_PIXELS
     if jpeg and b"\xff\xd9" not in bytes(data[-65536:]):
         # libjpeg decodes a truncated file with a grey bottom and only a warning; refuse it instead
         raise ImageError(f"the JPEG is truncated ({len(data):,} bytes, no end-of-image marker)")
+    return size, jpeg
+
+
+def decode(data: bytes | memoryview | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+           reduction: "Callable[[int, int], int] | None" = None) -> np.ndarray:
+    """8-bit BGR HxWx3 pixels of an encoded image; :class:`ImageError` saying why not.
+
+    ``reduction(width, height)`` may return 2, 4 or 8 for a JPEG: libjpeg then decodes straight
+    to that fraction of the size (scaled IDCT), about twice as fast at 2 and faster beyond, with
+    slightly different pixels than decoding fully and resizing (``fastDecode``).
+    """
+    import cv2
+
+    size, jpeg = check_encoded(data, max_pixels)
     buf = np.frombuffer(data, np.uint8)
     factor = reduction(*size) if reduction is not None and size is not None and jpeg else 1
     img = cv2.imdecode(buf, getattr(cv2, _REDUCED[factor]) if factor in _REDUCED else cv2.IMREAD_COLOR)

