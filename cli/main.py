@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; 3 invalid registry;
 4 unknown model (or, for ``verify``, a named model is not cached); 5 offline and not cached;
 6 download failed; 7 checksum mismatch (``verify``: a blob was quarantined); 8 cache unusable
-(read-only, no space); 9 invalid model file; 10 stage error; 11 conformance failures; 130 interrupted.
+(read-only, no space); 9 invalid model file; 10 stage error; 11 conformance failures; 12 nodes disagree
+(`check-model`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -314,6 +315,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_model(args: argparse.Namespace) -> int:
+    from zoo.cli.featurize import _conf_pairs, _spark
+    from zoo.consistency import check_model
+    from zoo.log import quiet_spark
+
+    spark = _spark(args.master, _conf_pairs(args.conf or []))
+    quiet_spark(spark)
+    try:
+        reports, tolerance = check_model(spark, args.model, cut=args.cut, inputs=args.inputs,
+                                         tolerance=args.tolerance, fast_decode=args.fast_decode)
+    finally:
+        spark.stop()
+    failed = [r for r in reports if not r.ok]
+    if args.json:
+        _print_json({"model": args.model, "cut": args.cut, "tolerance": tolerance,
+                     "nodes": [r.to_dict() for r in reports], "failed": len(failed)})
+    else:
+        rows = [[r.node, r.versions.get("sparkzoo", "?"), r.versions.get("onnxruntime", "?"),
+                 r.versions.get("opencv", "?"), (r.providers or ["?"])[0].replace("ExecutionProvider", ""),
+                 "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.2e}",
+                 "-" if r.min_cosine is None else f"{r.min_cosine:.6f}", "ok" if r.ok else f"FAIL: {r.problem}"]
+                for r in reports]
+        _table(rows, ["NODE", "SPARKZOO", "ONNXRUNTIME", "OPENCV", "PROVIDER", "MAX |DIFF|", "MIN COSINE",
+                      f"RESULT (cosine >= {tolerance})"])
+        print(f"{len(reports) - len(failed)} of {len(reports)} nodes compute the same features as the driver")
+    return 12 if failed else 0
+
+
 def cmd_cluster_env(args: argparse.Namespace) -> int:
     from zoo.cluster import env_archive
 
@@ -349,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="sparkzoo's model zoo: pull, list, inspect, verify and mirror pretrained ONNX models.",
         epilog="Configuration comes from ZOO_* environment variables (see README). Exit codes: "
         "0 ok, 2 usage, 3 bad registry, 4 unknown model, 5 offline miss, 6 download failed, "
-        "7 checksum mismatch, 8 cache unusable, 9 invalid model file, 10 stage error, 11 conformance failures.",
+        "7 checksum mismatch, 8 cache unusable, 9 invalid model file, 10 stage error, 11 conformance failures, "
+        "12 nodes disagree (check-model).",
     )
     parser.add_argument("--version", action="version", version=f"sparkzoo {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
@@ -425,6 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     from zoo.cli.featurize import add_arguments
 
     add_arguments(add("featurize", cmd_featurize, "featurize a folder of images into parquet with a zoo model (Spark)"))
+    p = add("check-model", cmd_check_model, "check that every node of a cluster computes the same features for a model")
+    p.add_argument("model", metavar="NAME", help="zoo name, alias, sha256: or .onnx path")
+    p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
+    p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
+    p.add_argument("--inputs", metavar="DIR", help="reference images (default: generated, the same bytes on every node)")
+    p.add_argument("--tolerance", type=float, help="smallest cosine similarity allowed (default: 0.9999 fp32, "
+                                                   "0.999 int8, 0.99 with --fast-decode)")
+    p.add_argument("--fast-decode", action="store_true", help="check with fastDecode as the featurization uses it")
+    p.add_argument("--conf", action="append", metavar="KEY=VALUE", help="a Spark setting (repeatable)")
     add_arguments(add("predict", cmd_predict, "what is in each image: class names and scores from a zoo classifier "
                                               "(Spark), printed or written to parquet"), predict=True)
     return parser

@@ -19,14 +19,14 @@ from conftest import REPO
 
 # Lowest first: a module may import its own package and anything in a lower layer, never a higher one.
 LAYERS = [
-    ("foundation", ["zoo.errors", "zoo.config", "zoo.log", "zoo.version", "zoo.lazy"]),
+    ("foundation", ["zoo.errors", "zoo.config", "zoo.log", "zoo.version", "zoo.lazy", "zoo.java"]),
     ("plugins", ["zoo.plugins"]),
     ("conformance kit", ["zoo.testing"]),  # reaches stages only through the plugin registry
     ("hub", ["zoo.hub"]),
     ("cluster", ["zoo.cluster"]),
-    ("runtime", ["zoo.runtime"]),
+    ("runtime", ["zoo.runtime", "zoo.lineage"]),  # lineage: the provenance records the stages write
     ("stages", ["zoo.stages"]),
-    ("pipelines and checks", ["zoo.pipelines", "zoo.doctor"]),
+    ("pipelines and checks", ["zoo.pipelines", "zoo.doctor", "zoo.incremental", "zoo.consistency"]),
     ("the public API", ["zoo"]),  # the package itself: names load lazily from the layers below
     ("command line", ["zoo.cli"]),
 ]

@@ -325,3 +325,46 @@ def test_readme_cluster_walkthrough(cluster, spark, zoo_env, mobilenet_bytes, ph
     assert failed.returncode == 2, failed.stderr[-3000:]
     assert "zoo: error: the executors' Python" in failed.stderr and "zoo cluster-env" in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_check_model_finds_the_node_whose_model_file_went_bad(cluster, tmp_path):
+    """Both nodes hold the tiny model in their cache; on node1 one weight of the cached file is changed
+    (a disk fault: same size, and a cache hit costs a stat, no hashing). `zoo check-model` must name
+    that node and exit 12, and pass the other."""
+    from onnx import load_model_from_string, numpy_helper
+
+    from zoo.testing import tiny
+
+    running, nodes = cluster
+    _cold(nodes)
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(tiny.tiny_model_bytes())
+    pre = json.dumps(tiny.PREPROCESS)
+    driver_home = tmp_path / "driver-home"
+    for home in [driver_home, *nodes]:
+        done = subprocess.run([sys.executable, "-m", "zoo.cli.main", "add", str(model), "--name", "tiny-check",
+                               "--preprocess", pre], env={**os.environ, "ZOO_HOME": str(home)},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    blob = next(nodes[1].rglob(sha))
+    data = bytearray(blob.read_bytes())
+    weights = numpy_helper.to_array(load_model_from_string(bytes(data)).graph.initializer[0]).tobytes()
+    at = bytes(data).index(weights) + 8
+    data[at:at + 4] = np.float32(3.0).tobytes()
+    before = blob.stat()
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))  # a silent fault: the cache sees nothing changed
+    blob.chmod(before.st_mode)
+    env = {**os.environ, "ZOO_HOME": str(driver_home), "PYSPARK_PYTHON": sys.executable}
+    done = subprocess.run([sys.executable, "-m", "zoo.cli.main", "check-model", "tiny-check", "--cut", "0", "--master",
+                           running.url, "--json"], env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 12, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert len(report["nodes"]) == 2 and report["failed"] == 1, report
+    good, bad = sorted(report["nodes"], key=lambda n: not n["ok"])
+    assert good["ok"] and good["min_cosine"] > 0.99999 and good["max_abs_diff"] < 1e-5
+    assert not bad["ok"] and "below the tolerance" in bad["problem"]
+    assert good["node"] != bad["node"] and "/executor " in bad["node"]
+    assert good["versions"]["onnxruntime"] and good["providers"] == ["CPUExecutionProvider"]

@@ -344,3 +344,18 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
           str(tmp_path / "again.parquet"), "--master", "local[2]", "--handle-invalid", mode])
     line = capsys.readouterr().out
     assert "17 files found" in line and "16 featurized, 1 failed" in line
+
+
+def test_check_model_on_a_local_master_agrees_with_the_driver(spark, mnv2, tmp_path):
+    from zoo.consistency import check_model, reference_images
+
+    assert reference_images(2) == reference_images(2), "the same bytes every time, for every node"
+    reports, tolerance = check_model(spark, mnv2, cut=1)
+    assert tolerance == 0.999, "an int8 model: the looser default"
+    assert reports and all(r.ok and r.min_cosine > 0.99999 and r.images == 8 for r in reports)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for photo in sorted(PHOTOS.glob("*.JPEG"))[:3]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    mine, _ = check_model(spark, mnv2, cut=1, inputs=str(folder), tolerance=0.9999)
+    assert all(r.ok and r.images == 3 for r in mine)

@@ -1,0 +1,183 @@
+"""``zoo check-model``: does every node of the cluster compute the same features?
+
+Nodes differ (OpenCV and libjpeg builds, ONNX Runtime versions, CPU instruction sets, GPUs, a cache
+whose file went bad), and features computed weeks apart are only comparable if they agree. The
+check runs a set of reference images through the real ``image_featurizer`` code on the driver
+(the reference) and inside Spark tasks spread over the executors (tasks are repeated until every
+executor has answered, or reported missing), and compares each node's features with the
+reference: the largest absolute difference and the smallest cosine similarity, against a
+tolerance (:func:`default_tolerance`).
+
+The reference images are generated on the driver (photograph-like: smooth gradients, edges,
+texture and noise, encoded as JPEG once) and sent to the executors as bytes, so every node decodes
+exactly the same bytes; ``inputs`` uses your own images instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FP32_TOLERANCE = 0.9999  # cosine, fp32 models decoded the same way
+INT8_TOLERANCE = 0.999  # quantized models: a rounding step can move a value by one quantum
+FAST_DECODE_TOLERANCE = 0.99  # decoding at reduced scale changes pixels
+
+
+@dataclass
+class NodeReport:
+    """One executor's answer."""
+
+    node: str  # host/executor
+    host: str
+    versions: dict[str, str] = field(default_factory=dict)  # sparkzoo, onnxruntime, opencv, numpy
+    providers: list[str] = field(default_factory=list)
+    images: int = 0
+    max_abs_diff: float | None = None
+    min_cosine: float | None = None
+    ok: bool = False
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reference_images(count: int = 8, size: tuple[int, int] = (384, 512), seed: int = 2026) -> list[tuple[str, bytes]]:
+    """``count`` deterministic photograph-like JPEGs (path, bytes), generated here."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = []
+    for i in range(count):
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = np.stack([(x / w) * 255, (y / h) * 255, ((x + y) / (w + h)) * 255], axis=-1)
+        img = (0.6 * base + 0.4 * rng.uniform(0, 255, 3)).astype(np.uint8)
+        for _ in range(6):  # shapes with edges
+            c = tuple(int(v) for v in rng.integers(0, 256, 3))
+            cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(10, h // 3)), c, -1)
+        noise = rng.normal(0, 6, img.shape)
+        img = np.clip(img + noise, 0, 255).astype(np.uint8)
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        out.append((f"reference/{i:02d}.jpg", jpeg.tobytes()))
+    return out
+
+
+def default_tolerance(quantized: bool, fast_decode: bool) -> float:
+    """The cosine similarity every node must reach (documented in README)."""
+    if fast_decode:
+        return FAST_DECODE_TOLERANCE
+    return INT8_TOLERANCE if quantized else FP32_TOLERANCE
+
+
+def _images_of(folder: str) -> list[tuple[str, bytes]]:
+    files = sorted(p for p in Path(folder).expanduser().iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"--inputs {folder}: no files")
+    return [(p.name, p.read_bytes()) for p in files]
+
+
+def _node_features(batches, job):
+    """mapInArrow body: the featurizer's own executor code, plus who ran it."""
+    import os
+    import socket
+
+    import cv2
+    import onnxruntime
+    import pyarrow as pa
+
+    from zoo.runtime.models import session_for
+    from zoo.stages.workers.images import featurize_images
+    from zoo.version import __version__
+
+    work = os.path.basename(os.getcwd())
+    node = f"{socket.gethostname()}/executor {work}" if work.isdigit() else f"{socket.gethostname()}/pid {os.getpid()}"
+    versions = json.dumps({"sparkzoo": __version__, "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
+                           "numpy": np.__version__})
+    for out in featurize_images(batches, job):
+        providers = json.dumps(session_for(job.spec, job.runtime, on_executor=True).get_providers())
+        n = out.num_rows
+        yield pa.RecordBatch.from_arrays(
+            [*out.columns, pa.array([node] * n), pa.array([socket.gethostname()] * n), pa.array([versions] * n),
+             pa.array([providers] * n)],
+            names=[*out.schema.names, "node", "host", "versions", "providers"])
+
+
+def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | None = None,
+                tolerance: float | None = None, preprocess: str = "", fast_decode: bool = False,
+                rounds: int = 3) -> tuple[list[NodeReport], float]:
+    """(a report per executor, the tolerance used); see the module documentation."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    from zoo.stages.image_featurizer import ImageFeaturizer
+    from zoo.stages.workers.images import featurize_images
+
+    images = _images_of(inputs) if inputs else reference_images()
+    stage = ImageFeaturizer(modelName=model, cut=cut, preprocess=preprocess, outputFormat="array",
+                            handleInvalid="keep", fastDecode=fast_decode, outputCol="features")
+    schema = T.StructType([T.StructField("task", T.IntegerType()), T.StructField("path", T.StringType()),
+                           T.StructField("content", T.BinaryType())])
+    job = stage._executor_job(spark.createDataFrame([(0, p, c) for p, c in images], schema))
+    quantized = bool(job.spec.cut and job.spec.cut.quantized) or "int8" in model.lower()
+    tolerance = default_tolerance(quantized, fast_decode) if tolerance is None else tolerance
+
+    batch = pa.RecordBatch.from_arrays([pa.array([0] * len(images), pa.int32()), pa.array([p for p, _ in images]),
+                                        pa.array([c for _, c in images], pa.binary())], names=["task", "path", "content"])
+    reference = {}
+    for out in featurize_images([batch], job):  # the driver's own answer, by the very same code
+        for path, feats in zip(out.column("path").to_pylist(), out.column("features").to_pylist()):
+            reference[path] = None if feats is None else np.asarray(feats, np.float64)
+
+    jsc = spark.sparkContext._jsc.sc()
+    ids = jsc.getExecutorIds()  # a Scala Seq; empty on a local master
+    expected = sorted(str(ids.apply(i)) for i in range(ids.size()))
+    slots = max(1, len(expected))
+    out_schema = T.StructType([*schema.fields, T.StructField("features", T.ArrayType(T.FloatType())),
+                               T.StructField(stage.getErrorCol(), T.StringType()), T.StructField("node", T.StringType()),
+                               T.StructField("host", T.StringType()), T.StructField("versions", T.StringType()),
+                               T.StructField("providers", T.StringType())])
+    answers: dict[str, list] = {}
+    for attempt in range(rounds):  # tasks land where the scheduler puts them: repeat until every executor answered
+        tasks = slots * (2 + 2 * attempt)
+        rows = [(t, p, c) for t in range(tasks) for p, c in images]
+        df = spark.createDataFrame(rows, schema).repartition(tasks, "task")
+        for r in df.mapInArrow(lambda b: _node_features(b, job), out_schema).drop("content").collect():
+            answers.setdefault(r["node"], []).append(r)
+        seen = {n.rsplit(" ", 1)[-1] for n in answers if "/executor " in n}
+        if not expected or set(expected) <= seen:
+            break
+    reports = [_compare(node, rows, reference, tolerance) for node, rows in sorted(answers.items())]
+    seen = {n.rsplit(" ", 1)[-1] for n in answers if "/executor " in n}
+    for missing in sorted(set(expected) - seen) if seen else []:
+        reports.append(NodeReport(f"executor {missing}", "?", problem=f"no task ran on executor {missing} in "
+                                                                        f"{rounds} rounds", ok=False))
+    return reports, tolerance
+
+
+def _compare(node: str, rows: list, reference: dict, tolerance: float) -> NodeReport:
+    first = rows[0]
+    report = NodeReport(node, first["host"], json.loads(first["versions"]), json.loads(first["providers"]))
+    worst_diff, worst_cos = 0.0, 1.0
+    for r in rows:
+        want = reference[r["path"]]
+        if (r["features"] is None) != (want is None):
+            report.problem = f"{r['path']}: " + (r["error"] or "features where the driver had none")
+            return report
+        if want is None:
+            continue
+        got = np.asarray(r["features"], np.float64)
+        worst_diff = max(worst_diff, float(np.abs(got - want).max()))
+        denom = float(np.linalg.norm(got) * np.linalg.norm(want))
+        worst_cos = min(worst_cos, float(got @ want / denom) if denom else (1.0 if not got.any() and not want.any() else 0.0))
+    report.images = len({r["path"] for r in rows})
+    report.max_abs_diff, report.min_cosine = worst_diff, worst_cos
+    report.ok = worst_cos >= tolerance
+    if not report.ok:
+        report.problem = f"cosine {worst_cos:.6f} below the tolerance {tolerance}"
+    return report
