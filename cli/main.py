@@ -324,7 +324,8 @@ def cmd_check_model(args: argparse.Namespace) -> int:
     quiet_spark(spark)
     try:
         reports, tolerance = check_model(spark, args.model, cut=args.cut, inputs=args.inputs,
-                                         tolerance=args.tolerance, fast_decode=args.fast_decode)
+                                         tolerance=args.tolerance, fast_decode=args.fast_decode,
+                                         reference=args.reference, write_to=args.write_reference)
     finally:
         spark.stop()
     failed = [r for r in reports if not r.ok]
@@ -463,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, help="smallest cosine similarity allowed (default: 0.9999 fp32, "
                                                    "0.999 int8, 0.99 with --fast-decode)")
     p.add_argument("--fast-decode", action="store_true", help="check with fastDecode as the featurization uses it")
+    p.add_argument("--reference", metavar="FILE", help="a stored reference (.npz) to compare every node, the driver "
+                                                       "too, with (default: the registry's files.reference, if any)")
+    p.add_argument("--write-reference", metavar="FILE", help="store the driver's images and features as a reference "
+                                                             "(pin it in a registry entry's files.reference)")
     p.add_argument("--conf", action="append", metavar="KEY=VALUE", help="a Spark setting (repeatable)")
     add_arguments(add("predict", cmd_predict, "what is in each image: class names and scores from a zoo classifier "
                                               "(Spark), printed or written to parquet"), predict=True)

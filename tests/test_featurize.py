@@ -346,7 +346,7 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
     assert "17 files found" in line and "16 featurized, 1 failed" in line
 
 
-def test_check_model_on_a_local_master_agrees_with_the_driver(spark, mnv2, tmp_path):
+def test_check_model_on_a_local_master_agrees_with_the_driver(spark, mnv2, tmp_path, write_registry):
     from zoo.consistency import check_model, reference_images
 
     assert reference_images(2) == reference_images(2), "the same bytes every time, for every node"
@@ -359,3 +359,24 @@ def test_check_model_on_a_local_master_agrees_with_the_driver(spark, mnv2, tmp_p
         (folder / photo.name).write_bytes(photo.read_bytes())
     mine, _ = check_model(spark, mnv2, cut=1, inputs=str(folder), tolerance=0.9999)
     assert all(r.ok and r.images == 3 for r in mine)
+
+    stored = tmp_path / "reference.npz"
+    check_model(spark, mnv2, cut=1, write_to=str(stored))
+    pinned, _ = check_model(spark, mnv2, cut=1, reference=str(stored))
+    assert pinned[0].node.endswith("/driver") and all(r.ok for r in pinned), "the driver is checked too"
+    from zoo.errors import ChecksumError, ConfigError
+
+    with pytest.raises(ConfigError, match="the stored reference .* is for model .* cut 1, not .* cut 2"):
+        check_model(spark, mnv2, cut=2, reference=str(stored))
+    import hashlib
+
+    from conftest import MOBILENET, entry
+
+    sha = hashlib.sha256(stored.read_bytes()).hexdigest()
+    write_registry(*[entry(name, MOBILENET.read_bytes(), [MOBILENET.as_uri()], preprocess=IMAGENET,
+                           files={"reference": {"sha256": pin, "sources": [stored.as_uri()]}})
+                     for name, pin in (("mnv2-ref", sha), ("mnv2-badref", "2" * 64))])
+    by_registry, _ = check_model(spark, "mnv2-ref", cut=1)
+    assert by_registry[0].node.endswith("/driver") and all(r.ok for r in by_registry)
+    with pytest.raises(ChecksumError, match="the reference of 'mnv2-badref'"):
+        check_model(spark, "mnv2-badref", cut=1)

@@ -11,6 +11,11 @@ tolerance (:func:`default_tolerance`).
 The reference images are generated on the driver (photograph-like: smooth gradients, edges,
 texture and noise, encoded as JPEG once) and sent to the executors as bytes, so every node decodes
 exactly the same bytes; ``inputs`` uses your own images instead.
+
+A stored reference (:func:`write_reference`: the images' bytes and the features a reference set-up
+computed, in one ``.npz`` read without pickles) pins the answer across machines and time: pinned
+beside the model in the registry (``files.reference``, by sha256) it replaces the driver's own
+answer, so the driver is checked too.
 """
 
 from __future__ import annotations
@@ -73,6 +78,30 @@ def default_tolerance(quantized: bool, fast_decode: bool) -> float:
     return INT8_TOLERANCE if quantized else FP32_TOLERANCE
 
 
+def write_reference(path: str, model: str, images: list[tuple[str, bytes]], features: dict[str, Any], cut: Any,
+                    model_sha256: str) -> None:
+    """Store reference images and their features (``.npz``, no pickles) for :func:`read_reference`."""
+    names = [p for p, _ in images]
+    blobs = [np.frombuffer(c, np.uint8) for _, c in images]
+    np.savez(path, paths=np.array(names), cut=np.array(str(cut)), model_sha256=np.array(model_sha256),
+             offsets=np.cumsum([0, *[len(b) for b in blobs]]), data=np.concatenate(blobs),
+             features=np.stack([np.asarray(features[p], np.float32) for p in names]))
+
+
+def read_reference(path: str, cut: Any, model_sha256: str) -> tuple[list[tuple[str, bytes]], dict[str, np.ndarray]]:
+    """(images, features) of a stored reference; ConfigError when it is for another model or cut."""
+    from zoo.errors import ConfigError
+
+    with np.load(path, allow_pickle=False) as ref:
+        if str(ref["model_sha256"]) != model_sha256 or str(ref["cut"]) != str(cut):
+            raise ConfigError(f"the stored reference {path} is for model {str(ref['model_sha256'])[:12]}... cut "
+                              f"{ref['cut']}, not {model_sha256[:12]}... cut {cut}")
+        offsets, data = ref["offsets"], ref["data"]
+        paths = [str(p) for p in ref["paths"]]
+        images = [(p, data[offsets[i]:offsets[i + 1]].tobytes()) for i, p in enumerate(paths)]
+        return images, {p: ref["features"][i].astype(np.float64) for i, p in enumerate(paths)}
+
+
 def _images_of(folder: str) -> list[tuple[str, bytes]]:
     files = sorted(p for p in Path(folder).expanduser().iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
@@ -110,14 +139,18 @@ def _node_features(batches, job):
 
 def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | None = None,
                 tolerance: float | None = None, preprocess: str = "", fast_decode: bool = False,
-                rounds: int = 3) -> tuple[list[NodeReport], float]:
-    """(a report per executor, the tolerance used); see the module documentation."""
+                rounds: int = 3, reference: str | None = None,
+                write_to: str | None = None) -> tuple[list[NodeReport], float]:
+    """(a report per executor, the tolerance used); see the module documentation. ``reference``: a
+    stored reference file (default: the one the registry pins beside the model, if any, else the
+    driver computes it); ``write_to``: store the driver's answer there as a reference."""
     import pyarrow as pa
     from pyspark.sql import types as T
 
     from zoo.stages.image_featurizer import ImageFeaturizer
     from zoo.stages.workers.images import featurize_images
 
+    stored = reference or (None if inputs else _pinned_reference(model))
     images = _images_of(inputs) if inputs else reference_images()
     stage = ImageFeaturizer(modelName=model, cut=cut, preprocess=preprocess, outputFormat="array",
                             handleInvalid="keep", fastDecode=fast_decode, outputCol="features")
@@ -130,9 +163,19 @@ def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | Non
     batch = pa.RecordBatch.from_arrays([pa.array([0] * len(images), pa.int32()), pa.array([p for p, _ in images]),
                                         pa.array([c for _, c in images], pa.binary())], names=["task", "path", "content"])
     reference = {}
+    if stored:  # pinned answer: the driver is one more node to check
+        images, reference = read_reference(stored, cut, job.spec.source_sha256)
+        batch = pa.RecordBatch.from_arrays([pa.array([0] * len(images), pa.int32()), pa.array([p for p, _ in images]),
+                                            pa.array([c for _, c in images], pa.binary())],
+                                           names=["task", "path", "content"])
+    driver = {}
     for out in featurize_images([batch], job):  # the driver's own answer, by the very same code
         for path, feats in zip(out.column("path").to_pylist(), out.column("features").to_pylist()):
-            reference[path] = None if feats is None else np.asarray(feats, np.float64)
+            driver[path] = None if feats is None else np.asarray(feats, np.float64)
+    if write_to:
+        write_reference(write_to, model, images, driver, cut, job.spec.source_sha256)
+    if not stored:
+        reference = driver
 
     jsc = spark.sparkContext._jsc.sc()
     ids = jsc.getExecutorIds()  # a Scala Seq; empty on a local master
@@ -153,11 +196,35 @@ def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | Non
         if not expected or set(expected) <= seen:
             break
     reports = [_compare(node, rows, reference, tolerance) for node, rows in sorted(answers.items())]
+    if stored:  # the driver against the stored answer too
+        import socket
+
+        import cv2
+        import onnxruntime
+
+        from zoo.version import __version__
+
+        mine = [{"path": p, "features": None if f is None else f.tolist(), "error": None, "host": socket.gethostname(),
+                 "versions": json.dumps({"sparkzoo": __version__, "onnxruntime": onnxruntime.__version__,
+                                         "opencv": cv2.__version__, "numpy": np.__version__}),
+                 "providers": json.dumps([])} for p, f in driver.items()]
+        reports.insert(0, _compare(f"{socket.gethostname()}/driver", mine, reference, tolerance))
     seen = {n.rsplit(" ", 1)[-1] for n in answers if "/executor " in n}
     for missing in sorted(set(expected) - seen) if seen else []:
         reports.append(NodeReport(f"executor {missing}", "?", problem=f"no task ran on executor {missing} in "
                                                                         f"{rounds} rounds", ok=False))
     return reports, tolerance
+
+
+def _pinned_reference(model: str) -> str | None:
+    """The stored reference the registry pins beside ``model`` (``files.reference``), fetched; None if none."""
+    from zoo.errors import ModelNotFoundError
+    from zoo.hub.sidecars import path_of
+
+    try:
+        return str(path_of(model, "reference"))
+    except ModelNotFoundError:
+        return None
 
 
 def _compare(node: str, rows: list, reference: dict, tolerance: float) -> NodeReport:
