@@ -322,10 +322,11 @@ def cmd_check_model(args: argparse.Namespace) -> int:
 
     spark = _spark(args.master, _conf_pairs(args.conf or []))
     quiet_spark(spark)
-    try:
-        reports, tolerance = check_model(spark, args.model, cut=args.cut, inputs=args.inputs,
-                                         tolerance=args.tolerance, fast_decode=args.fast_decode,
-                                         reference=args.reference, write_to=args.write_reference)
+    try:  # a node that cannot run the check (no sparkzoo in its Python, ...): zoo's one-paragraph error
+        with zoo.cluster.watch(spark):
+            reports, tolerance = check_model(spark, args.model, cut=args.cut, inputs=args.inputs,
+                                             tolerance=args.tolerance, fast_decode=args.fast_decode,
+                                             reference=args.reference, write_to=args.write_reference)
     finally:
         spark.stop()
     failed = [r for r in reports if not r.ok]

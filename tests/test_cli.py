@@ -138,3 +138,24 @@ def test_zoo_check_runs_the_kit_on_named_stages():
     assert "unknown check 'speed'" in wrong.stderr
     unknown = zoo_cmd("check", "no_such_stage", check=10)
     assert "unknown stage 'no_such_stage'" in unknown.stderr
+
+
+def test_check_model_on_a_node_without_sparkzoo_is_a_clear_error(tmp_path):
+    """The executors' Python is a bare virtual environment (no sparkzoo, no pyarrow): the command says
+    which Python lacks what and how to ship one, instead of a Spark traceback."""
+    import subprocess
+    import sys as _sys
+
+    from zoo.testing import tiny
+
+    subprocess.run([_sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(tiny.tiny_model_bytes())
+    env = {"ZOO_HOME": str(tmp_path / "home")}
+    done = zoo_cmd("check-model", str(model), "--cut", "0", "--master", "local[1]", "--conf",
+                   f"spark.pyspark.python={tmp_path / 'bare' / 'bin' / 'python'}", "--conf", "spark.task.maxFailures=1",
+                   env_extra=env, check=None)
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("zoo: error: the executors' Python (") and "cannot import 'pluggy'" in last
+    assert "README: Running on a cluster" in last

@@ -31,7 +31,7 @@ log = get_logger("cluster")
 
 _ACTIVE: list["Watch"] = []
 _ZOO_LINE = re.compile(r"^zoo\.errors\.(\w+): (.*)$", re.M)
-_NO_ZOO = re.compile(r"No module named '(zoo|pyarrow|onnxruntime|cv2|numpy)'")
+_NO_ZOO = re.compile(r"No module named '(zoo|pyarrow|onnxruntime|onnx|cv2|numpy|pluggy)'")  # sparkzoo and what it imports
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Failure|Exit))\b:?(.*)$", re.M)
 
 
