@@ -246,3 +246,28 @@ def test_a_row_whose_lengths_disagree_between_columns_is_invalid(spark, zoo_env)
                       feedDict={"input_ids": "ids", "token_type_ids": "types"},
                       fetchDict={"hidden": "last_hidden_state"}, handleInvalid="skip")
     assert sorted(r["id"] for r in stage.transform(df.coalesce(1)).collect()) == [0, 2]
+
+
+def test_boolean_and_int64_columns_feed_boolean_and_int64_inputs(spark, zoo_env, tmp_path):
+    """flags (array<boolean>) -> Not -> a bool output; counts (bigint scalar) -> Mul by 2 -> int64."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Not", ["flags"], ["negated"]), helper.make_node("Add", ["counts", "counts"], ["doubled"])],
+        "bools", [helper.make_tensor_value_info("flags", TensorProto.BOOL, ["n", 3]),
+                  helper.make_tensor_value_info("counts", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("negated", TensorProto.BOOL, ["n", 3]),
+         helper.make_tensor_value_info("doubled", TensorProto.INT64, ["n"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "bools.onnx"
+    path.write_bytes(model.SerializeToString())
+    rows = [(0, [True, False, True], 2**40 + 1), (1, [False, False, False], -3), (2, [True, True, False], 0)]
+    df = spark.createDataFrame(rows, "id int, flags array<boolean>, counts bigint")
+    out = zoo.stage("onnx_model", modelName=str(path), feedDict={"flags": "flags", "counts": "counts"},
+                    fetchDict={"neg": "negated", "twice": "doubled"}, batchSize=2).transform(df)
+    assert out.schema["neg"].dataType.simpleString() == "array<boolean>"
+    assert out.schema["twice"].dataType.simpleString() == "bigint"
+    got = sorted(out.collect(), key=lambda r: r["id"])
+    assert [r["neg"] for r in got] == [[not v for v in flags] for _, flags, _ in rows]
+    assert [r["twice"] for r in got] == [2 * c for _, _, c in rows], "int64 exactly (no float on the way)"
