@@ -139,9 +139,10 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
     # -- transform -----------------------------------------------------------------------------------
     def _featurizer(self) -> ImageFeaturizer:
         """The whole model (cut 0) as an image_featurizer with this stage's model and image params."""
+        featurizer = ImageFeaturizer()
         shared = {p.name: self.getOrDefault(p) for p in self.params
-                  if ImageFeaturizer().hasParam(p.name) and p.name not in ("embedModel", "uid")}
-        return ImageFeaturizer(**shared).setCut(0).setOutputFormat("array").setOutputCol(_SCORES)
+                  if featurizer.hasParam(p.name) and p.name not in ("embedModel", "uid")}
+        return featurizer._set(**shared).setCut(0).setOutputFormat("array").setOutputCol(_SCORES)
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
         import dataclasses

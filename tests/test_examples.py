@@ -66,12 +66,17 @@ def test_cluster_launcher_runs_the_pull_and_featurize_script(tmp_path):
     assert f"100 images -> {out}: 1280 features each, 0 undecodable" in result.stdout
 
 
-def test_pull_and_featurize_notebook(tmp_path):
+def _notebook_beside_its_script(tmp_path, stem: str):
+    """Run examples/STEM.ipynb in a copy of the folder holding it and STEM.py (which it imports)."""
     folder = tmp_path / "examples"
     folder.mkdir()
-    for name in ("pull_and_featurize.py", "pull_and_featurize.ipynb"):
+    for name in (f"{stem}.py", f"{stem}.ipynb"):
         shutil.copy(EXAMPLES / name, folder / name)
-    nb = _run_notebook(folder / "pull_and_featurize.ipynb", _env(tmp_path))
+    return folder, _run_notebook(folder / f"{stem}.ipynb", _env(tmp_path))
+
+
+def test_pull_and_featurize_notebook(tmp_path):
+    folder, nb = _notebook_beside_its_script(tmp_path, "pull_and_featurize")
     photos = len(list((SHARED / "data" / "imagenet-sample").glob("n01*.JPEG")))
     assert f"({photos}, 1280)" in _outputs(nb)
     assert (folder / "features.parquet").is_dir()
@@ -105,9 +110,5 @@ def test_score_sklearn_model_example_agrees_with_scikit_learn(tmp_path):
 
 
 def test_score_sklearn_model_notebook(tmp_path):
-    folder = tmp_path / "examples"
-    folder.mkdir()
-    for name in ("score_sklearn_model.py", "score_sklearn_model.ipynb"):
-        shutil.copy(EXAMPLES / name, folder / name)
-    nb = _run_notebook(folder / "score_sklearn_model.ipynb", _env(tmp_path))
+    _, nb = _notebook_beside_its_script(tmp_path, "score_sklearn_model")
     assert "569 of 569 labels equal scikit-learn's" in _outputs(nb)
