@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,7 +83,7 @@ def prepare(spark, spec, runnable, ship: str = "auto"):
     if ship == "auto":
         if reachable_from_executors(spec, settings(executor_env(spec.forwarded))):
             return spec
-        holders = node_caches_hold(spark, spec.sha256)
+        holders = node_caches_hold(spark, spec.sha256, *(p.sha256 for p in spec.parts))
         if holders:
             log.info("not shipping %s: every executor's node cache holds it (%s)", spec.label, holders)
             return spec
@@ -91,34 +93,81 @@ def prepare(spark, spec, runnable, ship: str = "auto"):
 
 
 def ship_model(spark, spec, runnable: Path | bytes):
-    """Send the model file to every executor through Spark (for executors with no route to a source)."""
+    """Send the model file to every executor through Spark (for executors with no route to a source),
+    with the external data files beside it when it has them (``zoo.hub.bundles``)."""
     import tempfile
 
     shipped = dataclasses.replace(spec, shipped=True)
     key = (id(spark), spec.sha256)
     if key in _SHIPPED:  # Spark refuses a second file of the same name
         return shipped
-    if isinstance(runnable, bytes):
-        tmp = Path(tempfile.mkdtemp(prefix="zoo-ship-")) / spec.sha256
-        tmp.write_bytes(runnable)
-        runnable = tmp
-    if runnable.name != spec.sha256:  # SparkFiles finds files by base name
-        import shutil
-
-        tmp = Path(tempfile.mkdtemp(prefix="zoo-ship-")) / spec.sha256
-        shutil.copyfile(runnable, tmp)
-        runnable = tmp
-    try:
-        spark.sparkContext.addFile(str(runnable))
-    except Exception:  # Spark Connect has no SparkContext; artifacts play the same role
-        spark.addArtifacts(str(runnable), file=True)
+    folder = Path(tempfile.mkdtemp(prefix="zoo-ship-"))
+    files = [_named(runnable, spec.sha256, folder)]
+    if isinstance(runnable, Path):
+        files += [_named(runnable.parent / p.location, p.sha256, folder) for p in spec.parts
+                  if (runnable.parent / p.location).is_file()]
+    for f in files:
+        try:
+            spark.sparkContext.addFile(str(f))
+        except Exception:  # Spark Connect has no SparkContext; artifacts play the same role
+            spark.addArtifacts(str(f), file=True)
     _SHIPPED.add(key)
     return shipped
 
 
+def _named(src: Path | bytes, sha256: str, folder: Path) -> Path:
+    """``src`` under its sha256 as the file name (SparkFiles finds files by base name)."""
+    if isinstance(src, bytes):
+        (folder / sha256).write_bytes(src)
+        return folder / sha256
+    if src.name == sha256:
+        return src
+    try:
+        os.link(src, folder / sha256)
+    except OSError:
+        import shutil
 
-def node_caches_hold(spark, sha256: str) -> str | None:
-    """Ask every executor whether its node cache holds ``sha256`` (one task per executor).
+        shutil.copyfile(src, folder / sha256)
+    return folder / sha256
+
+
+def _seconds(text: str) -> float:
+    """A Spark time setting (``30s``, ``500ms``, ``2min``, ``30``) in seconds."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*(ms|s|min|m|h)?\s*", text or "")
+    if not match:
+        return 30.0
+    return float(match[1]) * {"ms": 1e-3, None: 1.0, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}[match[2]]
+
+
+def registered_executors(sc, settle_s: float = 2.0) -> int:
+    """The executors registered with this application, after giving a starting one time to get them.
+
+    A standalone master starts jobs as soon as the driver is up (Spark's
+    ``minRegisteredResourcesRatio`` is 0 there), so right after start-up the tracker may list no
+    executor, or only the first: asking then would ship a model every node already holds. Wait
+    until the expected count is there (``spark.executor.instances``, or ``spark.cores.max`` over
+    ``spark.executor.cores``), else until the count has been non-zero and unchanged for
+    ``settle_s``, never longer than Spark's own ``maxRegisteredResourcesWaitingTime``."""
+    conf = sc.getConf()
+    expected = int(conf.get("spark.executor.instances", "0") or 0)
+    cores_max, per_executor = conf.get("spark.cores.max", None), conf.get("spark.executor.cores", None)
+    if not expected and cores_max and per_executor:
+        expected = int(cores_max) // max(1, int(per_executor))
+    deadline = time.monotonic() + _seconds(conf.get("spark.scheduler.maxRegisteredResourcesWaitingTime", "30s"))
+    count, since = -1, time.monotonic()
+    while True:
+        now = time.monotonic()
+        seen = len(sc.statusTracker().getExecutorInfos()) - 1  # the driver is listed too
+        if seen != count:
+            count, since = seen, now
+        if (expected and count >= expected) or (not expected and count > 0 and now - since >= settle_s) \
+                or now >= deadline:
+            return count
+        time.sleep(0.2)
+
+
+def node_caches_hold(spark, *shas: str) -> str | None:
+    """Ask every executor whether its node cache holds every file of ``shas`` (one task per executor).
 
     Returns a summary when every executor answered yes, else None (some lack it, or the
     answers cannot be trusted to cover every executor: dynamic allocation, Spark Connect)."""
@@ -128,7 +177,7 @@ def node_caches_hold(spark, sha256: str) -> str | None:
         return None
     if sc.getConf().get("spark.dynamicAllocation.enabled", "false").lower() == "true":
         return None  # executors that start later would not have been asked
-    executors = len(sc.statusTracker().getExecutorInfos()) - 1  # the driver is listed too
+    executors = registered_executors(sc)
     if executors <= 0:
         return None
 
@@ -138,7 +187,7 @@ def node_caches_hold(spark, sha256: str) -> str | None:
         cache = model_cache()
         home = cache.root
         try:
-            held = cache.lookup(sha256) is not None
+            held = all(cache.lookup(sha) is not None for sha in shas)
         except Exception:
             held = False
         yield (socket.gethostname(), os.getppid(), str(home), held)  # ppid: the executor's Python daemon
