@@ -63,7 +63,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([e.to_dict() | {"origin": e.origin, "cached": e.sha256 in cached} for e in entries])
         return 0
-    rows = [[e.name, ",".join(e.aliases), e.task, _mib(e.bytes), "yes" if e.sha256 in cached else "", e.description]
+    rows = [[e.name, ",".join(e.aliases), e.task, _mib(e.total_bytes), "yes" if e.sha256 in cached else "", e.description]
             for e in entries]
     _table(rows, ["NAME", "ALIASES", "TASK", "SIZE", "CACHED", "DESCRIPTION"])
     return 0
@@ -82,6 +82,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'preprocess':12} {json.dumps(data['preprocess'])}")
     for role, spec in (data.get("files") or {}).items():
         print(f"{role:12} sha256 {spec['sha256']}" + (f", {spec['bytes']:,} bytes" if spec.get("bytes") else ""))
+    if data.get("external_data"):
+        print(f"{'weights':12} {len(data['external_data'])} external data files, {data['total_bytes']:,} bytes in all:")
+        for location, spec in data["external_data"].items():
+            print(f"{'':12} {location}: sha256 {spec['sha256']}" + (f", {spec['bytes']:,} bytes" if spec.get("bytes") else ""))
     label_set = data.get("label_set")
     if label_set and "count" in label_set:
         print(f"{'labels':12} {label_set['name']} ({label_set['count']:,} names: {', '.join(label_set['first'])}, ...)")
@@ -326,7 +330,8 @@ def cmd_check_model(args: argparse.Namespace) -> int:
         with zoo.cluster.watch(spark):
             reports, tolerance = check_model(spark, args.model, cut=args.cut, inputs=args.inputs,
                                              tolerance=args.tolerance, fast_decode=args.fast_decode,
-                                             reference=args.reference, write_to=args.write_reference)
+                                             reference=args.reference, write_to=args.write_reference,
+                                             device=args.device)
     finally:
         spark.stop()
     failed = [r for r in reports if not r.ok]
@@ -462,9 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
     p.add_argument("--inputs", metavar="DIR", help="reference images (default: generated, the same bytes on every node)")
-    p.add_argument("--tolerance", type=float, help="smallest cosine similarity allowed (default: 0.9999 fp32, "
-                                                   "0.999 int8, 0.99 with --fast-decode)")
+    p.add_argument("--tolerance", type=float, help="smallest cosine similarity allowed (default: the registry "
+                                                   "entry's tolerance, else 0.9999 fp32, 0.999 int8, 0.99 with "
+                                                   "--fast-decode)")
     p.add_argument("--fast-decode", action="store_true", help="check with fastDecode as the featurization uses it")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where executors run the model, as the featurizer's device (default auto); the driver's "
+                        "reference is computed on its CPU, and a node where cuda cannot run fails with the reason")
     p.add_argument("--reference", metavar="FILE", help="a stored reference (.npz) to compare every node, the driver "
                                                        "too, with (default: the registry's files.reference, if any)")
     p.add_argument("--write-reference", metavar="FILE", help="store the driver's images and features as a reference "

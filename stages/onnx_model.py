@@ -173,7 +173,8 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
             from zoo.runtime.models import obtain
 
             runnable = obtain(spec)
-            graph = (onnx.load_from_string(runnable) if isinstance(runnable, bytes) else onnx.load(str(runnable))).graph
+            graph = (onnx.load_from_string(runnable) if isinstance(runnable, bytes)
+                     else onnx.load(str(runnable), load_external_data=False)).graph  # the weights are not needed
             known = {o for n in graph.node for o in n.output}
             for col, tensor in fetch.items():
                 if tensor in extra and tensor not in known:

@@ -69,6 +69,15 @@ class EmbeddingWriter(DefaultParamsWriter):
         from zoo.runtime.models import obtain
 
         spec = stage._model_spec(self.sparkSession, preprocess=stage._embedded_preprocess())
+        if spec.parts:
+            from zoo.errors import ConfigError
+
+            size = sum(p.bytes or 0 for p in spec.parts)
+            raise ConfigError(
+                f"model {spec.label!r} keeps its weights in {len(spec.parts)} external data files ({size:,} bytes), "
+                "and embedModel saves a model as one parquet value; save the stage with embedModel=False (it "
+                "pins the model's sha256, and loading fetches every file through the zoo)"
+            )
         runnable = obtain(spec)
         data = runnable if isinstance(runnable, bytes) else runnable.read_bytes()
         files = stage._embedded_files()

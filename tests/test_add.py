@@ -56,11 +56,14 @@ def test_add_rejects_external_data_that_escapes(zoo_env, tmp_path):
     assert not (zoo_env / "registry.json").exists()
 
 
-def test_add_refuses_external_data_it_cannot_keep_in_one_blob(zoo_env, tmp_path):
+def test_add_pins_external_data_beside_the_model_and_refuses_a_missing_file(zoo_env, tmp_path):
     model = _tiny_model(tmp_path / "ext.onnx", external_location="weights.bin")
-    (tmp_path / "weights.bin").write_bytes(np.ones(3, np.float32).tobytes())
-    with pytest.raises(InvalidModelError, match="external data"):
+    with pytest.raises(InvalidModelError, match="external data file 'weights.bin' is missing beside it"):
         zoo.add(model, name="ext")
+    assert not (zoo_env / "registry.json").exists()
+    (tmp_path / "weights.bin").write_bytes(np.ones(3, np.float32).tobytes())
+    added = zoo.add(model, name="ext", preprocess="none")  # tests/test_bundles.py runs such models
+    assert list(added.external_data) == ["weights.bin"] and added.external_data["weights.bin"]["bytes"] == 12
 
 
 def test_add_rejects_non_onnx_files_and_bad_names(zoo_env, tmp_path):

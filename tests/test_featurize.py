@@ -380,3 +380,22 @@ def test_check_model_on_a_local_master_agrees_with_the_driver(spark, mnv2, tmp_p
     assert by_registry[0].node.endswith("/driver") and all(r.ok for r in by_registry)
     with pytest.raises(ChecksumError, match="the reference of 'mnv2-badref'"):
         check_model(spark, "mnv2-badref", cut=1)
+
+
+def test_check_model_takes_the_entrys_tolerance_and_a_node_without_a_gpu_fails_alone(spark, mobilenet_bytes,
+                                                                                     write_registry, zoo_env):
+    """A registry entry may declare the cosine its model must reach; `--device cuda` on a node where
+    CUDA cannot run (this machine, and CI, have no GPU) is that node's failure, with the reason."""
+    from conftest import MOBILENET, entry
+    from zoo.consistency import check_model
+
+    write_registry(entry("mnv2-strict", mobilenet_bytes, [MOBILENET.as_uri()], preprocess=IMAGENET, tolerance=0.99995))
+    reports, tolerance = check_model(spark, "mnv2-strict", cut=1)
+    assert tolerance == 0.99995 and all(r.ok for r in reports)
+    assert check_model(spark, "mnv2-strict", cut=1, tolerance=0.5)[1] == 0.5, "the command line wins"
+    from zoo.runtime.sessions import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has a working GPU: the no-GPU outcome cannot be produced here")
+    on_gpu, _ = check_model(spark, "mnv2-strict", cut=1, device="cuda")
+    assert on_gpu and all(not r.ok and "DeviceError" in (r.problem or "") for r in on_gpu), [r.problem for r in on_gpu]

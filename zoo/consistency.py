@@ -20,6 +20,7 @@ answer, so the driver is checked too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,12 +125,23 @@ def _node_features(batches, job):
     from zoo.stages.workers.images import featurize_images
     from zoo.version import __version__
 
+    from zoo.errors import DeviceError
+
     work = os.path.basename(os.getcwd())
     node = f"{socket.gethostname()}/executor {work}" if work.isdigit() else f"{socket.gethostname()}/pid {os.getpid()}"
     versions = json.dumps({"sparkzoo": __version__, "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
                            "numpy": np.__version__})
-    for out in featurize_images(batches, job):
+    batches = list(batches)  # a few reference images: kept, so a node that cannot run still answers for each
+    try:
+        outs = list(featurize_images(iter(batches), job))
         providers = json.dumps(session_for(job.spec, job.runtime, on_executor=True).get_providers())
+    except DeviceError as exc:  # e.g. --device cuda on a node without a working GPU: this node fails, not the check
+        outs = [pa.RecordBatch.from_arrays(
+            [b.column("task"), b.column("path"), pa.nulls(b.num_rows, pa.binary()),
+             pa.nulls(b.num_rows, pa.list_(pa.float32())), pa.array([f"{type(exc).__name__}: {exc}"] * b.num_rows)],
+            names=["task", "path", "content", "features", job.error_col]) for b in batches]
+        providers = json.dumps([])
+    for out in outs:
         n = out.num_rows
         yield pa.RecordBatch.from_arrays(
             [*out.columns, pa.array([node] * n), pa.array([socket.gethostname()] * n), pa.array([versions] * n),
@@ -140,10 +152,13 @@ def _node_features(batches, job):
 def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | None = None,
                 tolerance: float | None = None, preprocess: str = "", fast_decode: bool = False,
                 rounds: int = 3, reference: str | None = None,
-                write_to: str | None = None) -> tuple[list[NodeReport], float]:
+                write_to: str | None = None, device: str = "auto") -> tuple[list[NodeReport], float]:
     """(a report per executor, the tolerance used); see the module documentation. ``reference``: a
     stored reference file (default: the one the registry pins beside the model, if any, else the
-    driver computes it); ``write_to``: store the driver's answer there as a reference."""
+    driver computes it); ``write_to``: store the driver's answer there as a reference. ``tolerance``:
+    the minimum cosine (default: the registry entry's ``tolerance``, else :func:`default_tolerance`).
+    ``device``: as the featurizer's; the driver's reference is always computed on its CPU, so a GPU
+    node is compared with CPU features, and a node where ``cuda`` cannot run fails with the reason."""
     import pyarrow as pa
     from pyspark.sql import types as T
 
@@ -153,12 +168,14 @@ def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | Non
     stored = reference or (None if inputs else _pinned_reference(model))
     images = _images_of(inputs) if inputs else reference_images()
     stage = ImageFeaturizer(modelName=model, cut=cut, preprocess=preprocess, outputFormat="array",
-                            handleInvalid="keep", fastDecode=fast_decode, outputCol="features")
+                            handleInvalid="keep", fastDecode=fast_decode, outputCol="features", device=device)
     schema = T.StructType([T.StructField("task", T.IntegerType()), T.StructField("path", T.StringType()),
                            T.StructField("content", T.BinaryType())])
     job = stage._executor_job(spark.createDataFrame([(0, p, c) for p, c in images], schema))
     quantized = bool(job.spec.cut and job.spec.cut.quantized) or "int8" in model.lower()
-    tolerance = default_tolerance(quantized, fast_decode) if tolerance is None else tolerance
+    if tolerance is None:
+        tolerance = _declared_tolerance(model) or default_tolerance(quantized, fast_decode)
+    on_driver = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, device="cpu"))
 
     batch = pa.RecordBatch.from_arrays([pa.array([0] * len(images), pa.int32()), pa.array([p for p, _ in images]),
                                         pa.array([c for _, c in images], pa.binary())], names=["task", "path", "content"])
@@ -169,7 +186,7 @@ def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | Non
                                             pa.array([c for _, c in images], pa.binary())],
                                            names=["task", "path", "content"])
     driver = {}
-    for out in featurize_images([batch], job):  # the driver's own answer, by the very same code
+    for out in featurize_images([batch], on_driver):  # the driver's own answer, by the very same code
         for path, feats in zip(out.column("path").to_pylist(), out.column("features").to_pylist()):
             driver[path] = None if feats is None else np.asarray(feats, np.float64)
     if write_to:
@@ -214,6 +231,19 @@ def check_model(spark: Any, model: str, *, cut: int | str = 1, inputs: str | Non
         reports.append(NodeReport(f"executor {missing}", "?", problem=f"no task ran on executor {missing} in "
                                                                         f"{rounds} rounds", ok=False))
     return reports, tolerance
+
+
+def _declared_tolerance(model: str) -> float | None:
+    """The minimum cosine a registry entry declares for its model (``tolerance``), if any."""
+    from zoo.config import settings
+    from zoo.hub import registry
+    from zoo.hub.refs import parse
+
+    ref = parse(model)
+    if ref.kind == "path":
+        return None
+    entry = registry.load(settings()).get(ref.text if ref.kind == "name" else ref.value)
+    return entry.tolerance if entry is not None else None
 
 
 def _pinned_reference(model: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 KEY = "sparkzoo"
 # what makes two columns comparable; the rest (versions, device) is recorded but may differ
-IDENTITY = ("model_sha256", "cut", "output", "preprocess_sha256")
+IDENTITY = ("model_sha256", "external_data_sha256", "cut", "output", "preprocess_sha256")
 
 
 def canonical_hash(value: Any) -> str | None:
@@ -40,6 +40,8 @@ def record(stage: str, spec: Any, *, width: int | None, output: str | None = Non
         "model": spec.label,
         "model_sha256": spec.source_sha256,
         "runnable_sha256": spec.sha256,
+        # a multi-file model's weights are not in its graph file: two checkpoints can share one graph
+        **({"external_data_sha256": spec.weights_sha256} if getattr(spec, "parts", ()) else {}),
         "cut": 0 if cut is None else cut.index,
         "output": output or spec.output,
         "preprocess": spec.preprocess,

@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from zoo.errors import StageError
+from zoo.hub.onnx_files import external_references
 from zoo.runtime import sessions
 from zoo.runtime.arrow import arrow_values, numpy_view
 from zoo.runtime.models import ModelSpec, obtain, session_for
@@ -74,21 +75,26 @@ class TensorJob:
     pad_value: float = 0.0
 
 
-def model_with_outputs(model: "Path | bytes", extra: tuple[str, ...]) -> bytes:
-    """The model with intermediate ``extra`` tensors added as graph outputs (types inferred by ORT)."""
+def model_with_outputs(model: "Path | bytes", extra: tuple[str, ...]) -> "bytes | sessions.GraphBeside":
+    """The model with intermediate ``extra`` tensors added as graph outputs (types inferred by ORT).
+    A multi-file model's weights stay in their files: the new graph is read beside them."""
     import onnx
 
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
     for name in extra:
         proto.graph.output.append(onnx.ValueInfoProto(name=name))
-    return proto.SerializeToString()
+    graph = proto.SerializeToString()
+    locations = {location for _, location in external_references(proto)}
+    if isinstance(model, Path) and locations:
+        return sessions.GraphBeside(graph, model.parent, sum((model.parent / f).stat().st_size for f in locations))
+    return graph
 
 
 def tensor_session(spec: ModelSpec, extra: tuple[str, ...], runtime: RuntimeOptions, *, on_executor: bool = False):
     """The worker's session for ``spec``, with the intermediate tensors ``extra`` as outputs too."""
     if not extra:
         return session_for(spec, runtime, on_executor=on_executor)
-    key = f"{spec.sha256}+{','.join(extra)}"
+    key = f"{spec.key}+{','.join(extra)}"
     return sessions.session(key, lambda: model_with_outputs(obtain(spec), extra), runtime)
 
 

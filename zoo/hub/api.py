@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from zoo.config import Settings
 from zoo.config import settings as current_settings
 from zoo.errors import ChecksumError, ModelNotFoundError, RegistryError, ZooError
+from zoo.hub import bundles
 from zoo.hub import labels as labels_module
 from zoo.hub import layer_cuts
 from zoo.hub import registry, resolver
@@ -70,7 +71,7 @@ def models(*, cached: bool = False, task: str | None = None, search: str | None 
         text = " ".join([e.name, *e.aliases, e.description, e.task, e.license]).lower()
         return ((task is None or e.task == task) and all(w in text for w in words)
                 and (license is None or e.license.lower() == license.lower())
-                and (max_bytes is None or e.bytes <= max_bytes))
+                and (max_bytes is None or e.total_bytes <= max_bytes))
 
     return [e for e in entries if keep(e)]
 
@@ -83,14 +84,17 @@ def info(name: str) -> dict[str, Any]:
     entry = reg.resolve(name)
     cache = model_cache(s)
     path = cache.blob_path(entry.sha256)
+    parts = bundles.parts_of(entry.external_data, entry.name)
+    runs = cache.bundle_path(bundles.bundle_id(entry.sha256, parts)) / bundles.MODEL_FILE if parts else path
     out = entry.to_dict()
+    out["total_bytes"] = entry.total_bytes
     out["aliases"] = reg.aliases_of(entry.name)
     out["origin"] = entry.origin
     out["cached"] = path.exists()
     out["path"] = str(path) if path.exists() else None
     out["label_set"] = labels_module.describe(entry, cache)
-    if path.exists():
-        out["available_cuts"] = [c.to_dict() for c in layer_cuts.cached_analysis(cache, entry.sha256, path, entry.cuts)]
+    if runs.exists():  # a multi-file model's cuts are measured with its weights beside it
+        out["available_cuts"] = [c.to_dict() for c in layer_cuts.cached_analysis(cache, entry.sha256, runs, entry.cuts)]
     return out
 
 
@@ -107,7 +111,7 @@ def cut(name: str, cut: int | str = 1) -> Path:
 
     located = resolver.locate(name)
     _, sha, runnable = layer_cuts.cut_model(model_cache(), located.sha256, located.path, located.pinned_cuts, cut,
-                                              repr(name))
+                                              repr(name), located.parts)
     if isinstance(runnable, bytes):  # read-only cache: hand out a private copy
         out = Path(tempfile.mkdtemp(prefix="zoo-cut-")) / f"{sha}.onnx"
         out.write_bytes(runnable)
@@ -138,7 +142,7 @@ def add(
     or a label file. Re-adding a name replaces it; on any error nothing is written.
     """
     from zoo.hub import published as publishing
-    from zoo.hub.onnx_files import describe_model
+    from zoo.hub.onnx_files import describe_model, external_locations
 
     s = current_settings()
     registry.check_name(name)
@@ -165,6 +169,7 @@ def add(
             source, recipe = src.as_uri(), preset("imagenet" if preprocess is None else preprocess)
         label_spec = _label_spec(labels, name) if labels else (remote.labels if remote is not None else None)
         described = describe_model(src)
+        parts = bundles.file_parts(src, external_locations(src)) if remote is None else ()
         sha = hash_file(src)
         data: dict[str, Any] = {
             "name": name,
@@ -180,6 +185,8 @@ def add(
             "labels": label_spec,
             **described,
         }
+        if parts:  # weights in files beside it: each pinned, and cached with it
+            data["external_data"] = {p.location: p.as_file() for p in parts}
         if not data["aliases"]:
             del data["aliases"]
         user = cache.user_registry_path
@@ -189,6 +196,9 @@ def add(
         cache.ensure_writable()
         if cache.lookup(sha, entry.bytes) is None:
             cache.import_file(src, sha)
+        for p in parts:
+            if cache.lookup(p.sha256, p.bytes) is None:
+                cache.import_file(src.parent / p.location, p.sha256)
     finally:
         if remote is not None:
             remote.discard()
@@ -303,11 +313,20 @@ def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) 
 
 
 def remove(name: str) -> bool:
-    """Delete a model's blob from the cache. True if something was removed."""
+    """Delete a model's blob (and its bundle and external data files) from the cache. True if
+    something was removed."""
     s = current_settings()
     cache = model_cache(s)
-    (sha,) = _resolve_shas([name], registry.load(s), cache)
-    return cache.remove(sha)
+    reg = registry.load(s)
+    (sha,) = _resolve_shas([name], reg, cache)
+    entry = reg.get(name)
+    parts = bundles.parts_of(entry.external_data, entry.name) if entry is not None and entry.sha256 == sha else ()
+    removed = cache.remove(sha)
+    if parts:
+        cache.remove_bundle(bundles.bundle_id(sha, parts))
+    for p in parts:
+        removed = cache.remove(p.sha256) or removed
+    return removed
 
 
 def cache_dir() -> Path:

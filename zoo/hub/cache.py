@@ -8,6 +8,7 @@ Layout (no symlinks, so NFS, Windows and object-store mounts work)::
       locks/<hex>.lock          per-blob download locks (advisory; see zoo.hub.locks)
       quarantine/<hex>.<time>   blobs whose bytes stopped matching their name; never served
       index.json                names -> sha256, and the (size, mtime, inode) of verified blobs
+      bundles/<hex>/            a multi-file model as ONNX Runtime opens it: hard links to its blobs (zoo.hub.bundles)
       cuts/<hex>.json           a model's layer cuts and the sha256 of each cut model built (zoo.hub.layer_cuts)
       optimized/<hex>-<fp>.onnx ONNX Runtime's optimised form for one machine (zoo.runtime.optimized)
       registry.json             the user registry written by `zoo add`
@@ -253,12 +254,22 @@ class ModelCache:
         self.index_path = self.root / "index.json"
         self.optimized_dir = self.root / "optimized"  # derived, per machine: see zoo.runtime.optimized
         self.cuts_dir = self.root / "cuts"
+        self.bundles_dir = self.root / "bundles"
         self.registries_dir = self.root / "registries"
         self.user_registry_path = self.root / "registry.json"
 
     # -- layout ------------------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
         return self.blobs_dir / _checked(sha256)
+
+    def bundle_path(self, bundle_id: str) -> Path:
+        """The folder a multi-file model runs from (see :mod:`zoo.hub.bundles`)."""
+        return self.bundles_dir / _checked(bundle_id)
+
+    def remove_bundle(self, bundle_id: str) -> None:
+        """Delete a bundle folder (links only: its blobs stay) without following links."""
+        self.check_layout()
+        _delete_entry(self.bundle_path(bundle_id))
 
     def cut_record_path(self, source_sha256: str) -> Path:
         """Where the layer cuts of a model (and the sha256 of each cut model built) are recorded."""
@@ -288,10 +299,14 @@ class ModelCache:
                         "recreates its folders) or point ZOO_HOME at the real location"
                     )
 
+    def check_layout(self) -> None:
+        """Refuse a cache whose own folders are links or files (reading needs no write access)."""
+        self._check_dirs(self.blobs_dir, self.tmp_dir, self.locks_dir, self.quarantine_dir, self.bundles_dir)
+
     def ensure_writable(self) -> None:
-        self._check_dirs(self.blobs_dir, self.tmp_dir, self.locks_dir, self.quarantine_dir)
+        self.check_layout()
         try:
-            for d in (self.blobs_dir, self.tmp_dir, self.locks_dir):
+            for d in (self.blobs_dir, self.tmp_dir, self.locks_dir, self.bundles_dir):
                 d.mkdir(parents=True, exist_ok=True)
         except PermissionError as exc:
             raise CacheReadOnlyError(
@@ -617,6 +632,10 @@ class ModelCache:
                 st = os.lstat(p)
                 if not os.path.lexists(p.with_suffix(".json")) and time.time() - st.st_mtime > stale:
                     freed += st.st_size
+                    _delete_entry(p)
+                    temp += 1
+            for p in self.tmp_dir.glob("*.bundle"):  # a bundle whose builder died before placing it (links only)
+                if time.time() - os.lstat(p).st_mtime > stale:
                     _delete_entry(p)
                     temp += 1
         if self.locks_dir.exists():

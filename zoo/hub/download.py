@@ -53,6 +53,7 @@ class Target:
     bytes: int | None
     sources: tuple[str, ...]
     label: str
+    external_data: frozenset[str] = frozenset()  # the files a graph may name beside it (zoo.hub.bundles)
 
     def candidate_urls(self, settings: Settings) -> list[str]:
         mirrors = [f"{m}/sha256/{self.sha256}" for m in settings.mirrors]
@@ -320,7 +321,8 @@ def _try_sources(urls: list[str], slot: DownloadSlot, target: Target, cache: Mod
 
 
 def _check_model(slot: DownloadSlot, target: Target) -> None:
-    """Refuse a verified ONNX file whose tensors point at external data outside its own folder."""
+    """Refuse a verified ONNX file whose tensors point at external data outside its own folder, or at
+    files its registry entry does not declare."""
     from zoo.hub.onnx_files import check_external_data_fd
 
-    check_external_data_fd(slot.fd, target.label)
+    check_external_data_fd(slot.fd, target.label, target.external_data)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,10 +85,11 @@ class Cut:
 
 
 def _load(path: Path):
+    """The graph, with external data left where it is (a multi-file model's weights are not read)."""
     import onnx
 
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise InvalidModelError(f"{path} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
 
@@ -156,7 +157,43 @@ def _dummy_feed(graph: _Graph, session) -> dict[str, np.ndarray]:
     return feed
 
 
-def _probe(model, tensors: list[str]) -> dict[str, np.ndarray]:
+def _with_external_data(model, path: Path, use: Callable[[Any], Any]) -> Any:
+    """``use(model bytes or path)``: the bytes, or for a graph that keeps weights in external files
+    beside ``path``, a scratch file that finds them (ONNX Runtime and the checker read external data
+    only through a path)."""
+    from zoo.hub import bundles
+    from zoo.hub.onnx_files import external_references
+
+    data = model.SerializeToString()
+    locations = [loc for _, loc in external_references(model)]
+    if not locations:
+        return use(data)
+    with bundles.scratch(data, path, locations) as scratch_path:
+        return use(str(scratch_path))
+
+
+def _checkable(model):
+    """``model`` for the onnx checker: tensors kept in external files become graph inputs of their type
+    and shape. The checker reads external data only through files it insists are not hard links
+    (which a cache bundle is), and the graph's structure is what a cut can get wrong; ONNX Runtime
+    reads and checks the weights themselves when it loads the model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    external = [t for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    names = {t.name for t in external}
+    kept = [t for t in copy.graph.initializer if t.name not in names]
+    del copy.graph.initializer[:]
+    copy.graph.initializer.extend(kept)
+    copy.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in external)
+    return copy
+
+
+def _probe(model, tensors: list[str], path: Path) -> dict[str, np.ndarray]:
     """Run the model once on zeros with ``tensors`` added as outputs: their real shapes and dtypes."""
     import onnx
     import onnxruntime as ort
@@ -170,10 +207,12 @@ def _probe(model, tensors: list[str]) -> dict[str, np.ndarray]:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
+    def run(model_or_path):
+        sess = ort.InferenceSession(model_or_path, opts, providers=["CPUExecutionProvider"])
+        return [o.name for o in sess.get_outputs()], sess.run(None, _dummy_feed(_Graph(probe), sess))
+
     try:
-        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        values = sess.run(None, _dummy_feed(_Graph(probe), sess))
+        names, values = _with_external_data(probe, path, run)
     except Exception as exc:
         raise InvalidModelError(f"cannot run the model to measure its layers: {type(exc).__name__}: {exc}") from None
     return dict(zip(names, values))
@@ -191,7 +230,7 @@ def analyse(path: Path, pinned: tuple[str, ...] | None = None) -> list[Cut]:
             if t not in graph.producer and t not in graph.inputs:
                 raise CutError(f"{path}: the registry pins cut tensor {t!r}, which the model does not have")
         found = [(t, ops.get(t, graph.producer[t].op_type if t in graph.producer else "")) for t in pinned]
-    values = _probe(model, [output] + [t for t, _ in found])
+    values = _probe(model, [output] + [t for t, _ in found], path)
     cuts = []
     for index, (tensor, op) in enumerate([(output, "")] + found):
         v = values[tensor]
@@ -267,7 +306,7 @@ def build(path: Path, cut: Cut, *, metadata: dict[str, str] | None = None) -> by
     for k, v in (metadata or {}).items():
         cut_model.metadata_props.add(key=k, value=v)
     try:
-        onnx.checker.check_model(cut_model)
+        onnx.checker.check_model(_checkable(cut_model))
         onnx.shape_inference.infer_shapes(cut_model, strict_mode=False)
     except Exception as exc:
         raise CutError(f"the model cut at {cut.tensor!r} fails validation: {type(exc).__name__}: {exc}") from None
@@ -353,8 +392,15 @@ def cut_blob(cache: ModelCache, source_sha: str, path: Path, cut: Cut) -> tuple[
 
 
 def cut_model(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str, ...] | None, cut: int | str,
-              label: str) -> tuple[Cut, str, Path | bytes]:
-    """(the chosen cut, the cut model's sha256, its file or bytes) for ``cut`` of the model at ``path``."""
+              label: str, parts: tuple[Any, ...] = ()) -> tuple[Cut, str, Path | bytes]:
+    """(the chosen cut, the cut model's sha256, its file or bytes) for ``cut`` of the model at ``path``.
+
+    ``parts``: the model's external data files (beside ``path``); the cut names the same files and
+    runs from its own bundle (:mod:`zoo.hub.bundles`)."""
     chosen = select(cached_analysis(cache, source_sha, path, pinned), cut, label)
     sha, runnable = cut_blob(cache, source_sha, path, chosen)
+    if chosen.index and parts:
+        from zoo.hub import bundles
+
+        runnable = bundles.runnable(cache, sha, runnable, parts, label, bundles.adopt_beside(cache, path))
     return chosen, sha, runnable

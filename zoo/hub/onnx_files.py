@@ -71,6 +71,11 @@ def external_references(model) -> list[tuple[str, str]]:
     return found
 
 
+def external_locations(path: Path) -> list[str]:
+    """The external data files the graph at ``path`` names (its data is not read)."""
+    return sorted({location for _, location in external_references(_load(path))})
+
+
 def _escapes(location: str, base: Path) -> bool:
     posix = PurePosixPath(location.replace("\\", "/"))
     return (
@@ -101,11 +106,12 @@ def check_external_data(path: Path, model=None, *, label: str | None = None) -> 
     return [location for _, location in refs]
 
 
-def check_external_data_fd(fd: int, label: str) -> None:
+def check_external_data_fd(fd: int, label: str, declared: frozenset[str] = frozenset()) -> None:
     """The external-data check for a downloaded file, read through the descriptor that wrote it.
 
-    A blob in the cache is a single file, so any external reference is refused: one that escapes
-    names the tensor and location, one that stays inside says that the cache keeps single files.
+    A graph may name external files only when its registry entry declares them (``declared``:
+    ``external_data`` locations; see :mod:`zoo.hub.bundles`): one that escapes its folder names the
+    tensor and location, one that is not declared says so, and nothing is published.
     A file that does not parse as ONNX is left to the loader, which reports it when it is used.
 
     First a byte scan: an external reference is a ``key: "location"`` entry, and protobuf stores
@@ -133,11 +139,13 @@ def check_external_data_fd(fd: int, label: str) -> None:
                 f"{label}: tensor {name!r} keeps its data at external location {location!r}, outside the model's "
                 "own folder; the download is refused and nothing was published"
             )
-    if refs:
-        name, location = refs[0]
+    undeclared = [(name, location) for name, location in refs if location not in declared]
+    if undeclared:
+        name, location = undeclared[0]
         raise ExternalDataError(
-            f"{label}: tensor {name!r} keeps its data in an external file {location!r}; the cache keeps "
-            "single-file models, so the download is refused. Re-save it without external data."
+            f"{label}: tensor {name!r} keeps its data in an external file {location!r} that the registry entry "
+            "does not declare (its `external_data` pins each such file by sha256), so the download is refused. "
+            "Declare the file (`zoo add` does it for a local model), or re-save the model without external data."
         )
 
 
@@ -152,13 +160,9 @@ def _dims(value_info) -> list[Any]:
 
 
 def describe_model(path: Path) -> dict[str, Any]:
-    """The registry ``input``/``output``/``opset`` fields of a single-file ONNX model."""
+    """The registry ``input``/``output``/``opset`` fields of an ONNX model (its external data is not read)."""
     model = _load(path)
-    if check_external_data(path, model):
-        raise InvalidModelError(
-            f"{path} keeps weights in external data files; the zoo stores single-file models. Re-save it with "
-            "onnx.save_model(model, path, save_as_external_data=False) (models under 2 GB)"
-        )
+    check_external_data(path, model)  # weights beside it are fine (zoo.hub.bundles); elsewhere refused
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:

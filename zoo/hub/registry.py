@@ -63,6 +63,8 @@ class ModelEntry:
     opset: int | None = None
     homepage: str | None = None
     files: dict[str, Any] | None = None  # role -> a file pinned by sha256 (zoo.hub.sidecars)
+    external_data: dict[str, Any] | None = None  # location -> a weights file pinned by sha256 (zoo.hub.bundles)
+    tolerance: float | None = None  # the smallest cosine `zoo check-model` accepts (zoo.consistency)
     origin: str = field(default="", compare=False)
 
     @classmethod
@@ -85,8 +87,15 @@ class ModelEntry:
             opset=data.get("opset"),
             homepage=data.get("homepage"),
             files=data.get("files"),
+            external_data=data.get("external_data"),
+            tolerance=data.get("tolerance"),
             origin=origin,
         )
+
+    @property
+    def total_bytes(self) -> int:
+        """The model's size with its external data files."""
+        return self.bytes + sum(f.get("bytes") or 0 for f in (self.external_data or {}).values())
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as it is written in a registry file (``origin`` is not part of it)."""
@@ -106,7 +115,7 @@ class ModelEntry:
         )
         if self.input is not None:
             out["input"] = self.input
-        for key in ("output", "opset", "homepage", "files"):
+        for key in ("output", "opset", "homepage", "files", "external_data", "tolerance"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.cuts is not None:
@@ -208,7 +217,8 @@ def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[Mode
                     f"registry {origin}: {label!r} is used by both {seen[label]!r} and {data['name']!r}"
                 )
             seen[label] = data["name"]
-        pinned = [*(data.get("files") or {}).values(), *([data["labels"]] if isinstance(data["labels"], dict) else [])]
+        pinned = [*(data.get("files") or {}).values(), *(data.get("external_data") or {}).values(),
+                  *([data["labels"]] if isinstance(data["labels"], dict) else [])]
         try:
             for url in [*data["sources"], *(u for f in pinned for u in f["sources"])]:
                 _check_source(url)

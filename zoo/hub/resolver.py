@@ -9,8 +9,8 @@ name       the registry entry (``ModelNotFoundError``       pulled into the cach
            with suggestions when no registry knows it)
 sha256     the registry entry naming it, if any; else the  the cache, else ``ZOO_MIRRORS``
            file's own (input read from the model)
-path       the file's sha256 and its own input (external   the file itself (never copied)
-           data outside its folder is refused)
+path       the file's sha256 and its own input (external   the file itself (never copied), its
+           data outside its folder is refused)              external data files beside it
 =========  ==============================================  =========================================
 """
 
@@ -23,7 +23,8 @@ from typing import Any
 from zoo.config import Settings
 from zoo.config import settings as current_settings
 from zoo.errors import ModelNotFoundError, OfflineError
-from zoo.hub import registry
+from zoo.hub import bundles, registry
+from zoo.hub.bundles import Part
 from zoo.hub.cache import ModelCache, hash_file, model_cache
 from zoo.hub.download import Target, download
 from zoo.hub.refs import ModelRef, parse
@@ -43,6 +44,7 @@ class LocatedModel:
     input: dict[str, Any]
     preprocess: dict[str, Any] | None  # the entry's recipe; None for files and bare sha256s
     pinned_cuts: tuple[str, ...] | None  # cut tensors the entry pins
+    parts: tuple[Part, ...] = ()  # external data files: ``path`` is then the graph file in its bundle
 
 
 def _as_ref(ref: ModelRef | str) -> ModelRef:
@@ -54,7 +56,8 @@ def target(ref: ModelRef | str, reg: Registry) -> tuple[Target, ModelEntry | Non
     ref = _as_ref(ref)
     entry = reg.get(ref.text) if ref.kind == "name" else reg.get(ref.value)
     if entry is not None:
-        return Target(entry.sha256, entry.bytes, entry.sources, repr(entry.name)), entry
+        return Target(entry.sha256, entry.bytes, entry.sources, repr(entry.name),
+                      frozenset(entry.external_data or ())), entry
     if ref.kind == "sha256":  # a blob no registry names: only mirrors can serve it
         return Target(ref.value, None, (), f"blob {ref.value[:12]}"), None
     if ref.kind == "path":
@@ -85,7 +88,8 @@ def _offline_error(ref: ModelRef, tgt: Target, s: Settings) -> OfflineError:
 
 def fetch_blob(ref: ModelRef | str, settings: Settings, cache: ModelCache | None = None) -> tuple[Path, ModelEntry | None]:
     """The verified cached file of a name or sha256 reference, downloaded when missing (offline: only
-    from local mirrors and ``file://`` sources), and the registry entry naming it."""
+    from local mirrors and ``file://`` sources), and the registry entry naming it. For a model with
+    external data files, every file is fetched and the path is its graph file in its bundle."""
     ref = _as_ref(ref)
     cache = cache or model_cache(settings)
     tgt, entry = target(ref, registry.load(settings))
@@ -99,6 +103,10 @@ def fetch_blob(ref: ModelRef | str, settings: Settings, cache: ModelCache | None
         else:
             path = download(tgt, cache, settings)
     if entry is not None:
+        parts = bundles.parts_of(entry.external_data, entry.name)
+        if parts:
+            bundles.fetch_parts(cache, parts, repr(entry.name), settings)
+            path = bundles.assemble(cache, entry.sha256, parts, repr(entry.name))
         cache.remember_name(entry.name, entry.sha256)
     return path, entry
 
@@ -118,12 +126,12 @@ def locate(ref: ModelRef | str, settings: Settings | None = None) -> LocatedMode
     s = settings or current_settings()
     if ref.kind == "path":
         path = _existing_file(ref)
-        check_external_data(path)
+        parts = bundles.file_parts(path, check_external_data(path))
         return LocatedModel(ref, path, hash_file(path), path.stat().st_size, (path.as_uri(),), None,
-                            describe_model(path)["input"], None, None)
+                            describe_model(path)["input"], None, None, parts)
     path, entry = fetch_blob(ref, s)
     if entry is not None:
         described = entry.input or describe_model(path)["input"]  # a catalogue entry need not say
         return LocatedModel(ref, path, entry.sha256, entry.bytes, entry.sources, entry, described, entry.preprocess,
-                            entry.cuts)
+                            entry.cuts, bundles.parts_of(entry.external_data, entry.name))
     return LocatedModel(ref, path, path.name, path.stat().st_size, (), None, describe_model(path)["input"], None, None)

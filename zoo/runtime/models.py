@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from zoo.config import Settings
 from zoo.config import settings as current_settings
 from zoo.errors import CutError, ZooError
-from zoo.hub import layer_cuts, resolver
+from zoo.hub import bundles, layer_cuts, resolver
+from zoo.hub.bundles import Part
 from zoo.hub.cache import ModelCache, hash_file, model_cache
 from zoo.hub.layer_cuts import Cut
 from zoo.hub.download import Target, download
@@ -53,9 +54,22 @@ class ModelSpec:
     preprocess: dict[str, Any] | None
     features: int  # values per row of the output
     shipped: bool = False
+    parts: tuple[Part, ...] = ()  # the source model's external data files (zoo.hub.bundles)
     settings: Any = None  # the driver's Settings, used by executors of a local master (same machine)
     forwarded: tuple[tuple[str, str], ...] = ()  # the driver's ZOO_* settings for executors of other nodes
     events: Any = field(default=None, compare=False)  # a watch's accumulator: where each node got the model
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """One digest of the external data files (None for a single-file model)."""
+        return bundles.digest(self.parts)
+
+    @property
+    def key(self) -> str:
+        """What identifies the model that runs: its sha256, with its weight files' when it has them
+        (the graph file of a multi-file model does not pin its weights: two checkpoints exported the
+        same way share it)."""
+        return self.sha256 if not self.parts else f"{self.sha256}+{self.weights_sha256}"
 
 
 def prepare(model: str, cut: int | str = 0, *, preprocess: dict[str, Any] | None | str = "registry") -> tuple[ModelSpec, Path | bytes]:
@@ -65,10 +79,11 @@ def prepare(model: str, cut: int | str = 0, *, preprocess: dict[str, Any] | None
     preset name or dict replaces it."""
     located = resolver.locate(model)
     chosen, run_sha, runnable = layer_cuts.cut_model(model_cache(), located.sha256, located.path,
-                                                     located.pinned_cuts, cut, repr(model))
+                                                     located.pinned_cuts, cut, repr(model), located.parts)
     recipe = located.preprocess if preprocess == "registry" else preset_recipe(preprocess)
     spec = ModelSpec(model, located.sha256, located.bytes, tuple(located.sources), chosen if chosen.index else None,
-                     run_sha, dict(located.input), chosen.output_name, recipe, chosen.feature_length)
+                     run_sha, dict(located.input), chosen.output_name, recipe, chosen.feature_length,
+                     parts=located.parts)
     return spec, runnable
 
 
@@ -77,8 +92,9 @@ def session_for(spec: ModelSpec, options: "RuntimeOptions", *, on_executor: bool
     :func:`zoo.runtime.sessions.session`). ``on_executor``: load the node's cached optimised file."""
     from zoo.runtime import sessions
 
-    cache = model_cache(executor_settings(spec)) if on_executor else None
-    return sessions.session(spec.sha256, lambda: obtain(spec), options, cache)
+    # the optimised-file cache holds single files: a multi-file model is optimised in the worker
+    cache = model_cache(executor_settings(spec)) if on_executor and not spec.parts else None
+    return sessions.session(spec.key, lambda: obtain(spec), options, cache)
 
 
 def executor_settings(spec: ModelSpec) -> Settings:
@@ -104,42 +120,66 @@ def obtain(spec: ModelSpec) -> Path | bytes:
     return found
 
 
-def _shipped_copy(spec: ModelSpec, cache: ModelCache) -> Path | None:
-    """The driver's shipped file, verified and kept in the node cache (when it is writable)."""
+def _shipped_copy(sha256: str, cache: ModelCache) -> Path | None:
+    """The driver's shipped file ``sha256``, verified and kept in the node cache (when it is writable)."""
     try:
         from pyspark import SparkFiles
 
-        shipped = Path(SparkFiles.get(spec.sha256))
-        if not (shipped.is_file() and hash_file(shipped) == spec.sha256):
+        shipped = Path(SparkFiles.get(sha256))
+        if not (shipped.is_file() and hash_file(shipped) == sha256):
             return None
     except Exception as exc:
-        log.debug("shipped model %s not usable: %s", spec.sha256[:12], exc)
+        log.debug("shipped model %s not usable: %s", sha256[:12], exc)
         return None
     try:
-        return cache.import_file(shipped, spec.sha256)
+        return cache.import_file(shipped, sha256)
     except ZooError as exc:  # a read-only or full node cache: run from Spark's copy
-        log.info("shipped model %s not kept in the node cache: %s", spec.sha256[:12], exc)
+        log.info("shipped model %s not kept in the node cache: %s", sha256[:12], exc)
         return shipped
 
 
+def _part_getter(spec: ModelSpec, s: Settings, cache: ModelCache):
+    """Bring one external data file into the node cache: the driver's shipped copy, else a download."""
+
+    def get(part: Part) -> None:
+        if spec.shipped and _shipped_copy(part.sha256, cache) is not None:
+            return
+        bundles.fetch_parts(cache, [part], repr(spec.label), s)
+
+    return get
+
+
 def _obtain(spec: ModelSpec, s: Settings) -> tuple[Path | bytes, str]:
+    found, how = _graph(spec, s)
+    if spec.parts:
+        cache = model_cache(s)
+        found = bundles.runnable(cache, spec.sha256, found, spec.parts, repr(spec.label), _part_getter(spec, s, cache))
+    return found, how
+
+
+def _graph(spec: ModelSpec, s: Settings) -> tuple[Path | bytes, str]:
+    """The graph file of the model ``spec`` runs (without its external data files)."""
     cache = model_cache(s)
     hit = cache.lookup(spec.sha256)
     if hit is not None:
         return hit, "node cache"
     if spec.shipped:
-        shipped = _shipped_copy(spec, cache)
+        shipped = _shipped_copy(spec.sha256, cache)
         if shipped is not None:
             return shipped, "shipped by the driver"
     how = "node cache"
     source = cache.lookup(spec.source_sha256, spec.source_bytes)
     if source is None:
         used: list[str] = []
-        target = Target(spec.source_sha256, spec.source_bytes, spec.sources, repr(spec.label))
+        target = Target(spec.source_sha256, spec.source_bytes, spec.sources, repr(spec.label),
+                        frozenset(p.location for p in spec.parts))
         source = download(target, cache, s, on_source=used.append)
         how = f"downloaded from {used[0]}" if used else "downloaded by another process on this node"
     if spec.cut is None:
         return source, how
+    if spec.parts:  # the cut is checked against its weights: build it beside them
+        source = bundles.runnable(cache, spec.source_sha256, source, spec.parts, repr(spec.label),
+                                  _part_getter(spec, s, cache))
     sha, runnable = layer_cuts.cut_blob(cache, spec.source_sha256, source, spec.cut)
     if sha != spec.sha256:
         raise CutError(

@@ -45,6 +45,16 @@ class RuntimeOptions:
     providers: tuple[str, ...] = ()  # ONNX Runtime execution providers in the user's order (empty: from device)
 
 
+@dataclass(frozen=True)
+class GraphBeside:
+    """A graph made in memory (e.g. with extra outputs) whose external data files are in ``folder``:
+    ONNX Runtime reads them from there (``session.model_external_initializers_file_folder_path``)."""
+
+    graph: bytes
+    folder: Path
+    weights: int  # bytes of the external data files, for the session budget
+
+
 def model_loads(sha256: str | None = None) -> int:
     """Sessions this Python process has created (for one model, or in total)."""
     return _LOADS[sha256] if sha256 else sum(_LOADS.values())
@@ -241,13 +251,26 @@ def _options(options: RuntimeOptions, intra: int, level: str):
     return opts
 
 
-def _create(model: "Path | bytes", opts, provs: list):
+def _create(model: "Path | bytes | GraphBeside", opts, provs: list):
     import onnxruntime as ort
 
+    if isinstance(model, GraphBeside):
+        opts.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model.folder))
+        return ort.InferenceSession(model.graph, opts, providers=provs)
     return ort.InferenceSession(str(model) if isinstance(model, Path) else model, opts, providers=provs)
 
 
-def session(sha256: str, load: Callable[[], "Path | bytes"], options: RuntimeOptions = RuntimeOptions(),
+def _size(model: "Path | bytes | GraphBeside") -> int:
+    """What a session built from ``model`` weighs in the budget: its file(s) or bytes."""
+    if isinstance(model, GraphBeside):
+        return len(model.graph) + model.weights
+    if isinstance(model, Path):  # a multi-file model's bundle: its weight files too
+        return sum(f.stat().st_size for f in model.parent.iterdir()) if model.parent.parent.name == "bundles" \
+            else model.stat().st_size
+    return len(model)
+
+
+def session(sha256: str, load: Callable[[], "Path | bytes | GraphBeside"], options: RuntimeOptions = RuntimeOptions(),
             cache: "ModelCache | None" = None):
     """The cached session for model ``sha256`` (``load`` returns its file or bytes when needed).
 
@@ -280,7 +303,7 @@ def session(sha256: str, load: Callable[[], "Path | bytes"], options: RuntimeOpt
                 sess = _create(model, _options(options, intra, _LEVELS[options.optimization]), provs)
             except Exception as exc:
                 raise InvalidModelError(f"ONNX Runtime cannot load model {sha256[:12]}: {type(exc).__name__}: {exc}") from None
-        size = model.stat().st_size if isinstance(model, Path) else len(model)
+        size = _size(model)
         _LOADS[sha256] += 1
         log.debug("loaded model %s on %s with %d threads (pid %d)", sha256[:12], device, intra, os.getpid())
         _SESSIONS[key] = (sess, size)
