@@ -22,3 +22,14 @@ def test_bench_pull_smoke(tmp_path, zoo_env):
     assert all(row["ratio"] > 0 and row["zoo_mib_s"] > 0 for row in data["links"].values())
     assert data["warm_pull_ms_median"] > 0
     assert "cold pull of 2 MiB" in result.stdout
+
+
+def test_bench_large_model_smoke(tmp_path, zoo_env):
+    """The over-2-GB benchmark at 20 MiB: the same path (three files, bundle, analysis, cut, numpy check)."""
+    out = tmp_path / "large.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_large_model.py"), "--gib", "0.02",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["bundle_is_hard_links"] and data["max_rel_diff_vs_numpy"] < 1e-4
+    assert data["cuts"] == ["y", "hr", "h", "x"] and data["cut_output_shape"] == [2, 4096] and data["cut_graph_bytes"] < 1000

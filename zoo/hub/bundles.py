@@ -185,8 +185,8 @@ def assemble(cache: ModelCache, sha256: str, parts: Iterable[Part], label: str) 
 @contextlib.contextmanager
 def scratch(graph_bytes: bytes, beside: Path, locations: Iterable[str]) -> Iterator[Path]:
     """A private folder holding ``graph_bytes`` as a model file and links to its external data files
-    (found beside ``beside``), for the tools that only read external data through a file path (the
-    onnx checker, ONNX Runtime on a probe graph). Removed afterwards."""
+    (found beside ``beside``), for ONNX Runtime on a graph made in memory (the layer analysis probe),
+    which reads external data only beside a file path. Removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="zoo-graph-"))
     try:
         for location in set(locations):
