@@ -33,6 +33,27 @@ def _top1(rows, labels, column="features") -> float:
     return float(np.mean(hits))
 
 
+def test_preprocessing_makes_torchvisions_pixels_on_the_shared_photos(labels):
+    """The published preprocessing (torchvision on Pillow: antialiased bilinear) pixel for pixel;
+    OpenCV's INTER_LINEAR, which does not antialias, is measurably off on the same photos."""
+    from conftest import reference_preprocess
+
+    pre = imaging.Preprocessor(IMAGENET, {"shape": [1, 3, 224, 224]})
+    ours, opencv = np.empty(pre.row_shape, np.float32), np.empty(pre.row_shape, np.float32)
+    aliased = imaging.Preprocessor(IMAGENET, {"shape": [1, 3, 224, 224]})
+    aliased.antialias_filter = None  # what sparkzoo did before 0.3: cv2.resize(INTER_LINEAR)
+    worst, opencv_diff = 0.0, []
+    for name in sorted(labels)[:30]:
+        img = imaging.decode((PHOTOS / name).read_bytes())
+        reference = reference_preprocess(PHOTOS / name)
+        pre(img, ours)
+        aliased(img, opencv)
+        worst = max(worst, float(np.abs(ours - reference).max()))
+        opencv_diff.append(float(np.abs(opencv - reference).mean()))
+    assert worst < 1e-5, worst
+    assert np.mean(opencv_diff) > 0.01, opencv_diff  # ~2 levels of 255 per pixel on average
+
+
 def test_pipeline_cut0_top1_on_real_photos_and_bgr_is_measurably_worse(spark, mnv2, labels, reference_top1):
     df = zoo.read_images(spark, str(PHOTOS), glob="*.JPEG")
     rgb = zoo.pipeline(mnv2, cut=0).fit(df).transform(df).select("path", "features").collect()

@@ -10,6 +10,7 @@ from zoo.testing import CHECKS, assert_conforms, check_stage
 import broken_stages as broken
 
 
+@pytest.mark.timeout(600)  # text_featurizer: ~120 s alone, twice that beside other files on 2 cores
 @pytest.mark.parametrize("name", [s.name for s in zoo.stages()])
 def test_every_registered_stage_conforms(spark, name):
     assert_conforms(name, spark)

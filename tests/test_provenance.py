@@ -14,6 +14,7 @@ from pyspark.ml.feature import VectorAssembler as SparkVectorAssembler
 
 import zoo
 from zoo.errors import StageError
+from zoo.runtime import imaging
 from zoo.testing import tiny
 
 
@@ -33,6 +34,7 @@ def test_feature_columns_say_how_they_were_made_and_keep_it_through_parquet_and_
     assert made["stage"] == "image_featurizer" and made["cut"] == 1 and made["fast_decode"] is True
     assert len(made["model_sha256"]) == 64 and made["runnable_sha256"] != made["model_sha256"], "cut: another model"
     assert made["preprocess"] == tiny.PREPROCESS and len(made["preprocess_sha256"]) == 64
+    assert made["resampler"] == imaging.RESAMPLER, "the same settings resampled otherwise are other features"
     assert made["width"] == zoo.cuts(tiny.tiny_model_path())[1].feature_length
     assert {"sparkzoo", "onnxruntime", "opencv", "device"} <= set(made)
     assert zoo.provenance(df, "content") == {}

@@ -16,7 +16,7 @@ from typing import Any
 
 KEY = "sparkzoo"
 # what makes two columns comparable; the rest (versions, device) is recorded but may differ
-IDENTITY = ("model_sha256", "external_data_sha256", "cut", "output", "preprocess_sha256")
+IDENTITY = ("model_sha256", "external_data_sha256", "cut", "output", "preprocess_sha256", "resampler")
 
 
 def canonical_hash(value: Any) -> str | None:
@@ -32,6 +32,7 @@ def record(stage: str, spec: Any, *, width: int | None, output: str | None = Non
     ``width``: values per row when known (None for outputs whose size varies)."""
     import onnxruntime
 
+    from zoo.runtime.imaging import RESAMPLER
     from zoo.version import __version__
 
     cut = spec.cut
@@ -46,6 +47,8 @@ def record(stage: str, spec: Any, *, width: int | None, output: str | None = Non
         "output": output or spec.output,
         "preprocess": spec.preprocess,
         "preprocess_sha256": canonical_hash(spec.preprocess),
+        # the same preprocess settings resampled by another algorithm are other pixels
+        **({"resampler": RESAMPLER} if spec.preprocess is not None else {}),
         "width": width,
         "device": device,
         "sparkzoo": __version__,
