@@ -249,7 +249,6 @@ def photos(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    # per module: test_cluster.py and test_cluster_walkthrough.py each start one, side by side under xdist
     """Two workers (nodes) whose environment holds only their own ZOO_HOME (and a GPU discovery
     script, a fake at the hardware edge: there is no GPU here, and the two nodes advertise different
     addresses so a task that silently defaulted to GPU 0 would show)."""

@@ -33,3 +33,19 @@ def test_bench_large_model_smoke(tmp_path, zoo_env):
     data = json.loads(out.read_text())
     assert data["bundle_is_hard_links"] and data["max_rel_diff_vs_numpy"] < 1e-4
     assert data["cuts"] == ["y", "hr", "h", "x"] and data["cut_output_shape"] == [2, 4096] and data["cut_graph_bytes"] < 1000
+
+
+def test_bench_resample_smoke(tmp_path):
+    """The resampling benchmark on the shared photos: the antialiased arm is the published preprocessing."""
+    from conftest import SHARED, missing
+
+    if not (SHARED / "data" / "imagenet-sample").exists():
+        missing("the shared photos are not beside the checkout")
+    out = tmp_path / "resample.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_resample.py"), "--shared", str(SHARED),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["photos"] == 100 and data["antialiased"]["top1"] == data["reference_top1"]
+    assert data["antialiased"]["mean_abs_pixel_diff"] < 1e-5 < data["opencv"]["mean_abs_pixel_diff"]
+    assert data["antialiased"]["min_logit_cosine"] > 0.9999

@@ -27,7 +27,8 @@ def test_the_classifier_names_what_is_in_the_shared_photos(spark, mnv2, labels, 
     rows = out.drop("content").collect()
     assert len(rows) == len(labels)
     top1 = np.mean([r["label"] == IMAGENET[labels[os.path.basename(r["path"])]] for r in rows])
-    assert top1 >= reference_top1 - 0.03, (top1, reference_top1)  # the label column, by name
+    # the label column, by name: the published preprocessing's pixels, so the reference's answers (issue 19: >= 0.80)
+    assert top1 >= reference_top1 - 0.01 and top1 >= 0.80, (top1, reference_top1)
     for r in rows:
         p = r["probability"].toArray()
         assert abs(p.sum() - 1) < 1e-6, "MobileNet outputs logits: softmax applied"
