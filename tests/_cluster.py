@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -127,17 +126,3 @@ class StandaloneCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-# Helpers the cluster test modules share (their fixtures, `cluster` and `photos`, are in conftest.py).
-
-def _cold(nodes) -> None:
-    for home in nodes:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _blob_names(home):
-    d = home / "blobs" / "sha256"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
-
-

@@ -9,7 +9,6 @@ at most once per node, (c) served from the warm node caches with no download at 
 must equal local mode. The README walkthrough runs "Running on a cluster" line by line: a model
 only the driver has (``zoo add``, source file deleted) shipped automatically once per node, an
 environment archive from ``zoo cluster-env`` used by submit.sh, and the failures a user sees.
-One cluster for the module (two, side by side under xdist, made the suite slower on 2 cores).
 """
 
 from __future__ import annotations
@@ -27,9 +26,11 @@ import numpy as np
 import pytest
 
 import zoo
-from _cluster import README_HEAD, _blob_names, _cold, bin_path, readme_block, readme_cluster_commands
-from conftest import REPO, entry
+from _cluster import README_HEAD, StandaloneCluster, bin_path, readme_block, readme_cluster_commands
+from conftest import MOBILENET, REPO, entry, missing
 from zoo.hub.presets import IMAGENET
+
+SHARED_PHOTOS = MOBILENET.parents[1] / "data" / "imagenet-sample"
 
 DRIVER = r"""
 import json, sys
@@ -80,6 +81,44 @@ with open(out, "w") as fh:
 """
 
 
+@pytest.fixture
+def photos(tmp_path):
+    if not SHARED_PHOTOS.exists():
+        missing("the shared photos are not beside the checkout")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in sorted(SHARED_PHOTOS.glob("*.JPEG"))[:12]:
+        shutil.copyfile(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two workers (nodes) whose environment holds only their own ZOO_HOME (and a GPU discovery
+    script, a fake at the hardware edge: there is no GPU here, and the two nodes advertise different
+    addresses so a task that silently defaulted to GPU 0 would show)."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    nodes = [tmp / "node0", tmp / "node1"]
+    workers = []
+    for i, home in enumerate(nodes):
+        script = tmp / f"gpus{i}.sh"
+        script.write_text(f'#!/bin/sh\necho \'{{"name": "gpu", "addresses": ["{3 + 2 * i}"]}}\'\n')
+        script.chmod(0o755)
+        opts = f"-Dspark.worker.resource.gpu.amount=1 -Dspark.worker.resource.gpu.discoveryScript={script}"
+        workers.append({"ZOO_HOME": str(home), "SPARK_WORKER_OPTS": opts})
+    with StandaloneCluster(tmp / "cluster", workers) as running:
+        yield running, nodes
+        daemons = [proc for proc, _ in running.procs]
+    assert daemons and all(proc.poll() is not None for proc in daemons), "the cluster must stop completely"
+    for home in nodes:  # no half-written cache entry anywhere
+        assert list(home.glob("tmp/*.part")) == []
+
+
+def _cold(nodes) -> None:
+    for home in nodes:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _executor_of(home) -> int | None:
     """The pid of the executor JVM whose node (ZOO_HOME) is ``home``."""
     for pid in os.listdir("/proc"):
@@ -93,6 +132,11 @@ def _executor_of(home) -> int | None:
         if b"CoarseGrainedExecutorBackend" in cmd and f"ZOO_HOME={home}".encode() in env:
             return int(pid)
     return None
+
+
+def _blob_names(home):
+    d = home / "blobs" / "sha256"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
 @pytest.mark.timeout(600)  # six Spark applications in a row, beside other test files under xdist

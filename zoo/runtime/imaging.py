@@ -14,10 +14,10 @@ With ``preprocess=None`` the image is resized exactly to the model's input and f
 Resampling: ``bilinear``, ``bicubic`` and ``lanczos`` mean what they meant when the published
 models were trained (torchvision and timm on Pillow): the filter widens with the downscale factor,
 so every source pixel counts (antialiasing). OpenCV's ``INTER_LINEAR`` samples 2x2 neighbours
-however far it shrinks, which aliases: on the shared photos and MobileNet v2 it cost 4 points of
-top-1 against the published preprocessing (0.81 vs 0.85). These filters therefore run in Pillow's
-resampler (C, 8-bit fixed point, GIL released); ``nearest`` and
-``area`` keep OpenCV's (``area`` is already a box filter). :data:`RESAMPLER` names the choice in
+however far it shrinks, which aliases: on the shared photos its pixels were 0.034 (normalised)
+off torchvision's, and the int8 MobileNet's logits down to cosine 0.90 (benchmarks/RESULTS.md).
+These filters therefore run in Pillow's resampler (C, 8-bit fixed point, GIL released), whose pixels
+equal torchvision's; ``nearest`` and ``area`` keep OpenCV's (``area`` is already a box filter). :data:`RESAMPLER` names the choice in
 every feature column's provenance, so features made by the older resampler are never mixed with
 these.
 """
