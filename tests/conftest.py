@@ -23,6 +23,31 @@ MOBILENET = SHARED / "models" / "mobilenetv2-12-int8.onnx"
 MOBILENET_SHA = "83530ad811bc31d2b60a5599a21265a5057608c9b044b4ee758cc22f2309f54f"
 
 
+# Modules whose tests share an expensive module fixture: one pytest-xdist worker runs each whole
+# (a standalone cluster; one Spark Connect server start). pytest-xdist's own `xdist_group` mark
+# cannot do this with pytest 9.2 (it renames nodeids through an attribute pytest no longer reads).
+ONE_WORKER_MODULES = ("tests/test_cluster.py", "tests/test_connect.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Tests handed out one at a time to whichever worker is free, except ONE_WORKER_MODULES, each
+    handed out whole (first: pytest-xdist starts the scopes with the most tests first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneTestOrOneModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneTestOrOneModule(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` first (stable order otherwise): the scheduler hands tests out in this
+    order, so the long ones start at once instead of one of them finishing alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def missing(reason: str) -> None:
     """A prerequisite is missing: fail under CI (where it must exist), skip with the reason elsewhere."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

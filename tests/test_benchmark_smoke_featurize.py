@@ -11,9 +11,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_bench_featurize_smoke(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_featurize.py"), "--smoke", "--out", str(tmp_path)],
@@ -38,6 +41,7 @@ def test_bench_featurize_smoke(tmp_path):
     assert "targets: sparkzoo (defaults) >= 0.92x ceiling" in result.stdout
 
 
+@pytest.mark.slow
 def test_bench_gpu_dry_run_smoke(tmp_path):
     """The GPU benchmark's code path on CPU (``--dry-run``): CI has no GPU, but the script must not rot."""
     out = tmp_path / "gpu.json"

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import MOBILENET, REPO, missing
 
 
+@pytest.mark.slow
 def test_bench_incremental_smoke(tmp_path):
     if not MOBILENET.exists():
         missing("the shared model and photos are not beside the checkout")

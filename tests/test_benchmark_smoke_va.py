@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_bench_vector_assembler_smoke(tmp_path):
     out = tmp_path / "va.json"
     result = subprocess.run(

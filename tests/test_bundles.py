@@ -93,6 +93,7 @@ def test_pull_fetches_every_file_and_the_model_runs_from_a_bundle_of_links(serve
     assert zoo.remove("mnv2-split") and not path.parent.exists() and ModelCache(zoo_env).shas() == []
 
 
+@pytest.mark.slow
 def test_a_cut_keeps_the_weights_in_place_and_equals_the_single_file_model(served_split, zoo_env, spark):
     if not PHOTOS.exists():
         missing("the shared photos are not beside the checkout")

@@ -122,6 +122,7 @@ def test_doctor_reports_cache_locking_and_mirrors(zoo_env, server, monkeypatch):
     assert "BAD  mirror http://127.0.0.1:9/dead" in text
 
 
+@pytest.mark.slow
 def test_zoo_check_runs_the_kit_on_named_stages():
     from zoo.testing import CHECKS
 
@@ -140,6 +141,7 @@ def test_zoo_check_runs_the_kit_on_named_stages():
     assert "unknown stage 'no_such_stage'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_check_model_on_a_node_without_sparkzoo_is_a_clear_error(tmp_path):
     """The executors' Python is a bare virtual environment (no sparkzoo, no pyarrow): the command says
     which Python lacks what and how to ship one, instead of a Spark traceback."""

@@ -1,7 +1,9 @@
 """The built-in stages under Spark Connect: a real local Connect server, in its own process.
 
 `SparkSession.builder.remote("local[2]")` starts a Spark Connect server from the installed pyspark;
-a subprocess keeps it apart from the suite's classic session.
+a subprocess keeps it apart from the suite's classic session. One subprocess (one server start)
+runs both scripts below and each test reads its part of the result; one pytest-xdist worker runs
+this module (conftest.ONE_WORKER_MODULES).
 """
 
 from __future__ import annotations
@@ -37,31 +39,40 @@ except zoo.errors.SchemaError as exc:
     out["error"] = str(exc)
 out["kit"] = {name: [str(f) for f in check_stage(name, spark, checks=["schema", "partitioning", "bad_input"])]
               for name in ("sql", "vector_assembler", "rename")}
-spark.stop()
-print(json.dumps(out))
 """
 
 
-def test_stages_run_under_spark_connect(tmp_path):
+@pytest.fixture(scope="module")
+def under_connect(tmp_path_factory) -> dict:
+    """What both scripts saw under Spark Connect, run in one subprocess on six tiny JPEGs."""
     pytest.importorskip("grpc", reason="Spark Connect needs pyspark[connect] (in the test extras)")
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    from zoo.testing import tiny
+
+    tmp = tmp_path_factory.mktemp("connect")
+    folder = tmp / "images"
+    folder.mkdir()
+    for k in range(6):
+        (folder / f"{k}.jpg").write_bytes(tiny.jpeg(16 + k, 20, seed=k))
+    result = subprocess.run([sys.executable, "-c", SCRIPT + FEATURIZE, str(folder)], capture_output=True, text=True,
+                            timeout=400, cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["session"] == "pyspark.sql.connect.session"
+    return {**out, "folder": str(folder)}
+
+
+@pytest.mark.slow
+def test_stages_run_under_spark_connect(under_connect):
+    out = under_connect
     assert out["rows"] == [[1, [2.0, 1.0, 2.0]], [2, [0.0, 3.0, 4.0]]]
     assert "input column 'nope' is missing" in out["error"]
     assert out["kit"] == {"sql": [], "vector_assembler": [], "rename": []}
 
 
 FEATURIZE = r"""
-import json, os, sys, tempfile
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-from pyspark.sql import SparkSession
 from pyspark.ml import PipelineModel
-import zoo
 from zoo.testing import tiny
 
-spark = SparkSession.builder.remote("local[2]").getOrCreate()
 folder = sys.argv[1]
 df = zoo.read_images(spark, folder)
 model = zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array").fit(df)
@@ -71,27 +82,20 @@ model.write().overwrite().save(path)
 model.write().overwrite().save(path)  # overwriting an existing save works under Connect too
 reloaded = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
             PipelineModel.load(path).transform(df).select("path", "features").collect()}
+out.update(features=features, reloaded=reloaded)
 spark.stop()
-print(json.dumps({"session": type(spark).__module__, "features": features, "reloaded": reloaded}))
+print(json.dumps(out))
 """
 
 
-def test_featurizer_pipeline_transforms_saves_and_loads_under_spark_connect(tmp_path, spark):
-    pytest.importorskip("grpc", reason="Spark Connect needs pyspark[connect] (in the test extras)")
+@pytest.mark.slow
+def test_featurizer_pipeline_transforms_saves_and_loads_under_spark_connect(under_connect, spark):
     import numpy as np
 
     import zoo
     from zoo.testing import tiny
 
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for k in range(6):
-        (folder / f"{k}.jpg").write_bytes(tiny.jpeg(16 + k, 20, seed=k))
-    result = subprocess.run([sys.executable, "-c", FEATURIZE, str(folder)], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["session"] == "pyspark.sql.connect.session"
+    out, folder = under_connect, under_connect["folder"]
     df = zoo.read_images(spark, str(folder))  # the same pipeline in classic mode, for reference
     classic = {r["path"].rsplit("/", 1)[-1]: r["features"] for r in
                zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS),

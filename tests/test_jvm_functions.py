@@ -10,6 +10,8 @@ import shutil
 import sys
 import zipfile
 
+import pytest
+
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 
@@ -91,6 +93,7 @@ def test_each_session_probes_and_a_taken_catalog_name_is_left_alone(spark, caplo
     assert out.features.toArray().tolist() == [1.0, 2.0]
 
 
+@pytest.mark.slow
 def test_session_started_with_spark_jar_needs_no_add_jar(tmp_path):
     """The README's up-front way: spark.jars=zoo.spark_jar() (own driver process: one SparkContext each)."""
     script = tmp_path / "started_with_jar.py"

@@ -10,6 +10,7 @@ from zoo.testing import CHECKS, assert_conforms, check_stage
 import broken_stages as broken
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # text_featurizer: ~120 s alone, twice that beside other files on 2 cores
 @pytest.mark.parametrize("name", [s.name for s in zoo.stages()])
 def test_every_registered_stage_conforms(spark, name):
@@ -79,6 +80,7 @@ def test_a_crash_on_an_empty_partition_is_named_in_the_report(spark):
     assert "StopIteration" in failure.message or "RuntimeError" in failure.message, failure.message
 
 
+@pytest.mark.slow
 def test_fuzzing_reports_a_minimal_reproducing_input(spark):
     failures = check_stage(broken.DependsOnRowOrder, spark, checks=["fuzz"], fuzz_examples=4)
     (failure,) = failures

@@ -91,6 +91,7 @@ def broken_plugins(tmp_path) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
 
+@pytest.mark.slow
 def test_every_kind_of_broken_plugin_is_listed_as_broken_and_the_rest_works(broken_plugins):
     result = zoo_cmd("stages", "--json", env_extra=broken_plugins)
     listing = {s["name"]: s for s in json.loads(result.stdout)}

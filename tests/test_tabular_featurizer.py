@@ -31,6 +31,7 @@ def cars(spark):
     return df.withColumn("id", F.monotonically_increasing_id()).cache()
 
 
+@pytest.mark.slow
 def test_real_data_end_to_end_with_a_sparkml_learner(cars, tmp_path):
     train, test = cars.randomSplit([0.7, 0.3], seed=7)
     pipeline = Pipeline(stages=[zoo.stage("tabular_featurizer", excludeCols=["Origin", "label", "id"]),

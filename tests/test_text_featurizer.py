@@ -95,6 +95,7 @@ def test_bad_settings_and_inputs_are_named(spark):
         zoo.stage("text_featurizer", stopWordsLanguage="klingon").fit(df)
 
 
+@pytest.mark.slow
 def test_bench_text_smoke_equals_the_hand_built_pipeline(tmp_path):
     out = tmp_path / "text.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_text.py"), "--smoke", "--out", str(out)],

@@ -168,7 +168,9 @@ def build(output: str | os.PathLike, *, cpu: bool = False, python: str | None = 
         unpacked = _du(env)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".part")
-        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+        # level 1: packing 610 MB took 36 s at level 6 and 12 s at 1, for 220 MB instead of 197 MB;
+        # the archive crosses the cluster's network once per application, the packing is the user's wait
+        with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
             for item in sorted(env.iterdir()):
                 tar.add(str(item), arcname=item.name, filter=_keep)
         os.replace(partial, out)
