@@ -17,9 +17,9 @@ so every source pixel counts (antialiasing). OpenCV's ``INTER_LINEAR`` samples 2
 however far it shrinks, which aliases: on the shared photos its pixels were 0.034 (normalised)
 off torchvision's, and the int8 MobileNet's logits down to cosine 0.90 (benchmarks/RESULTS.md).
 These filters therefore run in Pillow's resampler (C, 8-bit fixed point, GIL released), whose pixels
-equal torchvision's; ``nearest`` and ``area`` keep OpenCV's (``area`` is already a box filter). :data:`RESAMPLER` names the choice in
-every feature column's provenance, so features made by the older resampler are never mixed with
-these.
+equal torchvision's; ``nearest`` and ``area`` keep OpenCV's (``area`` is already a box filter).
+:data:`RESAMPLER` names the choice in every feature column's provenance, so features made by the
+older resampler are never mixed with these.
 """
 
 from __future__ import annotations

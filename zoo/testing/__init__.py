@@ -689,7 +689,9 @@ def _held_in_the_jvm(example):
 
     if not dataclasses.is_dataclass(example):
         return example
-    return dataclasses.replace(example, transform_df=_held(example.transform_df), fit_df=_held(example.fit_df))
+    held = _held(example.transform_df)
+    fit = held if example.fit_df is example.transform_df else _held(example.fit_df)  # one checkpoint for one DataFrame
+    return dataclasses.replace(example, transform_df=held, fit_df=fit)
 
 
 def _held(df):
