@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pyspark
 
+from zoo.testing import JVM_OPTIONS
+
 SPARK_HOME = Path(pyspark.__file__).parent
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_HEAD = "10.0.0.1"
@@ -70,8 +72,10 @@ class StandaloneCluster:
 
     def _spawn(self, name: str, command: str, env: dict[str, str]) -> Path:
         log = self.folder / f"{name}.log"
+        # the daemons and the executors they start: C1-only JIT too (zoo.testing.JVM_OPTIONS), through the
+        # variable every JVM reads (its "Picked up" notice goes to their own logs, not a driver's stderr)
         full = {**os.environ, "PATH": bin_path(), "SPARK_LOG_DIR": str(self.folder),
-                "SPARK_WORKER_DIR": str(self.folder / f"{name}-work"), **env}
+                "SPARK_WORKER_DIR": str(self.folder / f"{name}-work"), "JAVA_TOOL_OPTIONS": JVM_OPTIONS, **env}
         exports, _, _ = readme_cluster_commands()
         script = "; ".join([*(self._readme(e) for e in exports), command])  # killed as a process group
         with open(log, "wb") as out:

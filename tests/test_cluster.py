@@ -4,11 +4,12 @@ in its environment (the driver's settings must reach executors by forwarding); t
 its own process, as spark-submit would.
 
 Model delivery is checked three ways against a real loopback HTTP server: (b) shipped from the
-driver while the source answers 503 to anyone else, (a) downloaded by each node from the source,
-at most once per node, (c) served from the warm node caches with no download at all. Features
-must equal local mode. The README walkthrough runs "Running on a cluster" line by line: a model
-only the driver has (``zoo add``, source file deleted) shipped automatically once per node, an
-environment archive from ``zoo cluster-env`` used by submit.sh, and the failures a user sees.
+driver while the source answers 503 to anyone else, (a) downloaded by each node from the source
+over a slow link while one executor is killed mid-download (rows exactly once, no node
+downloading the whole file twice), (c) served from the warm node caches with no download at all.
+Features must equal local mode. The README walkthrough runs "Running on a cluster" line by line:
+a model only the driver has (``zoo add``, source file deleted) shipped automatically once per node,
+an environment archive from ``zoo cluster-env`` used by submit.sh, and the failures a user sees.
 """
 
 from __future__ import annotations
@@ -140,7 +141,13 @@ def _blob_names(home):
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
-@pytest.mark.timeout(900)  # a hang guard: four Spark applications in a row, 206 s alone, 316-358 s beside other tests
+def _blob_files(home) -> dict[str, tuple[int, int]]:
+    """Each blob's (inode, mtime): a file written again would change them."""
+    d = home / "blobs" / "sha256"
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in d.iterdir()} if d.exists() else {}
+
+
+@pytest.mark.timeout(900)  # a hang guard: three Spark applications in a row, 58 s alone, 97-115 s in the suite
 def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(cluster, spark, server, zoo_env, write_registry,
                                                                  mobilenet_bytes, photos, tmp_path):
     url = server.add("/models/mnv2.onnx", mobilenet_bytes)
@@ -185,28 +192,9 @@ def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(cluster, spark,
     assert all("shipped by the driver" in n for n in shipped["nodes"]), shipped["nodes"]
     _cold(nodes)
 
-    # (a) no shipping: each node downloads the source once and builds the cut itself
-    downloaded = run("source")
-    same_as_local(downloaded["features"])
-    assert 1 <= downloads() - 1 <= len(nodes), "at most one download per node"
-    busy = [h for h in nodes if _blob_names(h)]
-    assert busy and downloads() - 1 == len(busy)
-    # the executors needed the driver's forwarded ZOO_ALLOW_HTTP for this plain-http source, and say what they did
-    assert any("downloaded from http://127.0.0.1:" in n and "/models/mnv2.onnx" in n for n in downloaded["nodes"])
-
-    # (c) warm node caches: nothing is downloaded again; the same application schedules GPUs (README's
-    # settings): each task uses the GPU Spark assigned to it, and featurizes on the CPU this machine has
-    before = downloads()
-    warm = run("warm+gpu")
-    same_as_local(warm["features"])
-    assert downloads() == before
-    scheduled = warm["gpu"]
-    assert len(scheduled) == 4
-    assert all(assigned == [str(chosen)] for assigned, chosen in scheduled), scheduled
-    assert {chosen for _, chosen in scheduled} <= {3, 5}
-
-    # fault tolerance: cold nodes, a slow source, and one executor SIGKILLed while it downloads
-    _cold(nodes)
+    # (a) no shipping: each node downloads the source and builds the cut itself, here over a slow
+    # link with one executor SIGKILLed while it downloads (one application for both: each costs a
+    # driver and two executors)
     server.throttle["/models/mnv2.onnx"] = 1_000_000  # bytes/s: the download takes ~4 s
     killed = []
 
@@ -223,25 +211,47 @@ def test_pipeline_on_a_standalone_cluster_gets_models_three_ways(cluster, spark,
             time.sleep(0.05)
 
     survived = run("kill", during=kill_an_executor_mid_download)
+    server.throttle.clear()
     assert killed, "no executor was caught downloading"
     assert sorted(survived["written"]) == sorted(local), "every row featurized exactly once"
     assert any(" was lost (" in line for line in survived["failures"]), survived["failures"]  # reported, not hidden
     assert any("failed on executor" in line for line in survived["failures"]), survived["failures"]
     same_as_local(survived["features"])
+    busy = [h for h in nodes if _blob_names(h)]
+    full = server.full_downloads("/models/mnv2.onnx") - 1  # the driver's own, above, aside
+    assert busy and 1 <= full <= len(busy), "no node downloads the whole file twice (the killed transfer aside)"
+    # the executors needed the driver's forwarded ZOO_ALLOW_HTTP for this plain-http source, and say what they did
+    assert any("downloaded from http://127.0.0.1:" in n and "/models/mnv2.onnx" in n for n in survived["nodes"])
     for home in nodes:  # every published blob is whole and verified
         for blob in home.glob("blobs/sha256/*"):
             assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
         # the killed download's slot stays for a Range resume (`zoo cache prune` removes it), with its owner
         for part in home.glob("tmp/*.part"):
             assert part.with_suffix(".json").exists(), part
-    _cold(nodes)  # the next test, and the fixture's final check, see nodes without that slot
+
+    # (c) warm node caches: a node that holds the model downloads nothing (one that the killed
+    # executor's tasks never reached fetches it once); the same application schedules GPUs (README's
+    # settings): each task uses the GPU Spark assigned to it, and featurizes on the CPU this machine has
+    held = {h: _blob_files(h) for h in nodes}
+    before = downloads()
+    warm = run("warm+gpu")
+    same_as_local(warm["features"])
+    for home, files in held.items():
+        assert files == {} or _blob_files(home) == files, "a warm node keeps its files as they were"
+    newly = [h for h, files in held.items() if not files and _blob_names(h)]
+    assert downloads() - before == len(newly), "only a node without the model downloads it"
+    scheduled = warm["gpu"]
+    assert len(scheduled) == 4
+    assert all(assigned == [str(chosen)] for assigned, chosen in scheduled), scheduled
+    assert {chosen for _, chosen in scheduled} <= {3, 5}
+    _cold(nodes)  # the next test, and the fixture's final check, see nodes without the killed download's slot
 
 
 def _app_dirs(running) -> set:
     return set(running.folder.glob("worker*-work/app-*"))
 
 
-@pytest.mark.timeout(900)  # a hang guard: four applications and an environment build: 254 s alone, 425-573 s in the suite
+@pytest.mark.timeout(900)  # a hang guard: four applications and an environment build, 114-149 s alone, 226 in the suite
 def test_readme_cluster_walkthrough(cluster, spark, zoo_env, mobilenet_bytes, photos, tmp_path):
     """README "Running on a cluster", line by line, with this machine's host, port and folders."""
     running, nodes = cluster

@@ -55,8 +55,15 @@ from typing import Any, Callable, Iterable
 from zoo.errors import SchemaError, StageError
 from zoo.log import quiet_spark as quiet_spark_logs  # the kit provokes failures on purpose: keep Spark quiet
 
-__all__ = ["CHECKS", "CheckResult", "Failure", "assert_conforms", "check_all", "check_stage", "quiet_spark_logs",
-           "rows", "run_checks", "stage_names"]
+__all__ = ["CHECKS", "JVM_OPTIONS", "CheckResult", "Failure", "assert_conforms", "check_all", "check_stage",
+           "quiet_spark_logs", "rows", "run_checks", "stage_names"]
+
+#: Java options for a Spark driver that runs the kit or a test suite: thousands of small, different
+#: queries in a JVM that lives minutes. C1-only JIT compiles them cheaply instead of spending CPU on
+#: C2 compilations such a short life never repays: ``zoo check select drop`` took 30.6 s of JVM CPU
+#: with the default tiered JIT and 14.9 s with C1 only (wall 21.4 -> 16.4 s on 2 cores;
+#: ``benchmarks/bench_kit.py --cli``).
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 # checks that run once per example (each reported on its own); the others run once per stage
 PER_EXAMPLE = ("params", "schema", "unchanged", "rows", "partitioning", "estimator", "persistence", "pickle",
@@ -129,7 +136,39 @@ def _plain(value: Any) -> Any:
 
 def rows(df) -> list:
     """The DataFrame's rows as a sorted multiset (order- and partitioning-independent)."""
-    return sorted((_plain(r) for r in df.collect()), key=repr)
+    return _multiset(df.collect())
+
+
+def _multiset(collected: list) -> list:
+    return sorted((_plain(r) for r in collected), key=repr)
+
+
+_BRANCH = "__zoo_kit_branch"
+
+
+def _collect_together(frames: list[Callable[[], Any]]) -> list[list] | None:
+    """The collected rows of each DataFrame that ``frames`` build, in order, from one Spark job (a
+    union of the frames, each tagged with its position), or None when building or running fails.
+
+    The frames are one stage's output on several layouts of one input, so they share a schema; a
+    job per layout costs its planning and scheduling, which on the kit's few rows is most of the
+    time. A union fails if any layout fails, so on None the caller runs each alone and every
+    failure is told apart as before."""
+    from functools import reduce
+
+    from pyspark.sql import Row
+    from pyspark.sql import functions as F
+
+    try:
+        tagged = [frame().withColumn(_BRANCH, F.lit(i)) for i, frame in enumerate(frames)]
+        collected = reduce(lambda a, b: a.union(b), tagged).collect()
+    except Exception:
+        return None
+    branches: list[list] = [[] for _ in frames]
+    for r in collected:
+        fields = r.__fields__[:-1]  # the tag is the last column; duplicate output names stay as they are
+        branches[r[-1]].append(Row(*fields)(*r[:-1]))
+    return branches
 
 
 def _outcome(run: Callable[[], Any]) -> tuple[str, Any]:
@@ -203,6 +242,7 @@ class _Kit:
         self.unrepeatable = False  # set by check_estimator: fits differ, so comparing two fits proves nothing
         self._fitted: dict[tuple[int, int], Any] = {}  # (stage, fit DataFrame) -> model: one fit per pair
         self._given: dict[int, tuple[str, Any]] = {}  # example -> outcome on the example as given
+        self._given_in_order: dict[int, list] = {}  # example -> its output rows in order, when it ran
 
     def _is_estimator(self) -> bool:
         from pyspark.ml import Estimator
@@ -228,8 +268,19 @@ class _Kit:
         partitioning, persistence, pickle and streaming checks all compare against it (each run is
         a Spark job, and for a model stage the dearest part of the kit)."""
         if id(example) not in self._given:
-            self._given[id(example)] = _outcome(lambda: self._apply(example.stage, example))
+            self._run_as_given(example.stage, example)
         return self._given[id(example)]
+
+    def _run_as_given(self, stage, example) -> None:
+        """Run ``stage`` on the example as given: its outcome, and the rows in order for check_rows."""
+        try:
+            collected = self._apply(stage, example).collect()
+        except Exception as exc:
+            self._given[id(example)] = ("error", _error_kind(exc)[0])
+            self._given_in_order.pop(id(example), None)
+        else:
+            self._given[id(example)] = ("ok", _multiset(collected))
+            self._given_in_order[id(example)] = collected
 
     def _given_rows(self, example) -> list:
         """The rows of :meth:`_as_given`; a failure is raised again, as running the stage would."""
@@ -326,7 +377,7 @@ class _Kit:
             # deep copies: a list param mutated in place would otherwise compare equal to itself
             before = _copy.deepcopy({p.name: (stage.isSet(p), stage.getOrDefault(p) if stage.isDefined(p) else None)
                                      for p in stage.params})
-            self._given[id(example)] = _outcome(lambda: self._apply(stage, example))  # always run here
+            self._run_as_given(stage, example)  # always run here
             after = {p.name: (stage.isSet(p), stage.getOrDefault(p) if stage.isDefined(p) else None) for p in stage.params}
             changed = {k: (before[k][1], after[k][1]) for k in before if before[k] != after.get(k)}
             if changed:
@@ -342,9 +393,13 @@ class _Kit:
             df = example.transform_df
             try:
                 out = self._apply(example.stage, example)
+                ordered = self._given_in_order.get(id(example))  # the unchanged check ran it already
+                if ordered is None:
+                    ordered = out.collect()
             except Exception as exc:
                 raise _Fail(f"the stage fails on its own example: {_essence(exc)}") from None
-            problem = _rows_problem(policy, df.columns, [tuple(r) for r in df.collect()], df.schema, out)
+            problem = _rows_problem(policy, df.columns, [tuple(r) for r in df.collect()], df.schema, out,
+                                    ordered=ordered)
             if problem:
                 raise _Fail(problem)
 
@@ -365,8 +420,12 @@ class _Kit:
             except Exception as exc:
                 raise _Fail(f"the stage fails on its own example: {type(exc).__name__}: {_essence(exc)}") from None
             with _conf(self.spark, {_AQE_COALESCE: "false"}):
-                for label, df in self._variants(example.transform_df).items():
-                    other = _outcome(lambda: self._apply(example.stage, example, df))
+                variants = self._variants(example.transform_df)
+                together = _collect_together([lambda df=df: self._apply(example.stage, example, df)
+                                              for df in variants.values()]) if reference[0] == "ok" else None
+                for i, (label, df) in enumerate(variants.items()):
+                    other = (("ok", _multiset(together[i])) if together is not None
+                             else _outcome(lambda: self._apply(example.stage, example, df)))
                     if other != reference:
                         raise _Fail(f"the output with {label} differs from the output on the example as given: "
                                     f"{_differs(reference, other)}")
@@ -387,15 +446,26 @@ class _Kit:
         example = self.examples[0]
         policy = _row_policy(example.stage)
         failing: list[Any] = []
+        unions = [True]  # once a union fails, the inputs Hypothesis shrinks from it mostly fail too: run alone
 
         @settings(max_examples=self.fuzz_examples, deadline=None, database=None, report_multiple_bugs=False,
                   suppress_health_check=list(HealthCheck), derandomize=True)
         @given(rows_for(schema))
         def run(data):
             df = self.spark.createDataFrame(data, schema)
+            # as given and one layout against it: rows scattered at random over 16 partitions, some
+            # empty (the partitioning check runs every layout on the examples); one job for both when
+            # both succeed (the usual case), else each alone so a failure is told apart
+            shuffled = df.repartition(16, F.rand(seed=7))
+            together = None
             try:  # as given, collected in order: the rows check needs the order, the others the multiset
                 out = self._apply(example.stage, example, df)
-                ordered = out.collect()
+                if unions[0]:
+                    with _conf(self.spark, {_AQE_COALESCE: "false"}):
+                        together = _collect_together([lambda: out,
+                                                      lambda: self._apply(example.stage, example, shuffled)])
+                    unions[0] = together is not None
+                ordered = together[0] if together is not None else out.collect()
                 given_outcome: tuple[str, Any] = ("ok", sorted((_plain(r) for r in ordered), key=repr))
             except Exception as exc:
                 kind, clean, line = _error_kind(exc)
@@ -410,11 +480,11 @@ class _Kit:
                 if problem:
                     failing[:] = [data, problem]
                     raise AssertionError("rows")
-            # one layout against "as given": rows scattered at random over 16 partitions, some empty (the
-            # partitioning check runs every layout on the examples; here each layout costs a job
-            # per generated input)
-            with _conf(self.spark, {_AQE_COALESCE: "false"}):
-                other = _outcome(lambda: self._apply(example.stage, example, df.repartition(16, F.rand(seed=7))))
+            if together is not None:
+                other: tuple[str, Any] = ("ok", _multiset(together[1]))
+            else:
+                with _conf(self.spark, {_AQE_COALESCE: "false"}):
+                    other = _outcome(lambda: self._apply(example.stage, example, shuffled))
             if other != given_outcome:
                 failing[:] = [data, "the outcome depends on partitioning or row order (shuffled into 16 partitions: "
                                     f"{_differs(given_outcome, other)})"]
