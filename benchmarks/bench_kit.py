@@ -5,7 +5,8 @@
     python benchmarks/bench_kit.py select,drop --cli --jvm-options "" --jvm-options=-XX:TieredStopAtLevel=1
 
 The first form runs ``zoo.testing.run_checks`` in this process on a local[2] session like the
-pytest plugin's and counts the Spark jobs each check starts. ``--cli`` runs ``zoo check STAGES
+pytest plugin's (but with the JVM's default JIT unless ``SPARK_SUBMIT_OPTS`` says otherwise) and
+counts the Spark jobs each check starts. ``--cli`` runs ``zoo check STAGES
 --json`` once per ``--jvm-options`` value (given to the driver through ``SPARK_SUBMIT_OPTS``;
 "" = the JVM's defaults) and reports wall time and the CPU of its whole process tree (the JVM
 included), sampled every 0.1 s.
@@ -53,7 +54,8 @@ def in_process(stages: list[str], partitions: int, fuzz: int) -> None:
 
 
 def tree_cpu(command: list[str], env: dict[str, str]) -> tuple[float, float, dict[str, float]]:
-    """(wall seconds, CPU seconds of the process tree, CPU by process name)."""
+    """(wall seconds, CPU seconds of the process tree, CPU by process name); raises if the command
+    fails. A process that lives under 0.1 s can be missed; the JVM and the Python workers are not."""
     import psutil
 
     started = time.perf_counter()
@@ -71,6 +73,8 @@ def tree_cpu(command: list[str], env: dict[str, str]) -> tuple[float, float, dic
             except psutil.Error:
                 pass
         time.sleep(0.1)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {proc.returncode}")
     by_name: dict[str, float] = collections.Counter()
     for name, cpu in last.values():
         by_name[name] += cpu
