@@ -446,7 +446,6 @@ class _Kit:
         example = self.examples[0]
         policy = _row_policy(example.stage)
         failing: list[Any] = []
-        unions = [True]  # once a union fails, the inputs Hypothesis shrinks from it mostly fail too: run alone
 
         @settings(max_examples=self.fuzz_examples, deadline=None, database=None, report_multiple_bugs=False,
                   suppress_health_check=list(HealthCheck), derandomize=True)
@@ -460,11 +459,10 @@ class _Kit:
             together = None
             try:  # as given, collected in order: the rows check needs the order, the others the multiset
                 out = self._apply(example.stage, example, df)
-                if unions[0]:
+                if not failing:  # once an input failed, Hypothesis shrinks it: most candidates fail, run alone
                     with _conf(self.spark, {_AQE_COALESCE: "false"}):
                         together = _collect_together([lambda: out,
                                                       lambda: self._apply(example.stage, example, shuffled)])
-                    unions[0] = together is not None
                 ordered = together[0] if together is not None else out.collect()
                 given_outcome: tuple[str, Any] = ("ok", sorted((_plain(r) for r in ordered), key=repr))
             except Exception as exc:
