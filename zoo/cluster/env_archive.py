@@ -151,7 +151,7 @@ def build(output: str | os.PathLike, *, cpu: bool = False, python: str | None = 
         env_python = str(env / "bin" / "python")
         # this interpreter's pip installs into the new environment (`pip --python`, pip >= 22.3): no
         # pip of its own to install first (4.5 of the 40 s here), and the archive leaves pip out anyway
-        outer = _pip_version() >= (22, 3)
+        outer = _pip_can_target()
         _run([python, "-m", "venv", *(["--without-pip"] if outer else []), str(env)], "creating the environment")
         pip = [sys.executable, "-m", "pip", "--python", env_python] if outer else [env_python, "-m", "pip"]
         checkout = _checkout()
@@ -182,12 +182,14 @@ def build(output: str | os.PathLike, *, cpu: bool = False, python: str | None = 
     return EnvArchive(out, out.stat().st_size, unpacked, base, ["sparkzoo", *pinned], left_out)
 
 
-def _pip_version() -> tuple[int, ...]:
-    """This interpreter's pip version, (0,) where it has none."""
+def _pip_can_target() -> bool:
+    """Whether this interpreter's pip installs into another environment (``--python``: pip >= 22.3)."""
+    from packaging.version import Version  # imported where used, as requirements() does
+
     try:
-        return tuple(int(x) for x in re.findall(r"\d+", metadata.version("pip"))[:2])
+        return Version(metadata.version("pip")) >= Version("22.3")
     except metadata.PackageNotFoundError:
-        return (0,)
+        return False
 
 
 def _has(module: str) -> bool:

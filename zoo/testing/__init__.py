@@ -422,7 +422,7 @@ class _Kit:
             with _conf(self.spark, {_AQE_COALESCE: "false"}):
                 variants = self._variants(example.transform_df)
                 together = _collect_together([lambda df=df: self._apply(example.stage, example, df)
-                                              for df in variants.values()]) if reference[0] == "ok" else None
+                                              for df in variants.values()])
                 for i, (label, df) in enumerate(variants.items()):
                     other = (("ok", _multiset(together[i])) if together is not None
                              else _outcome(lambda: self._apply(example.stage, example, df)))
@@ -464,7 +464,7 @@ class _Kit:
                         together = _collect_together([lambda: out,
                                                       lambda: self._apply(example.stage, example, shuffled)])
                 ordered = together[0] if together is not None else out.collect()
-                given_outcome: tuple[str, Any] = ("ok", sorted((_plain(r) for r in ordered), key=repr))
+                given_outcome: tuple[str, Any] = ("ok", _multiset(ordered))
             except Exception as exc:
                 kind, clean, line = _error_kind(exc)
                 if not clean:
