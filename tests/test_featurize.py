@@ -326,6 +326,58 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
     assert feats.where("features IS NOT NULL").count() == 300
 
 
+def test_read_images_without_content_lets_executors_read_the_files_with_the_same_features(spark, tmp_path):
+    """``content=False``: no bytes through the JVM, even tasks, and each row's features are those of its
+    own file, names Hadoop spells raw (``a%20b.jpg`` is not ``a b.jpg``; ``#`` is no fragment) included."""
+    folder = tmp_path / "odd names"
+    (folder / "sub dir").mkdir(parents=True)
+    names = ["a b.jpg", "a%20b.jpg", "x#1?.jpg", "sub dir/é.jpg"] + [f"{k:03d}.jpg" for k in range(56)]
+    for k, name in enumerate(names):  # every file different, so a mix-up changes features
+        (folder / name).write_bytes(tiny.jpeg(12 + k % 7, 10 + k % 5, seed=k))
+    params = dict(cut=1, preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array", handleInvalid="keep")
+    bytes_in = zoo.read_images(spark, str(folder))
+    files_in = zoo.read_images(spark, str(folder), content=False)
+    assert files_in.columns == ["path", "modificationTime", "length"]
+    assert zoo.read_images(spark, str(folder), content=None).columns == files_in.columns  # local: no bytes column
+    sizes = files_in.rdd.glom().map(len).collect()
+    assert len(sizes) == default_partitions(60, spark.sparkContext.defaultParallelism) and sum(sizes) == 60
+    assert max(sizes) - min(sizes) <= 6, sizes  # round robin: a few files apart, not ~31
+    expected = {r["path"]: r["features"] for r in
+                zoo.pipeline(tiny.tiny_model_path(), **params).fit(bytes_in).transform(bytes_in).collect()}
+    files_model = zoo.pipeline(tiny.tiny_model_path(), inputCol="path", **params).fit(files_in)
+    got = {r["path"]: r for r in files_model.transform(files_in).collect()}
+    assert set(got) == set(expected) and len(got) == 60
+    assert all(r["error"] is None and r["features"] == expected[p] for p, r in got.items())
+    assert len({tuple(f) for f in expected.values()}) == 60
+    # a URL spelling (percent-encoded, as pathlib writes it) names the same files
+    urls = spark.createDataFrame([((folder / n).as_uri(),) for n in names[:4]], "path string")
+    by_url = zoo.stage("image_featurizer", modelName=tiny.tiny_model_path(), inputCol="path", **params).transform(urls)
+    assert [r["features"] for r in by_url.collect()] == [expected[f"file:{folder / n}"] for n in names[:4]]
+
+
+def test_read_images_without_content_refuses_files_executors_cannot_open_as_paths():
+    from zoo.pipelines import _check_local
+
+    _check_local(["file:/data/a.jpg", "file:/data/b.jpg"], "/data")
+    with pytest.raises(StageError, match=r"hdfs://nn/data/b.jpg is not on a local file system.*content=True"):
+        _check_local(["file:/data/a.jpg", "hdfs://nn/data/b.jpg"], "hdfs://nn/data")
+
+
+def test_a_worker_freezes_its_long_lived_objects_after_loading_a_model():
+    """PySpark's daemon runs gc.collect() after every task of a reused worker: frozen objects make it cheap."""
+    import gc
+
+    gc.unfreeze()
+    try:
+        from pathlib import Path
+
+        key = os.urandom(32).hex()  # a model this process has not loaded: a real load, not a cache hit
+        sessions.session(key, lambda: Path(tiny.tiny_model_path()), sessions.RuntimeOptions(device="cpu"))
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("files, cores, partitions", [
     (10, 2, 4),  # at least two per core
     (300, 2, 4),  # 128 files each -> 3, raised to two per core

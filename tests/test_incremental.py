@@ -62,6 +62,9 @@ def test_only_new_and_changed_files_are_featurized_and_the_result_equals_a_full_
     assert by_content.full and "no content hashes" in by_content.reason
     os.utime(photos / "p4.jpg", (2, 2))
     assert _run(spark, photos, out, by_content=True).featurized == 0, "by content: the same file"
+    with pytest.raises(StageError, match=r"by_content=True\) hashes each file's bytes.*content=True"):
+        zoo.featurize_incremental(spark, zoo.read_images(spark, str(photos), content=False), str(out), _model(),
+                                  by_content=True)
 
     recut = _run(spark, photos, out, model=_model(cut=2))
     assert recut.full and "cut 1 vs 2" in recut.reason and recut.featurized == 8

@@ -102,6 +102,9 @@ def featurize_incremental(spark: Any, images: Any, output: str, model: Any, *, b
     from zoo.hub.locks import BlobLock, read_owner
     from zoo.lineage import conflict, of
 
+    if by_content and "content" not in images.columns:
+        raise StageError("featurize_incremental(by_content=True) hashes each file's bytes: read the images with "
+                         "zoo.read_images(..., content=True)")
     started = time.perf_counter()
     out = _local(output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,11 +85,19 @@ class ImageInput:
         return f"row {offset + i}{part}"
 
 
-def _read_file(path: str) -> bytes:
-    if path.startswith("file:"):
+def local_path(path: str) -> str:
+    """The local file a path string names. Two spellings reach a DataFrame: Hadoop's ``file:/a b.jpg``
+    (Spark's ``binaryFile`` ``path``, ``Path.toString``: the name as it is, never percent-encoded) and
+    URLs ``file:///a%20b.jpg`` (``pathlib``'s ``as_uri``: percent-encoded). Decoding the first would
+    open ``a b.jpg`` for a file named ``a%20b.jpg``, and cut ``x#1.jpg`` at the ``#``."""
+    if path.startswith("file://"):
         from urllib.parse import urlparse
         from urllib.request import url2pathname
 
-        path = url2pathname(urlparse(path).path)
-    with open(path, "rb") as fh:
+        return url2pathname(urlparse(path).path)
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
+def _read_file(path: str) -> bytes:
+    with open(local_path(path), "rb") as fh:
         return fh.read()

@@ -309,4 +309,22 @@ def session(sha256: str, load: Callable[[], "Path | bytes | GraphBeside"], optio
         _SESSIONS[key] = (sess, size)
         while len(_SESSIONS) > 1 and sum(s for _, s in _SESSIONS.values()) > _budget():
             _SESSIONS.popitem(last=False)
+        freeze_long_lived()
         return sess
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the cyclic garbage collector's sight (``gc.freeze``).
+
+    Why: PySpark's daemon runs a full ``gc.collect()`` in a reused Python worker after every task.
+    Once a worker holds ONNX Runtime, OpenCV, pyarrow and a session (~70,000 tracked objects), that
+    collection costs ~35 ms of CPU per task, most of a Python task's fixed cost (benchmarks/RESULTS.md);
+    frozen objects are skipped, so it drops to microseconds. Called after each session load, when
+    the long-lived objects exist. Safe: reference counting still frees frozen objects; only a
+    reference cycle among them would stay until the worker exits, and a worker's modules and
+    cached sessions live that long anyway.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
