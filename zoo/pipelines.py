@@ -51,8 +51,8 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     given ``inputCol="path"`` read each one in the executor's Python worker.
     That is the faster way for files the executors can open as local paths (a laptop, a shared
     mount; ``file:``), and ``zoo featurize`` uses it for them: shipping each file's bytes from the
-    JVM through Arrow costs about 0.8 ms of CPU per photo, and the rows are dealt round robin over
-    the partitions (tasks differ by a few files), where coalescing Spark's packing of ~31 files
+    JVM through Arrow costs about 0.8 ms of CPU per photo, and the rows are spread evenly over the
+    partitions (tasks differ by one file at most), where coalescing Spark's packing of ~31 files
     per partition leaves tasks a third apart and a core idle at the end of the stage
     (benchmarks/RESULTS.md). Other file systems (``hdfs:``, ``s3a:``) need ``content=True``;
     ``content=None`` picks: False for a local ``path``, else True.
@@ -81,14 +81,28 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
         cores = _parallelism(spark)
         partitions = 0 if cores is None else default_partitions(len(files), cores)
     if partitions > 0:
-        # listing rows are a few bytes: a round-robin shuffle of them gives even tasks
-        df = df.coalesce(partitions) if content else df.repartition(partitions)
+        df = df.coalesce(partitions) if content else _even(spark, df, partitions)
     empty = _empty_files(spark, path, recursive=recursive, glob=glob)
     if empty:  # Spark's file sources never list 0-byte files: add them, so they get handleInvalid's outcome
         get_logger("images").info("%d empty (0-byte) files under %s: they are featurized as invalid", len(empty), path)
         rows = spark.createDataFrame([row[:len(df.columns)] for row in empty], df.schema)
         df = df.unionByName(rows)
     return df
+
+
+def _even(spark: SparkSession, listing: DataFrame, partitions: int) -> DataFrame:
+    """``listing`` (a few bytes per file) in ``partitions`` partitions whose counts differ by at most one.
+
+    The rows are collected and handed back with ``parallelize``, so no shuffle: a shuffle's cleanup
+    at shutdown made a failing cluster application print Netty's RejectedExecutionException after
+    sparkzoo's own one-line error. Under Spark Connect (no SparkContext) Spark's packing is coalesced.
+    """
+    try:
+        context = spark.sparkContext
+    except Exception:  # Spark Connect
+        return listing.coalesce(partitions)
+    rows = sorted(tuple(r) for r in listing.collect())  # by path: the same partitions every time
+    return spark.createDataFrame(context.parallelize(rows, max(1, min(partitions, len(rows)))), listing.schema)
 
 
 def _check_local(files: list[str], path: str) -> None:
