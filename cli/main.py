@@ -224,7 +224,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pyspark.sql import SparkSession
 
     from zoo.plugins.stage_registry import canonical_name, registered
-    from zoo.testing import CHECKS, JVM_OPTIONS, run_checks
+    from zoo.testing import CHECKS, prefer_jvm_options, run_checks
 
     found = registered(include_broken=True)
     known = sorted(found)
@@ -241,9 +241,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         raise StageError(f"unknown check {wrong[0]!r}; choose from {', '.join(CHECKS)}")
     os.environ.setdefault("PYSPARK_PYTHON", _sys.executable)
-    # C1-only JIT for this short-lived driver (zoo.testing.JVM_OPTIONS says why), through the variable
-    # spark-submit reads: unlike a --conf, it leaves the user's spark.driver.extraJavaOptions alone
-    os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTIONS)
+    prefer_jvm_options()  # C1-only JIT for this short-lived driver (zoo.testing.JVM_OPTIONS says why)
     from zoo.java import ensure_java
 
     ensure_java()

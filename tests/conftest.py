@@ -17,12 +17,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("ZOO_KIT_FUZZ_EXAMPLES", "6")  # the kit's default is 10; keep the suite inside its budget
 from _http import LoopbackServer  # noqa: E402
 
-from zoo.testing import JVM_OPTIONS  # noqa: E402
+from zoo.testing import prefer_jvm_options  # noqa: E402
 
 # Every Spark driver the tests start (this process's session, the CLI, examples and benchmarks run as
 # subprocesses) compiles with C1 only: a test's JVM lives seconds to minutes, and the default
 # tiered JIT spent half of such a JVM's CPU on C2 compilations (tests/_cluster.py: the cluster's JVMs)
-os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTIONS)
+prefer_jvm_options()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

