@@ -120,15 +120,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    for name in args.names:
-        removed = zoo.remove(name)
-        print(f"removed {name}" if removed else f"{name} was not cached")
+    removed = {name: zoo.remove(name) for name in args.names}
+    if args.json:
+        _print_json([{"name": name, "removed": was} for name, was in removed.items()])
+        return 0
+    for name, was in removed.items():
+        print(f"removed {name}" if was else f"{name} was not cached")
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "dir":
-        print(zoo.cache_dir())
+        print(json.dumps({"dir": str(zoo.cache_dir())}) if args.json else zoo.cache_dir())
     elif args.action == "size":
         sizes = zoo.cache_size()
         if args.json:
@@ -393,11 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
-        if json_flag:
-            p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
         return p
 
     p = add("pull", cmd_pull, "download models into the cache (verified) and print their paths")
@@ -419,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every cached blob")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    p = add("rm", cmd_rm, "remove models from the cache", json_flag=False)
+    p = add("rm", cmd_rm, "remove models from the cache")
     p.add_argument("names", nargs="+", metavar="NAME")
 
     p = add("cache", cmd_cache, "cache location, size, and clean-up of unfinished downloads")

@@ -67,6 +67,9 @@ TASKS = {"vision/classification": "image-classification", "vision/object_detecti
 FAMILY_TASKS = {"fcn": "image-segmentation", "mask-rcnn": "image-segmentation", "duc": "image-segmentation",
                 "gpt-2": "text-generation", "t5": "text-generation", "roberta": "feature-extraction",
                 "arcface": "feature-extraction", "ultraface": "object-detection"}
+# models whose family holds several tasks: the sentiment head and the encoder alone
+MODEL_TASKS = [(re.compile(r"^roberta-sequence-classification-"), "text-classification"),
+               (re.compile(r"^t5-encoder-"), "feature-extraction")]
 # licences as the ONNX Model Zoo's model cards state them, by family tag (default Apache-2.0)
 LICENSES = {"gpt-2": "MIT", "roberta": "MIT", "bidirectional attention flow": "MIT", "yolov2-coco": "MIT",
             "tiny-yolov2": "MIT", "yolov3": "MIT", "tiny-yolov3": "MIT", "yolov4": "MIT", "faster-rcnn": "MIT",
@@ -102,7 +105,8 @@ def entry(m: dict, chosen: tuple | None = None) -> dict:
     image_input = _image_input(meta)
     if image_input is None:
         pre = None
-    task = FAMILY_TASKS.get(family, TASKS.get(folder, "other"))
+    task = next((t for pattern, t in MODEL_TASKS if pattern.search(stem)),
+                FAMILY_TASKS.get(family, TASKS.get(folder, "other")))
     outputs = (meta.get("io_ports") or {}).get("outputs") or []
     classes = _dims(outputs[0]["shape"])[1] if outputs and len(outputs[0]["shape"]) > 1 else None
     description = (f"{chosen[2]}. From the ONNX Model Zoo ({m['model']})." if chosen else

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
-from zoo.stages.params import param
+from zoo.stages.params import HasAllowMixedProvenance, param
 
 from zoo import lineage
 from zoo.errors import StageError
@@ -23,13 +23,14 @@ def _averageable(t: T.DataType) -> bool:
     return isinstance(t, VectorUDT) or (isinstance(t, T.ArrayType) and is_numeric(t.elementType))
 
 
-class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
+class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol, HasAllowMixedProvenance):
     """Average ``inputCol`` (vector or array) over the rows sharing ``keyCol`` into the vector ``outputCol``.
 
     ``mode=join`` (default) keeps every row and adds its group's average (so a flipped copy and
     its original share one prediction); ``mode=reduce`` returns one row per key: ``keyCol`` and
     ``outputCol``. Null inputs are left out of the average; a group of only nulls averages to
-    null. Null keys form their own group.
+    null. Null keys form their own group. Rows whose features were made by different models, cuts or
+    preprocessing (a union of two featurizations) are refused unless ``allowMixedProvenance``.
     Floating-point sums depend on the order rows arrive in, so averages of more than two values may
     differ in the last bit between runs with different partitioning.
     """
@@ -40,7 +41,7 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
 
     @keyword_only
     def __init__(self, *, inputCol: str | None = None, keyCol: str | None = None, outputCol: str | None = None,
-                 mode: str | None = None):
+                 mode: str | None = None, allowMixedProvenance: bool | None = None):
         super().__init__()
         self._setDefault(inputCol="probability", keyCol="id", outputCol="average", mode="join")
         self._set(**self._input_kwargs)
@@ -60,6 +61,7 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol):
         return T.StructType([key, out] if self.getMode() == "reduce" else [*schema.fields, out])
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
+        self._refuse_mixed_rows(dataset, [self.getInputCol()])
         out = self._averaged(dataset)
         made = lineage.of(dataset, self.getInputCol())
         return lineage.attach(out, self.getOutputCol(), {**made, "averaged_by": self.getKeyCol()}) if made else out

@@ -14,7 +14,7 @@ from zoo.stages.base import StageExample, ZooTransformer, is_numeric
 from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasModel, param
 from zoo.stages.persistence import HasEmbeddedModel
 
-from zoo.errors import StageError
+from zoo.errors import SchemaError, StageError
 from zoo.lineage import attach, record
 from zoo.runtime.sessions import RuntimeOptions
 from zoo.stages.workers.tensors import ZIPMAP, Feed, Fetch
@@ -63,9 +63,15 @@ def _dim_names(shape) -> tuple:
     return tuple(d if isinstance(d, str) else None for d in shape) if shape is not None else (None, None)
 
 
-def _feedable(t: T.DataType) -> bool:
+def _leaf(t: T.DataType) -> T.DataType:
+    """The element type under any nesting of arrays."""
     while isinstance(t, T.ArrayType):
         t = t.elementType
+    return t
+
+
+def _feedable(t: T.DataType) -> bool:
+    t = _leaf(t)
     return is_numeric(t) or isinstance(t, (T.BooleanType, T.StringType, VectorUDT))
 
 
@@ -223,7 +229,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
                     self.require_column(schema, part, EXPECTED, accept=_feedable)
                 else:
                     self.require_column(schema, part, "a numeric or boolean column (assembled into one model input)",
-                                        accept=_scalar_number)
+                                        accept=lambda t: _scalar_number(t) or isinstance(t, T.StringType))
         if self.getZipMapFormat() not in ZIPMAP_FORMATS:
             raise StageError(f"{self._describe()}: zipMapFormat must be one of {', '.join(ZIPMAP_FORMATS)}; got "
                              f"{self.getZipMapFormat()!r}")
@@ -232,6 +238,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
             if name not in inputs:
                 raise StageError(f"{self._describe()}: feedDict names model input {name!r}; the model's inputs are "
                                  f"{', '.join(inputs)}")
+        self._check_kinds(schema, feed, inputs)
         mask = self._mask_input(inputs, feed)
         missing = [name for name in inputs if name not in feed and (mask is None or name != mask[0])]
         if missing:
@@ -251,6 +258,29 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
             follows = mask is not None and rank >= 2 and len(names) > 1 and names[1] in padded
             fetches.append(Fetch(col, tensor, dtype, kind, rank - 1 if kind == "nested" else 1, follows))
         return spec, inputs, extra, mask, tuple(fetches)
+
+    def _check_kinds(self, schema: T.StructType, feed: dict, inputs: dict) -> None:
+        """Text feeds text and numbers feed numbers: a column of the other kind is refused before anything runs
+        (strings are never parsed into numbers behind the user's back, nor numbers printed into strings)."""
+        for name, col in feed.items():
+            wants_text = inputs[name][0] == "str"
+            if wants_text and not isinstance(col, str):
+                raise SchemaError(f"{self._describe()}: model input {name!r} takes strings; columns {col} would be "
+                                  "assembled into numbers: feed it one string or array<string> column")
+            for part in [col] if isinstance(col, str) else col:
+                column_type = schema[part].dataType
+                if isinstance(_leaf(column_type), T.StringType) == wants_text:
+                    continue
+                target = "STRING" if wants_text else "FLOAT"
+                if isinstance(column_type, T.ArrayType):
+                    target = f"ARRAY<{target}>"
+                # try_cast (Spark >= 3.2): under ANSI mode (Spark 4's default) a plain cast fails the whole job
+                raise SchemaError(
+                    f"{self._describe()}: column {part!r} ({column_type.simpleString()}) cannot feed model input "
+                    f"{name!r}, which takes {'strings' if wants_text else inputs[name][0] + ' numbers'}; cast it first, "
+                    f'e.g. F.expr("try_cast(`{part}` AS {target})")' + ("" if wants_text else
+                                                                        " (a value that does not parse becomes null, "
+                                                                        "which handleInvalid then decides on)"))
 
     def _column_type(self, fetch: Fetch, spec) -> T.DataType:
         if fetch.kind == "map":

@@ -98,6 +98,32 @@ class HasErrorCol(Params):
         self._setDefault(errorCol="error")
 
 
+class HasAllowMixedProvenance(Params):
+    """``allowMixedProvenance``: whether a stage that combines feature columns (or averages rows) may mix features
+    made by different models, cuts or preprocessing (:mod:`zoo.lineage`). Default False: refused, naming both."""
+
+    allowMixedProvenance = param("combine features made by different models, cuts or preprocessing", bool)
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(allowMixedProvenance=False)
+
+    def _refuse_mixed_rows(self, dataset: Any, columns: list[str]) -> None:
+        """Refuse ``columns`` whose rows come from union branches made differently (Spark shows only the first
+        branch's provenance on a union)."""
+        if self.getAllowMixedProvenance():
+            return
+        from zoo import lineage
+        from zoo.errors import StageError
+
+        for column in columns:
+            why = lineage.mixed(dataset, column)
+            if why:
+                raise StageError(f"{self._describe()}: the rows of column {column!r} come from a union of features made "
+                                 f"differently ({why}); they are not comparable. Set allowMixedProvenance=True to use "
+                                 "them anyway")
+
+
 _SPECS: dict[tuple, Any] = {}
 
 

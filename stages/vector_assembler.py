@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer, is_numeric
-from zoo.stages.params import HasHandleInvalid, param
+from zoo.stages.params import HasAllowMixedProvenance, HasHandleInvalid
 
 from zoo import lineage
 from zoo.errors import StageError
@@ -41,7 +41,7 @@ def _kind(t: T.DataType) -> str | None:
     return None
 
 
-class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInvalid):
+class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInvalid, HasAllowMixedProvenance):
     """Concatenate ``inputCols`` into the vector column ``outputCol``.
 
     ``handleInvalid`` decides what a null or NaN does: ``error`` (default) fails naming the
@@ -58,13 +58,12 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
 
     zoo_name = "vector_assembler"
     zoo_streaming = True  # checked by the kit's streaming check
-    allowMixedProvenance = param("assemble feature columns made by different models, cuts or preprocessing", bool)
 
     @keyword_only
     def __init__(self, *, inputCols: list[str] | None = None, outputCol: str | None = None, handleInvalid: str | None = None,
                  allowMixedProvenance: bool | None = None):
         super().__init__()
-        self._setDefault(inputCols=[], outputCol="features", allowMixedProvenance=False)
+        self._setDefault(inputCols=[], outputCol="features")
         self._set(**self._input_kwargs)
 
     def transformSchema(self, schema: T.StructType) -> T.StructType:
@@ -143,6 +142,7 @@ class VectorAssembler(ZooTransformer, HasInputCols, HasOutputCol, HasHandleInval
         return {lineage.KEY: {"stage": self.zoo_name, "inputs": inputs}} if inputs else {}
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
+        self._refuse_mixed_rows(dataset, self.getInputCols())
         out = self._assembled(dataset)
         return out.withMetadata(self.getOutputCol(), self._metadata(dataset.schema))
 

@@ -99,3 +99,20 @@ def test_add_from_an_https_url_needs_a_preprocess(server, zoo_env, mobilenet_byt
     entry = zoo.add(url, name="web", preprocess="imagenet", labels="imagenet")
     assert entry.sources == (url,) and entry.labels == "imagenet"
     assert zoo.pull("web").read_bytes() == mobilenet_bytes
+
+
+def test_an_entry_on_a_branch_that_moved_says_so_and_caches_nothing(hub, mobilenet_bytes, write_registry):
+    """A registry entry pinned by sha256 but fetched from a branch: when the branch moves on, the pull is refused
+    (the pin holds) and the error says what happened and what to do."""
+    import hashlib
+
+    from conftest import entry
+
+    hub.publish("zoo-test/moving", {"model.onnx": mobilenet_bytes})
+    write_registry(entry("moving", mobilenet_bytes, ["hf://zoo-test/moving/model.onnx@main"]))
+    hub.publish("zoo-test/moving", {"model.onnx": mobilenet_bytes[:-1] + b"\x01"})  # main moves on
+    with pytest.raises(ChecksumError, match=r"revision 'main' of zoo-test/moving is a branch or tag and may have moved "
+                                            r"since the entry was pinned: point the source at the commit .*"
+                                            r"hf://zoo-test/moving/model.onnx@<commit>"):
+        zoo.pull("moving")
+    assert model_cache().lookup(hashlib.sha256(mobilenet_bytes).hexdigest(), None) is None

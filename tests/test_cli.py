@@ -14,11 +14,12 @@ from zoo.runtime import sessions
 
 
 @pytest.mark.parametrize(
-    "command", ["pull", "ls", "info", "verify", "rm", "cache", "add", "mirror", "doctor"]
+    "command", ["pull", "ls", "info", "verify", "rm", "cache", "add", "mirror", "doctor", "stages", "check",
+                "cluster-env", "featurize", "check-model", "predict"]
 )
-def test_every_command_has_help(zoo_env, command):
+def test_every_command_has_help_and_json(zoo_env, command):
     out = zoo_cmd(command, "--help").stdout
-    assert f"usage: zoo {command}" in out
+    assert f"usage: zoo {command}" in out and "--json" in out
 
 
 def test_pull_ls_info_verify_rm(served_mobilenet, server, zoo_env, mobilenet_bytes):
@@ -45,6 +46,7 @@ def test_pull_ls_info_verify_rm(served_mobilenet, server, zoo_env, mobilenet_byt
 
     zoo_cmd("pull", "-q", "mnv2")
     assert "removed mnv2" in zoo_cmd("rm", "mnv2").stdout
+    assert json.loads(zoo_cmd("rm", "--json", "mnv2").stdout) == [{"name": "mnv2", "removed": False}]
     assert zoo_cmd("verify", "--json", "mnv2", check=4).stdout.count('"missing"') == 1
     assert len(server.gets(served_mobilenet)) == 2
 
@@ -61,6 +63,7 @@ def test_errors_exit_with_documented_codes_and_clear_messages(zoo_env, served_mo
 
 def test_cache_dir_size_prune(served_mobilenet, zoo_env, mobilenet_bytes):
     assert zoo_cmd("cache", "dir").stdout.strip() == str(zoo_env)
+    assert json.loads(zoo_cmd("cache", "dir", "--json").stdout) == {"dir": str(zoo_env)}
     zoo_cmd("pull", "mnv2")
     orphan = zoo_env / "tmp" / f"{'e' * 64}.host.1.x.part"
     orphan.write_bytes(b"z" * 1000)

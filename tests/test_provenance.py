@@ -83,6 +83,28 @@ def test_vector_assembler_refuses_features_of_different_cuts_unless_allowed(spar
     assert zoo.stage("vector_assembler", inputCols=["deep1", "again"]).transform(same).count() == 5
 
 
+def test_a_union_of_features_made_differently_is_refused_by_group_average_and_vector_assembler(spark, zoo_env):
+    """Spark keeps only the first branch's metadata on a union: the column reads as one model's features although
+    half its rows are another's. The stages that average or assemble find the branches in the plan."""
+    from pyspark.sql import functions as F
+
+    plain = _featurizer(1).transform(_images(spark))
+    other_recipe = json.dumps({**tiny.PREPROCESS, "scale": 1.0})  # same model and cut, other pixels
+    other = _featurizer(1).setPreprocess(other_recipe).transform(_images(spark))
+    union = plain.union(other).where(F.col("path").isNotNull()).select("path", "features")
+    assert zoo.provenance(union, "features") == zoo.provenance(plain, "features"), "what Spark shows: the first only"
+    average = zoo.stage("group_average", inputCol="features", keyCol="path", outputCol="avg")
+    with pytest.raises(StageError, match=r"the rows of column 'features' come from a union of features made "
+                                         r"differently \(preprocess_sha256 .*allowMixedProvenance=True"):
+        average.transform(union)
+    nested = plain.select("path", "features").union(plain.select("path", "features").union(other.select("path", "features")))
+    with pytest.raises(StageError, match="come from a union of features made differently"):
+        zoo.stage("vector_assembler", inputCols=["features"], outputCol="assembled").transform(nested)
+    assert average.copy({average.allowMixedProvenance: True}).transform(union).count() == 10
+    same = plain.union(_featurizer(1).transform(_images(spark)))  # the same recipe twice: comparable
+    assert average.transform(same).count() == 10
+
+
 def test_vector_assembler_writes_the_ml_attributes_spark_writes_so_one_hot_slots_stay_categorical(spark):
     df = spark.createDataFrame([(1.0, True, "fox"), (2.0, False, "ibex"), (3.0, True, "leopard"), (4.0, False, "fox")],
                                "x double, flag boolean, animal string")

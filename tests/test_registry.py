@@ -56,11 +56,12 @@ def test_the_catalogue_holds_every_model_of_the_onnx_model_zoo_with_its_task(zoo
         assert e.preprocess is None or e.input is not None, stem
     tasks = {e.task for e in entries.values()}
     assert {"image-classification", "object-detection", "image-segmentation", "feature-extraction",
-            "question-answering", "text-generation", "style-transfer", "super-resolution"} <= tasks
+            "text-classification", "question-answering", "text-generation", "style-transfer", "super-resolution"} <= tasks
     arcface = entries["arcfaceresnet100-8"]
     assert arcface.task == "feature-extraction" and arcface.preprocess["resize"]["size"] == [112, 112]
     assert arcface.labels is None
     assert entries["yolov3-10"].task == "object-detection" and entries["yolov3-10"].preprocess is None
+    assert entries["roberta-sequence-classification-9"].task == "text-classification"
     assert entries["MaskRCNN-12"].task == "image-segmentation" and entries["bertsquad-10"].input is None
     assert sum(e.preprocess is not None for e in entries.values()) >= 40
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

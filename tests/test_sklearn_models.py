@@ -149,6 +149,47 @@ def test_a_null_in_an_assembled_column_is_that_rows_error_naming_the_column(spar
         stage.copy({stage.feedDict: {"X": ["radius", "id2", "perimeter"]}}).transform(df)
 
 
+def test_text_where_the_model_takes_numbers_is_refused_and_the_cast_it_names_leaves_bad_values_to_their_rows(
+        spark, zoo_env, tmp_path):
+    """Columns read from CSV without a schema are strings: onnx_model never parses them behind the user's back.
+    The error names the cast; after it, a value that is not a number is that row's null, so handleInvalid decides."""
+    from pyspark.sql import functions as F
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X[:, :3].astype(np.float32)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    path = tmp_path / "three.onnx"
+    path.write_bytes(_onnx(model, X[:1]))
+    rows = [(i, *(repr(float(v)) for v in r)) for i, r in enumerate(X[:6])]
+    rows[2] = (2, rows[2][1], "n/a", rows[2][3])  # what a CSV holds where a measurement is missing
+    text = spark.createDataFrame(rows, "id int, radius string, texture string, perimeter string")
+    stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"X": ["radius", "texture", "perimeter"]},
+                      fetchDict={"label": "output_label"}, handleInvalid="keep")
+    with pytest.raises(zoo.errors.SchemaError, match=r"column 'radius' \(string\) cannot feed model input 'X', which "
+                                                     r"takes float32 numbers; cast it first, e\.g\. "
+                                                     r'F\.expr\("try_cast\(`radius` AS FLOAT\)"\)'):
+        stage.transform(text)
+    cast = text.select("id", *(F.expr(f"try_cast(`{c}` AS FLOAT)").alias(c) for c in ("radius", "texture", "perimeter")))
+    out = sorted(stage.transform(cast).collect(), key=lambda r: r["id"])
+    assert [r["label"] for r in out if r["id"] != 2] == model.predict(np.delete(X[:6], 2, axis=0)).tolist()
+    assert out[2]["label"] is None and "column 'texture' (feeding model input 'X'): null value" in out[2]["error"]
+
+
+def test_numbers_where_the_model_takes_text_are_refused(spark, zoo_env, tmp_path):
+    from skl2onnx.common.data_types import StringTensorType
+
+    texts, labels = zip(*REVIEWS)
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000)).fit(texts, labels)
+    path = tmp_path / "text.onnx"
+    path.write_bytes(_onnx(model, initial_types=[("text", StringTensorType([None, 1]))],
+                           options={TfidfVectorizer: {"locale": "C"}}))
+    df = spark.createDataFrame([(0, [1.0, 2.0])], "id int, text array<double>")
+    stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"text": "text"}, fetchDict={"label": "output_label"})
+    with pytest.raises(zoo.errors.SchemaError, match=r"column 'text' \(array<double>\) cannot feed model input 'text', "
+                                                     r"which takes strings; cast it first"):
+        stage.transform(df)
+
+
 def test_zipmap_as_a_map_column_keyed_by_class(spark, zoo_env, tmp_path):
     X, y = load_wine(return_X_y=True)
     model = LogisticRegression(max_iter=2000).fit(X.astype(np.float32), y)

@@ -5,7 +5,8 @@ columns' Spark metadata (under :data:`KEY`): it travels with the DataFrame's sch
 parquet (Spark keeps the schema, metadata included, in every file's footer) and SparkML save/load
 (the stages write it again on every transform). ``zoo.provenance(df, "features")`` reads it;
 stages that combine feature columns compare it (:func:`conflict`) and refuse to mix columns made
-by different models, cuts or preprocessing unless told to.
+by different models, cuts or preprocessing unless told to. A union keeps only its first branch's
+metadata, so rows of different models can share one column: :func:`mixed` finds them in the plan.
 """
 
 from __future__ import annotations
@@ -86,3 +87,49 @@ def conflict(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     if not different:
         return None
     return ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in different)
+
+
+def branches(df: Any, column: str) -> list[dict[str, Any]]:
+    """The provenance records of every union branch whose rows reach ``column`` of ``df``.
+
+    Spark gives a union's output the metadata of its first branch only: features of model A unioned
+    with features of model B read as A's. The analysed plan still knows each branch's attributes, so
+    this follows the column's attribute (by expression id, through the operators that pass it on:
+    select, filter, join, other unions) into every union and reads each branch's metadata. A column
+    rebuilt on the way (an alias, a UDF) starts a new attribute and is not followed further. Under
+    Spark Connect the plan is not reachable from Python: the result is empty."""
+    jdf = getattr(df, "_jdf", None)
+    if jdf is None or column not in df.columns:
+        return []
+    plan = jdf.queryExecution().analyzed()
+    follow = {plan.output().apply(df.columns.index(column)).exprId().id()}
+    found: list[dict[str, Any]] = []
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        children = node.children()
+        kids = [children.apply(i) for i in range(children.size())]
+        if node.getClass().getSimpleName() == "Union":
+            output = node.output()
+            for i in range(output.size()):
+                if output.apply(i).exprId().id() not in follow:
+                    continue
+                for kid in kids:
+                    attr = kid.output().apply(i)
+                    follow.add(attr.exprId().id())
+                    made = json.loads(attr.metadata().json()).get(KEY)
+                    if made:
+                        found.append(made)
+        pending.extend(kids)
+    return found
+
+
+def mixed(df: Any, column: str) -> str | None:
+    """How the union branches feeding ``column`` were made differently, in words; None when they agree (or
+    sparkzoo made at most one kind of them)."""
+    made = [m for m in branches(df, column) if "model_sha256" in m]
+    for other in made[1:]:
+        why = conflict(made[0], other)
+        if why:
+            return why
+    return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -299,7 +300,7 @@ def _try_sources(urls: list[str], slot: DownloadSlot, target: Target, cache: Mod
                 log.warning("%s from %s: the resumed download does not verify; fetching it again from byte 0",
                             target.label, describe(url))
                 continue
-            reason = f"checksum mismatch: the bytes hash to {digest}, the registry pins {target.sha256}"
+            reason = f"checksum mismatch: the bytes hash to {digest}, the registry pins {target.sha256}" + _moved(url)
             attempts.append(Attempt(describe(url), reason))
             log.warning("%s from %s: %s", target.label, describe(url), reason)
             break
@@ -318,6 +319,18 @@ def _try_sources(urls: list[str], slot: DownloadSlot, target: Target, cache: Mod
         "`zoo doctor`. A partial download, if any, is kept and resumed by the next pull.",
         attempts,
     )
+
+
+def _moved(url: str) -> str:
+    """The likely story when a Hub file at a branch or tag stops matching its pin: the revision moved on."""
+    if not url.startswith("hf://"):
+        return ""
+    repo_id, filename, revision = sources.parse_hf(url)
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        return ""
+    return (f" (revision {revision!r} of {repo_id} is a branch or tag and may have moved since the entry was pinned: "
+            f"point the source at the commit that holds the pinned file, hf://{repo_id}/{filename}@<commit>, or run "
+            f"`zoo add hf://{repo_id}/{filename}` again to pin what it holds now)")
 
 
 def _check_model(slot: DownloadSlot, target: Target) -> None:
