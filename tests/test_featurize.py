@@ -424,7 +424,9 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
 def test_check_model_on_a_local_master_agrees_with_the_driver(spark, mnv2, tmp_path, write_registry):
     from zoo.consistency import check_model, reference_images
 
-    assert reference_images(2) == reference_images(2), "the same bytes every time, for every node"
+    assert reference_images(3) == reference_images(3), "the same bytes every time, for every node"
+    real = [c for p, c in reference_images(8) if p in ("reference/china.jpg", "reference/flower.jpg")]
+    assert len(real) == 2 and all(imaging.header_size(c) == (640, 427) for c in real), "real photos shipped"
     reports, tolerance = check_model(spark, mnv2, cut=1)
     assert tolerance == 0.999, "an int8 model: the looser default"
     assert reports and all(r.ok and r.min_cosine > 0.99999 and r.images == 8 for r in reports)

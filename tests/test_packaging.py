@@ -25,7 +25,8 @@ def test_wheel_layout(tmp_path):
                      "zoo/cli/main.py", "zoo/hub/registry.json", "zoo/hub/registry.schema.json", "zoo/py.typed",
                      "zoo/runtime/jvm/sparkzoo-functions.jar", "zoo/runtime/jvm/ZooFunctions.java",
                      "zoo/cli/log4j2-cli.properties", "zoo/cluster/__init__.py", "zoo/cluster/events.py",
-                     "zoo/plugins/hookspecs.py", "zoo/testing/tiny.py"):
+                     "zoo/plugins/hookspecs.py", "zoo/testing/tiny.py", "zoo/reference_photos/china.jpg",
+                     "zoo/reference_photos/flower.jpg", "zoo/reference_photos/ATTRIBUTION.txt"):
         assert required in names
     assert f"Version: {zoo.__version__}" in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     registry = zipfile.ZipFile(wheel).read("zoo/hub/registry.json")

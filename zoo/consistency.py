@@ -8,9 +8,11 @@ executor has answered, or reported missing), and compares each node's features w
 reference: the largest absolute difference and the smallest cosine similarity, against a
 tolerance (:func:`default_tolerance`).
 
-The reference images are generated on the driver (photograph-like: smooth gradients, edges,
-texture and noise, encoded as JPEG once) and sent to the executors as bytes, so every node decodes
-exactly the same bytes; ``inputs`` uses your own images instead.
+The reference images are two real photographs shipped with sparkzoo (``zoo/reference_photos``, CC BY
+2.0: natural texture and colour, where decoders and resamplers differ most) and images generated on
+the driver (smooth gradients, hard edges and noise, encoded as JPEG once); all are sent to the
+executors as bytes, so every node decodes exactly the same bytes. ``inputs`` uses your own images
+instead.
 
 A stored reference (:func:`write_reference`: the images' bytes and the features a reference set-up
 computed, in one ``.npz`` read without pickles) pins the answer across machines and time: pinned
@@ -52,13 +54,17 @@ class NodeReport:
 
 
 def reference_images(count: int = 8, size: tuple[int, int] = (384, 512), seed: int = 2026) -> list[tuple[str, bytes]]:
-    """``count`` deterministic photograph-like JPEGs (path, bytes), generated here."""
+    """``count`` deterministic JPEGs (path, bytes): the shipped photographs first, then generated ones."""
+    from importlib import resources
+
     import cv2
 
+    shipped = sorted((p for p in resources.files("zoo").joinpath("reference_photos").iterdir()
+                      if p.name.endswith(".jpg")), key=lambda p: p.name)
+    out = [(f"reference/{p.name}", p.read_bytes()) for p in shipped[:count]]
     rng = np.random.default_rng(seed)
     h, w = size
-    out = []
-    for i in range(count):
+    for i in range(count - len(out)):
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
         base = np.stack([(x / w) * 255, (y / h) * 255, ((x + y) / (w + h)) * 255], axis=-1)
         img = (0.6 * base + 0.4 * rng.uniform(0, 255, 3)).astype(np.uint8)
