@@ -85,6 +85,7 @@ def main() -> int:
     ap.add_argument("--features", type=int, default=30)
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per arm, interleaved (median and spread reported)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,14 +101,16 @@ def main() -> int:
 
     models = train(args.rows, args.features, args.trees)
     spark = (SparkSession.builder.master(f"local[{args.cores}]").appName("bench-onnx-model")
-             .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.memory", "4g")
              .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     rng = np.random.default_rng(1)
     pdf = pd.DataFrame({"id": np.arange(args.rows), "x": list(rng.normal(size=(args.rows, args.features)).astype(np.float32))})
     df = spark.createDataFrame(pdf, "id long, x array<float>").repartition(2 * args.cores).cache()
     df.count()
-    report = {"rows": args.rows, "features": args.features, "trees": args.trees, "cores": args.cores, "models": {}}
+    report = {"rows": args.rows, "features": args.features, "trees": args.trees, "cores": args.cores,
+              "runs": args.runs, "models": {}}
     for name, model in models.items():
         path = args.out / f"{name}.onnx"
         path.write_bytes(to_onnx(name, model, args.features))
@@ -140,13 +143,19 @@ def main() -> int:
             return pd.Series(list(model.predict_proba(np.stack(x.to_numpy()))))
 
         arms = {"sparkzoo": ours, "peer": peer, "native": df.select("id", native("x").alias("p"))}
-        seconds = {}
-        for arm, frame in arms.items():
+        for frame in arms.values():
             timed(frame)  # warm-up: workers, sessions, the model pickled to them
-            seconds[arm] = timed(frame)
-            print(f"  {name:14} {arm:9} {args.rows / seconds[arm]:12,.0f} rows/s", flush=True)
+        runs: dict[str, list[float]] = {arm: [] for arm in arms}
+        for _ in range(args.runs):  # interleaved: a drift of the machine's speed touches every arm alike
+            for arm, frame in arms.items():
+                runs[arm].append(timed(frame))
+        seconds = {arm: float(np.median(times)) for arm, times in runs.items()}
+        for arm, s in seconds.items():
+            print(f"  {name:14} {arm:9} {args.rows / s:12,.0f} rows/s (median of {args.runs}; "
+                  f"{args.rows / max(runs[arm]):,.0f}-{args.rows / min(runs[arm]):,.0f})", flush=True)
         report["models"][name] = {
             arm: {"seconds": round(s, 3), "rows_per_second": round(args.rows / s),
+                  "runs_seconds": [round(t, 3) for t in runs[arm]],
                   "vs_peer": round(seconds["peer"] / s, 3), "vs_native": round(seconds["native"] / s, 3)}
             for arm, s in seconds.items()}
     report["worker_peak_rss_bytes"] = worker_peak_rss(spark)
