@@ -113,7 +113,8 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
         # zoo.read_images); --by-content hashes the bytes in Spark, so it needs them as a column
         df = zoo.read_images(spark, args.input, glob=args.glob, content=True if getattr(args, "by_content", False) else None)
         params = dict(inputCol="content" if "content" in df.columns else "path", handleInvalid=args.handle_invalid,
-                      batchSize=args.batch_size, device=args.device, fastDecode=args.fast_decode, shipModel=args.ship_model)
+                      batchSize=args.batch_size, device=args.device, fastDecode=args.fast_decode, shipModel=args.ship_model,
+                      preprocess=args.preprocess)
         keep = args.handle_invalid == "keep"
         if predict:
             built = zoo.pipeline(args.model, predict=True, k=args.top, **params)
@@ -195,6 +196,9 @@ def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     p.add_argument("--glob", help="only file names matching this glob, e.g. '*.jpg'")
     p.add_argument("--batch-size", type=int, default=0, help="rows per ONNX Runtime call (0 = automatic)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--preprocess", default="", metavar="PRESET|JSON",
+                   help="how images are prepared: a preset (imagenet, efficientnet-lite, none) or a JSON recipe; "
+                        "default: the registry entry's (required for a model that has none, such as a bare .onnx file)")
     p.add_argument("--fast-decode", action="store_true",
                    help="decode large JPEGs at reduced scale (faster; slightly different pixels, see README)")
     p.add_argument("--handle-invalid", choices=["keep", "skip", "error"], default="keep",

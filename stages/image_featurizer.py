@@ -80,7 +80,15 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
         """What the executors get (picklable; tests unpickle it in a bare interpreter)."""
         from zoo.stages.workers.images import ImageJob
 
-        spec = self._model_spec(dataset.sparkSession, preprocess=self._preprocess_value())
+        wanted = self._preprocess_value()
+        spec = self._model_spec(dataset.sparkSession, preprocess=wanted)
+        if spec.preprocess is None and wanted == "registry":
+            # a model's pixels are its authors' recipe: guessing one gives features (and class names) that look
+            # fine and mean nothing (MobileNet v2 on raw 0-255 pixels: top-1 0.00 on the shared photos)
+            raise StageError(f"{self._describe()}: model {self.getModelName()!r} has no preprocessing recipe (a file, "
+                             "a bare sha256 or a registry entry without one): set preprocess to a preset (imagenet, "
+                             "efficientnet-lite), a JSON recipe, or 'none' for a plain resize to the input size with "
+                             "0-255 pixels; `zoo add FILE --preprocess ...` records one for good")
         return ImageJob(
             spec=spec, image=ImageInput.of(dataset.schema, self.getInputCol(), self.getMaxPixels()),
             batch_size=self.getBatchSize(), runtime=self._runtime_options(), handle_invalid=self.getHandleInvalid(),

@@ -158,7 +158,7 @@ def test_check_model_on_a_node_without_sparkzoo_is_a_clear_error(tmp_path):
     model = tmp_path / "tiny.onnx"
     model.write_bytes(tiny.tiny_model_bytes())
     env = {"ZOO_HOME": str(tmp_path / "home")}
-    done = zoo_cmd("check-model", str(model), "--cut", "0", "--master", "local[1]", "--conf",
+    done = zoo_cmd("check-model", str(model), "--cut", "0", "--preprocess", "none", "--master", "local[1]", "--conf",
                    f"spark.pyspark.python={tmp_path / 'bare' / 'bin' / 'python'}", "--conf", "spark.task.maxFailures=1",
                    env_extra=env, check=None)
     assert done.returncode == 2, done.stderr[-3000:]
