@@ -113,8 +113,8 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
         # zoo.read_images); --by-content hashes the bytes in Spark, so it needs them as a column
         df = zoo.read_images(spark, args.input, glob=args.glob, content=True if getattr(args, "by_content", False) else None)
         params = dict(inputCol="content" if "content" in df.columns else "path", handleInvalid=args.handle_invalid,
-                      batchSize=args.batch_size, device=args.device, fastDecode=args.fast_decode, shipModel=args.ship_model,
-                      preprocess=args.preprocess)
+                      batchSize=args.batch_size, device=args.device, fastDecode=args.fast_decode,
+                      shipModel=args.ship_model, preprocess=args.preprocess)
         keep = args.handle_invalid == "keep"
         if predict:
             built = zoo.pipeline(args.model, predict=True, k=args.top, **params)

@@ -333,8 +333,8 @@ def cmd_check_model(args: argparse.Namespace) -> int:
     try:  # a node that cannot run the check (no sparkzoo in its Python, ...): zoo's one-paragraph error
         with zoo.cluster.watch(spark):
             reports, tolerance = check_model(spark, args.model, cut=args.cut, inputs=args.inputs,
-                                             tolerance=args.tolerance, fast_decode=args.fast_decode, preprocess=args.preprocess,
-                                             reference=args.reference, write_to=args.write_reference,
+                                             tolerance=args.tolerance, fast_decode=args.fast_decode,
+                                             preprocess=args.preprocess, reference=args.reference, write_to=args.write_reference,
                                              device=args.device)
     finally:
         spark.stop()
@@ -469,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="NAME", help="zoo name, alias, sha256: or .onnx path")
     p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
-    p.add_argument("--inputs", metavar="DIR", help="reference images (default: two shipped photographs and generated images, the same "
-                                                   "bytes on every node)")
+    p.add_argument("--inputs", metavar="DIR", help="reference images (default: two shipped photographs and "
+                                                   "generated images, the same bytes on every node)")
     p.add_argument("--tolerance", type=float, help="smallest cosine similarity allowed (default: the registry "
                                                    "entry's tolerance, else 0.9999 fp32, 0.999 int8, 0.99 with "
                                                    "--fast-decode)")

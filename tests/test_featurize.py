@@ -251,10 +251,10 @@ def test_a_model_without_a_recipe_is_refused_until_one_is_given(spark, tmp_path)
     path.write_bytes(tiny.tiny_model_bytes())
     df = spark.createDataFrame(tiny.image_rows(), "path string, content binary")
     for kind in ("image_featurizer", "image_classifier"):
+        extra = {"labels": tiny.tiny_labels_path()} if kind == "image_classifier" else {"cut": 1}
         with pytest.raises(StageError, match=r"model '.*m\.onnx' has no preprocessing recipe .* set preprocess to a "
                                              r"preset \(imagenet, efficientnet-lite\), a JSON recipe, or 'none'"):
-            zoo.stage(kind, modelName=str(path), labels=tiny.tiny_labels_path()).transform(df) if kind == "image_classifier" \
-                else zoo.stage(kind, modelName=str(path), cut=1).transform(df)
+            zoo.stage(kind, modelName=str(path), **extra).transform(df)
     plain = zoo.stage("image_featurizer", modelName=str(path), cut=1, preprocess="none", outputFormat="array")
     assert all(r["features"] is not None for r in plain.transform(df).collect()), "'none' is a choice, and runs"
 
@@ -419,7 +419,8 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
     df = zoo.read_images(spark, str(folder), glob="*.jpg")
     assert df.count() == 17 and df.where("length = 0").count() == 1
     out = tmp_path / "features.parquet"
-    code = main(["featurize", str(folder), "--glob", "*.jpg", "--model", tiny.tiny_model_path(), "--preprocess", json.dumps(tiny.PREPROCESS), "--cut", "1",
+    code = main(["featurize", str(folder), "--glob", "*.jpg", "--model", tiny.tiny_model_path(),
+                 "--preprocess", json.dumps(tiny.PREPROCESS), "--cut", "1",
                  "--output", str(out), "--master", "local[2]", "--handle-invalid", mode, "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -429,7 +430,8 @@ def test_an_empty_file_is_counted_and_gets_the_invalid_outcome(spark, tmp_path, 
         assert len(rows) == 17 and rows["empty.jpg"]["features"] is None and "0 bytes" in rows["empty.jpg"]["error"]
     else:
         assert len(rows) == 16 and "empty.jpg" not in rows
-    main(["featurize", str(folder), "--glob", "*.jpg", "--model", tiny.tiny_model_path(), "--preprocess", json.dumps(tiny.PREPROCESS), "--output",
+    main(["featurize", str(folder), "--glob", "*.jpg", "--model", tiny.tiny_model_path(),
+          "--preprocess", json.dumps(tiny.PREPROCESS), "--output",
           str(tmp_path / "again.parquet"), "--master", "local[2]", "--handle-invalid", mode])
     line = capsys.readouterr().out
     assert "17 files found" in line and "16 featurized, 1 failed" in line
