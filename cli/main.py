@@ -131,7 +131,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "dir":
-        print(json.dumps({"dir": str(zoo.cache_dir())}) if args.json else zoo.cache_dir())
+        if args.json:
+            _print_json({"dir": str(zoo.cache_dir())})
+        else:
+            print(zoo.cache_dir())
     elif args.action == "size":
         sizes = zoo.cache_size()
         if args.json:

@@ -97,8 +97,12 @@ class ZooStage:
         """Input columns the kit may fill with generated values (None: examples only)."""
         return None
 
+    #: set on a stage that another one runs on its behalf (image_classifier's featurizer), so that errors,
+    #: from the driver and from the executors' rows alike, name the stage the user made
+    _described_as: str | None = None
+
     def _describe(self) -> str:
-        return f"stage {self.zoo_name or type(self).__name__} ({self.uid})"
+        return self._described_as or f"stage {self.zoo_name or type(self).__name__} ({self.uid})"
 
     # -- schema helpers shared by stages (public: plugin authors use them too) -----------------
     def require_column(self, schema: T.StructType, name: str, expected: str, accept=None) -> T.StructField:

@@ -140,6 +140,7 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
     def _featurizer(self) -> ImageFeaturizer:
         """The whole model (cut 0) as an image_featurizer with this stage's model and image params."""
         featurizer = ImageFeaturizer()
+        featurizer._described_as = self._describe()
         shared = {p.name: self.getOrDefault(p) for p in self.params
                   if featurizer.hasParam(p.name) and p.name not in ("embedModel", "uid")}
         return featurizer._set(**shared).setCut(0).setOutputFormat("array").setOutputCol(_SCORES)

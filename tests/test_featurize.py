@@ -252,8 +252,9 @@ def test_a_model_without_a_recipe_is_refused_until_one_is_given(spark, tmp_path)
     df = spark.createDataFrame(tiny.image_rows(), "path string, content binary")
     for kind in ("image_featurizer", "image_classifier"):
         extra = {"labels": tiny.tiny_labels_path()} if kind == "image_classifier" else {"cut": 1}
-        with pytest.raises(StageError, match=r"model '.*m\.onnx' has no preprocessing recipe .* set preprocess to a "
-                                             r"preset \(imagenet, efficientnet-lite\), a JSON recipe, or 'none'"):
+        with pytest.raises(StageError, match=rf"^stage {kind} \(.*model '.*m\.onnx' has no preprocessing recipe .* set "
+                                             r"preprocess to a preset \(imagenet, efficientnet-lite\), a JSON recipe, or "
+                                             r"'none'"):
             zoo.stage(kind, modelName=str(path), **extra).transform(df)
     plain = zoo.stage("image_featurizer", modelName=str(path), cut=1, preprocess="none", outputFormat="array")
     assert all(r["features"] is not None for r in plain.transform(df).collect()), "'none' is a choice, and runs"
