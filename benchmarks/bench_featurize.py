@@ -11,9 +11,9 @@ For each model, all in one run on this machine, features of ``cut=1`` from the s
              ONNX Runtime with all cores (the best a user hand-writes without Spark);
 3. peer      Spark's idiom: binaryFile + a pandas UDF that decodes + ``predict_batch_udf``;
 4. naive     a per-row Python UDF that loads the model lazily (what tutorials do);
-5. sparkzoo  ``zoo.pipeline(name, cut=1)`` on ``zoo.read_images(spark, folder)``, written to parquet;
-   files     the same on ``read_images(..., content=False)`` with ``inputCol="path"``: executors read the files
-             (what ``zoo featurize`` does with local files);
+5. sparkzoo  ``zoo.pipeline(name, cut=1)`` on ``zoo.read_images(spark, folder)``, written to parquet,
+             all defaults (local files: the executors read them, rows spread evenly);
+   bytes     the same on ``read_images(..., content=True)``: the JVM reads the files and ships their bytes;
    fast      the same with ``fastDecode=True`` (JPEGs decoded at reduced scale: faster, features
              not identical, so the table shows their smallest cosine similarity to the raw loop).
 
@@ -280,14 +280,14 @@ def spark_naive(spark, case: Case, folder: Path, out: Path, batch: int) -> float
 
 
 def spark_zoo(spark, case: Case, folder: Path, out: Path, batch: int, fast_decode: bool = False,
-              content: bool = True) -> float:
+              content: bool | None = None) -> float:
     """``zoo.pipeline``; ``fast_decode`` is the ``fast`` row (reduced JPEG decoding: pixels differ slightly),
-    ``content=False`` the ``files`` row."""
+    ``content=True`` the ``bytes`` row."""
     import zoo
 
     df = zoo.read_images(spark, str(folder), content=content)
     model = zoo.pipeline(case.name, cut=1, outputFormat="array", batchSize=batch,  # 0 = sparkzoo's default
-                         fastDecode=fast_decode, inputCol="content" if content else "path").fit(df)
+                         fastDecode=fast_decode).fit(df)
     return _timed_write(model.transform(df).select("path", "features"), out)
 
 
@@ -343,9 +343,9 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
         else:
             spark_fn: Callable = {"peer": spark_peer, "naive": spark_naive, "sparkzoo": spark_zoo,
                                    "fast": functools.partial(spark_zoo, fast_decode=True),
-                                   "files": functools.partial(spark_zoo, content=False)}[method]
+                                   "bytes": functools.partial(spark_zoo, content=True)}[method]
             spark = _spark(f"local[{cores}]")
-            rows = args.zoo_batch_size if method in ("sparkzoo", "fast", "files") else batch
+            rows = args.zoo_batch_size if method in ("sparkzoo", "fast", "bytes") else batch
             try:
                 target = out / f"features-{case.name}-{method}.parquet"
                 if args.repeat > 1:  # a first pass warms the page cache, the JVM's JIT and the workers
@@ -425,8 +425,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--models", default="resnet50,mobilenet")
-    parser.add_argument("--methods", default="ceiling,raw,peer,naive,sparkzoo,files,fast",
-                        help="fast = sparkzoo with fastDecode=True (reduced JPEG decoding); files = read_images(content=False)")
+    parser.add_argument("--methods", default="ceiling,raw,peer,naive,sparkzoo,bytes,fast",
+                        help="fast = sparkzoo with fastDecode=True (reduced JPEG decoding); bytes = read_images(content=True)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--batch-size", type=int, default=32, help="rows per ONNX Runtime call in the baselines")
     parser.add_argument("--zoo-batch-size", type=int, default=0, help="sparkzoo's batchSize (0 = its automatic default)")

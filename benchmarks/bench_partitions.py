@@ -1,13 +1,15 @@
 """How ``read_images`` partitions the files, measured on one warm Spark session (issue 17).
 
     python benchmarks/bench_partitions.py --models resnet50,mobilenet --images 300 --rounds 5 \\
-        --arms default,packed,files
+        --arms default,bytes,packed,f2,f8
 
 Arms (each ``zoo.pipeline(name, cut=1)`` to the noop sink, interleaved round by round so a drift of
-the machine's speed touches every arm alike): ``default`` = ``read_images`` as shipped (Spark's
-file packing coalesced, see ``zoo.pipelines.default_partitions``); ``packed`` = Spark's packing as is
-(``partitions=0``); ``files`` = ``content=False``, executors read the files; ``pN`` = coalesced to N.
-Prints img/s per round, sorted, and the partition count. The shared photos, cycled to ``--images``.
+the machine's speed touches every arm alike): ``default`` = ``read_images`` as shipped (local files:
+executors read them, rows spread evenly over ``zoo.pipelines.default_partitions``); ``fN`` = the
+same over N partitions; ``bytes`` = ``content=True`` (the JVM reads the files, Spark's packing
+coalesced); ``packed`` = the bytes in Spark's packing as is (``partitions=0``); ``pN`` = the bytes
+coalesced to N. Prints img/s per round, sorted, and the partition count. The shared photos, cycled
+to ``--images``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def main() -> int:
     ap.add_argument("--models", default="resnet50,mobilenet")
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--arms", default="default,packed,files")
+    ap.add_argument("--arms", default="default,bytes,packed")
     ap.add_argument("--cores", type=int, default=2)
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="bench-partitions-"))
@@ -52,15 +54,12 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     spark = bf._spark(f"local[{args.cores}]")
 
     def run(case, arm: str) -> tuple[int, float]:
-        if arm == "files":
-            df, col = zoo.read_images(spark, str(folder), content=False), "path"
-        elif arm == "packed":
-            df, col = zoo.read_images(spark, str(folder), partitions=0), "content"
-        elif arm.startswith("p") and arm[1:].isdigit():
-            df, col = zoo.read_images(spark, str(folder), partitions=int(arm[1:])), "content"
-        else:
-            df, col = zoo.read_images(spark, str(folder)), "content"
-        model = zoo.pipeline(case.name, cut=1, outputFormat="array", inputCol=col).fit(df)
+        count = int(arm[1:]) if arm[:1] in ("f", "p") and arm[1:].isdigit() else None
+        if arm == "default" or arm.startswith("f"):
+            df = zoo.read_images(spark, str(folder), partitions=count)
+        else:  # bytes, packed, pN
+            df = zoo.read_images(spark, str(folder), content=True, partitions=0 if arm == "packed" else count)
+        model = zoo.pipeline(case.name, cut=1, outputFormat="array").fit(df)
         started = time.perf_counter()
         model.transform(df).select("path", "features").write.format("noop").mode("overwrite").save()
         return df.rdd.getNumPartitions(), args.images / (time.perf_counter() - started)

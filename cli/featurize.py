@@ -109,10 +109,10 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
     startup = time.perf_counter() - launched  # reported apart: img/s must measure featurization, not the JVM
     quiet_spark(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
     try:
-        # local files are read by the executors' Python workers, not shipped from the JVM (faster; see
-        # zoo.read_images); --by-content hashes the bytes in Spark, so it needs them as a column
+        # local files are read by the executors' Python workers, not shipped from the JVM (read_images'
+        # default; faster); --by-content hashes the bytes in Spark, so it needs them as a column
         df = zoo.read_images(spark, args.input, glob=args.glob, content=True if getattr(args, "by_content", False) else None)
-        params = dict(inputCol="content" if "content" in df.columns else "path", handleInvalid=args.handle_invalid,
+        params = dict(handleInvalid=args.handle_invalid,
                       batchSize=args.batch_size, device=args.device, fastDecode=args.fast_decode,
                       shipModel=args.ship_model, preprocess=args.preprocess)
         keep = args.handle_invalid == "keep"

@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.params import param
-from zoo.stages.workers.image_input import ImageInput, input_kind
+from zoo.stages.workers.image_input import ImageInput, image_column, input_kind
 from zoo.stages.workers.images import FLIPS
 
 from zoo.errors import StageError
@@ -21,8 +21,10 @@ class ImageAugmenter(ZooTransformer, HasInputCol):
 
     ``variants`` is a list of ``flip_lr`` (left-right), ``flip_ud`` (up-down), ``flip_both``.
     Encoded images are flipped and re-encoded as PNG (lossless); image structs are flipped in
-    place. Originals are always kept (``variant = "original"``), undecodable ones without
-    variants, so the featurizer's ``handleInvalid`` still sees and reports them. Use it for
+    place. Given ``zoo.read_images`` rows of local files (a marked ``path`` column, no bytes), the
+    files are read here into a new ``inputCol`` (``content``) column holding the originals and the
+    flips. Originals are always kept (``variant = "original"``), undecodable or unreadable ones
+    without variants, so the featurizer's ``handleInvalid`` still sees and reports them. Use it for
     training, and at test time together with ``group_average`` over a photo id.
     """
 
@@ -42,15 +44,21 @@ class ImageAugmenter(ZooTransformer, HasInputCol):
         unknown = [v for v in self.getVariants() if v not in FLIPS]
         if unknown:
             raise StageError(f"{self._describe()}: unknown variants {unknown}; choose from {', '.join(FLIPS)}")
-        self.require_column(schema, self.getInputCol(), EXPECTED, accept=lambda t: input_kind(t) in ("binary", "struct"))
+        column = image_column(schema, self.getInputCol())
+        files = column != self.getInputCol()  # zoo.read_images left the bytes out: they are read here, once
+        self.require_column(schema, column, EXPECTED,
+                            accept=lambda t: input_kind(t) in ("binary", "struct") or (files and input_kind(t) == "path"))
         self.require_new_column(schema, self.getVariantCol())
-        return T.StructType([*schema.fields, T.StructField(self.getVariantCol(), T.StringType(), True)])
+        added = [T.StructField(self.getInputCol(), T.BinaryType(), True)] if files else []
+        return T.StructType([*schema.fields, *added, T.StructField(self.getVariantCol(), T.StringType(), True)])
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
         from zoo.stages.workers.images import AugmentJob, augment_images
 
         schema = self.transformSchema(dataset.schema)
-        job = AugmentJob(ImageInput.of(dataset.schema, self.getInputCol()), tuple(self.getVariants()), self.getVariantCol())
+        image = ImageInput.of(dataset.schema, self.getInputCol())
+        job = AugmentJob(image, tuple(self.getVariants()), self.getVariantCol(),
+                         bytes_col=self.getInputCol() if image.column != self.getInputCol() else None)
         return dataset.mapInArrow(lambda batches: augment_images(batches, job), schema)
 
     @classmethod

@@ -29,7 +29,7 @@ from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.image_featurizer import ImageFeaturizer
 from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasImageInput, HasModel, param
 from zoo.stages.persistence import HasEmbeddedModel
-from zoo.stages.workers.image_input import EXPECTED, input_kind
+from zoo.stages.workers.image_input import EXPECTED, image_column, input_kind
 
 from zoo.errors import StageError
 from zoo.hub.labels import LabelSet, resolve
@@ -125,7 +125,8 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
         if self.getK() < 1:
             raise StageError(f"{self._describe()}: k must be >= 1; got {self.getK()}")
         self._activation()
-        self.require_column(schema, self.getInputCol(), EXPECTED, accept=lambda t: input_kind(t) is not None)
+        self.require_column(schema, image_column(schema, self.getInputCol()), EXPECTED,
+                            accept=lambda t: input_kind(t) is not None)
         fields = list(schema.fields)
         for name, kind in ((self.getPredictionCol(), T.DoubleType()), (self.getProbabilityCol(), VectorUDT()),
                            (self.getLabelNameCol(), T.StringType()), (self.getTopKCol(), TOPK_TYPE)):

@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.params import HasErrorCol, HasHandleInvalid, HasImageInput, HasModel, param
 from zoo.stages.persistence import HasEmbeddedModel
-from zoo.stages.workers.image_input import EXPECTED, ImageInput, input_kind
+from zoo.stages.workers.image_input import EXPECTED, ImageInput, image_column, input_kind
 
 from zoo.errors import SchemaError, StageError
 from zoo.lineage import attach, record
@@ -65,7 +65,7 @@ class ImageFeaturizer(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
         if self.getOutputFormat() not in OUTPUT_FORMATS:
             raise StageError(f"{self._describe()}: outputFormat must be vector or array; got {self.getOutputFormat()!r}")
         keep = self._check_handle_invalid() == "keep"
-        self.require_column(schema, self.getInputCol(), EXPECTED, accept=lambda t: input_kind(t) is not None)
+        self.require_column(schema, image_column(schema, self.getInputCol()), EXPECTED, accept=lambda t: input_kind(t) is not None)
         self.require_new_column(schema, self.getOutputCol())
         out_type = VectorUDT() if self.getOutputFormat() == "vector" else T.ArrayType(T.FloatType())
         fields = [*schema.fields, T.StructField(self.getOutputCol(), out_type, True)]

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.params import HasHandleInvalid, param
-from zoo.stages.workers.image_input import EXPECTED, ImageInput, input_kind
+from zoo.stages.workers.image_input import EXPECTED, ImageInput, image_column, input_kind
 
 from zoo.errors import StageError
 
@@ -119,7 +119,7 @@ class ImageTransformer(ZooTransformer, HasInputCol, HasOutputCol, HasHandleInval
         if self.getOutputFormat() not in FORMATS:
             raise StageError(f"{self._describe()}: outputFormat must be one of {', '.join(FORMATS)}")
         self._check_handle_invalid()
-        self.require_column(schema, self.getInputCol(), EXPECTED, accept=lambda t: input_kind(t) is not None)
+        self.require_column(schema, image_column(schema, self.getInputCol()), EXPECTED, accept=lambda t: input_kind(t) is not None)
         self.require_new_column(schema, self.getOutputCol())
         out = {"struct": IMAGE_STRUCT, "png": T.BinaryType(), "jpeg": T.BinaryType(),
                "array": T.ArrayType(T.FloatType(), False)}[self.getOutputFormat()]

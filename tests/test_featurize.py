@@ -20,7 +20,8 @@ from zoo.pipelines import default_partitions
 from zoo.runtime import imaging, sessions
 from zoo.testing import tiny
 from zoo.hub.presets import IMAGENET
-from zoo.errors import DeviceError, StageError
+from zoo.errors import DeviceError, SchemaError, StageError
+from zoo.stages.workers.image_input import FILES_MARK
 
 from conftest import SHARED
 
@@ -225,6 +226,33 @@ def test_flipped_rows_really_are_flipped(spark):
     np.testing.assert_array_equal(img["flip_ud"], img["original"][::-1])
 
 
+def test_augmenting_files_read_by_the_executors_reads_each_once_and_loses_none(spark, tmp_path):
+    """read_images' default frame has no bytes: the augmenter reads each file into ``content`` (originals
+    as they are, flips beside them), and a file gone since the listing keeps its row for the featurizer."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(3):
+        (folder / f"{k}.jpg").write_bytes(tiny.jpeg(30, 40, seed=k))
+    df = zoo.read_images(spark, str(folder))
+    assert "content" not in df.columns
+    (folder / "2.jpg").unlink()  # listed, then gone
+    out = zoo.stage("image_augmenter").transform(df)
+    assert out.columns == ["path", "modificationTime", "length", "content", "variant"]
+    rows = out.collect()
+    by = {(os.path.basename(r["path"]), r["variant"]): r["content"] for r in rows}
+    assert sorted(by) == [("0.jpg", "flip_lr"), ("0.jpg", "original"), ("1.jpg", "flip_lr"), ("1.jpg", "original"),
+                          ("2.jpg", "original")]
+    assert by[("0.jpg", "original")] == (folder / "0.jpg").read_bytes() and by[("2.jpg", "original")] is None
+    flipped = cv2.imdecode(np.frombuffer(by[("1.jpg", "flip_lr")], np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(flipped, cv2.imdecode(np.frombuffer(by[("1.jpg", "original")], np.uint8),
+                                                        cv2.IMREAD_COLOR)[:, ::-1])
+    feats = zoo.pipeline(tiny.tiny_model_path(), augment=True, preprocess=json.dumps(tiny.PREPROCESS),
+                         handleInvalid="keep").fit(df).transform(df)
+    errors = {(os.path.basename(r["path"]), r["variant"]): r["error"] for r in feats.collect()}
+    assert len(errors) == 5 and [k for k, e in errors.items() if e] == [("2.jpg", "original")]
+    assert f"file file:{folder / '2.jpg'}" in errors[("2.jpg", "original")]
+
+
 def test_a_pinned_pipeline_refuses_a_model_that_changed(spark, zoo_env, write_registry, tmp_path):
 
     path = tmp_path / "m.onnx"
@@ -342,7 +370,8 @@ def test_read_images_coalesces_small_files_into_fewer_tasks_and_loses_none(spark
 
 
 def test_read_images_without_content_lets_executors_read_the_files_with_the_same_features(spark, tmp_path):
-    """``content=False``: no bytes through the JVM, even tasks, and each row's features are those of its
+    """The default for local files (``content=None``): no bytes through the JVM, even tasks, the stages'
+    default ``inputCol="content"`` reads the marked ``path``, and each row's features are those of its
     own file, names Hadoop spells raw (``a%20b.jpg`` is not ``a b.jpg``; ``#`` is no fragment) included."""
     folder = tmp_path / "odd names"
     (folder / "sub dir").mkdir(parents=True)
@@ -350,20 +379,26 @@ def test_read_images_without_content_lets_executors_read_the_files_with_the_same
     for k, name in enumerate(names):  # every file different, so a mix-up changes features
         (folder / name).write_bytes(tiny.jpeg(12 + k % 7, 10 + k % 5, seed=k))
     params = dict(cut=1, preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array", handleInvalid="keep")
-    bytes_in = zoo.read_images(spark, str(folder))
-    files_in = zoo.read_images(spark, str(folder), content=False)
-    assert files_in.columns == ["path", "modificationTime", "length"]
-    assert zoo.read_images(spark, str(folder), content=None).columns == files_in.columns  # local: no bytes column
+    bytes_in = zoo.read_images(spark, str(folder), content=True)
+    files_in = zoo.read_images(spark, str(folder))
+    assert files_in.columns == ["path", "modificationTime", "length"]  # local: no bytes column
+    assert zoo.read_images(spark, str(folder), content=False).columns == files_in.columns
+    assert files_in.schema["path"].metadata.get(FILES_MARK) is True
+    assert not bytes_in.schema["path"].metadata.get(FILES_MARK), "with the bytes in the frame, the stages read them"
     sizes = files_in.rdd.glom().map(len).collect()
     assert len(sizes) == default_partitions(60, spark.sparkContext.defaultParallelism) and sum(sizes) == 60
     assert max(sizes) - min(sizes) <= 1, sizes  # even: one file apart at most, not ~31
     expected = {r["path"]: r["features"] for r in
                 zoo.pipeline(tiny.tiny_model_path(), **params).fit(bytes_in).transform(bytes_in).collect()}
-    files_model = zoo.pipeline(tiny.tiny_model_path(), inputCol="path", **params).fit(files_in)
-    got = {r["path"]: r for r in files_model.transform(files_in).collect()}
+    files_model = zoo.pipeline(tiny.tiny_model_path(), **params).fit(files_in)  # default inputCol="content"
+    got = {r["path"]: r for r in files_model.transform(files_in.where("length > 0")).collect()}
     assert set(got) == set(expected) and len(got) == 60
     assert all(r["error"] is None and r["features"] == expected[p] for p, r in got.items())
     assert len({tuple(f) for f in expected.values()}) == 60
+    # only read_images' mark makes a path column stand in for the bytes: a frame that merely lacks them is refused
+    unmarked = spark.createDataFrame([(p,) for p in list(got)[:2]], "path string")
+    with pytest.raises(SchemaError, match=r"input column 'content' is missing.*Available columns: path"):
+        files_model.transform(unmarked)
     # a URL spelling (percent-encoded, as pathlib writes it) names the same files
     urls = spark.createDataFrame([((folder / n).as_uri(),) for n in names[:4]], "path string")
     by_url = zoo.stage("image_featurizer", modelName=tiny.tiny_model_path(), inputCol="path", **params).transform(urls)

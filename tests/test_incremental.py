@@ -36,7 +36,8 @@ def _model(cut: int = 1) -> PipelineModel:
 
 def _run(spark, photos, out, **kwargs):
     model = kwargs.pop("model", None) or _model()
-    return zoo.featurize_incremental(spark, zoo.read_images(spark, str(photos)), str(out), model, **kwargs)
+    images = zoo.read_images(spark, str(photos), content=kwargs.get("by_content", False))  # hashing needs the bytes
+    return zoo.featurize_incremental(spark, images, str(out), model, **kwargs)
 
 
 def _rows(spark, out) -> dict:

@@ -30,7 +30,7 @@ def test_featurizing_a_file_stream_is_exactly_once_across_a_restart(spark, tmp_p
     names = [f"img{k:03d}.jpg" for k in range(13)]
     _drop(watched, names[:6], staging)
 
-    static = zoo.read_images(spark, str(watched), partitions=0)
+    static = zoo.read_images(spark, str(watched), partitions=0, content=True)  # a file stream carries the bytes
     model = zoo.pipeline(tiny.tiny_model_path(), cut=1, preprocess=json.dumps(tiny.PREPROCESS),
                          outputFormat="array").fit(static)
     stream = spark.readStream.format("binaryFile").schema(static.schema).option("pathGlobFilter", "*.jpg").load(str(watched))

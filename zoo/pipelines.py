@@ -18,6 +18,7 @@ from zoo.stages.group_average import GroupAverage
 from zoo.stages.image_augmenter import ImageAugmenter
 from zoo.stages.image_classifier import ImageClassifier
 from zoo.stages.image_featurizer import ImageFeaturizer
+from zoo.stages.workers.image_input import FILES_MARK
 
 FILES_PER_PARTITION = 128
 
@@ -41,21 +42,24 @@ def default_partitions(files: int, cores: int) -> int:
 
 
 def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob: str | None = None,
-                partitions: int | None = None, content: bool | None = True) -> DataFrame:
-    """Image files as Spark's ``binaryFile`` rows: ``path``, ``modificationTime``, ``length``, ``content``.
+                partitions: int | None = None, content: bool | None = None) -> DataFrame:
+    """Image files as Spark's ``binaryFile`` rows: ``path``, ``modificationTime``, ``length`` and, where
+    the JVM reads the files, ``content``.
 
     ``glob`` filters file names (e.g. ``"*.jpg"``, Spark's ``pathGlobFilter``); ``recursive``
     descends into sub-folders. Decoding happens later, in the featurizer, in native OpenCV.
 
-    ``content=False`` leaves ``content`` out: the JVM never reads the files, and the image stages
-    given ``inputCol="path"`` read each one in the executor's Python worker.
-    That is the faster way for files the executors can open as local paths (a laptop, a shared
-    mount; ``file:``), and ``zoo featurize`` uses it for them: shipping each file's bytes from the
-    JVM through Arrow costs about 0.8 ms of CPU per photo, and the rows are spread evenly over the
-    partitions (tasks differ by one file at most), where coalescing Spark's packing of ~31 files
-    per partition leaves tasks a third apart and a core idle at the end of the stage
-    (benchmarks/RESULTS.md). Other file systems (``hdfs:``, ``s3a:``) need ``content=True``;
-    ``content=None`` picks: False for a local ``path``, else True.
+    ``content`` (default None: False for a local ``path``, True for ``hdfs:``, ``s3a:`` and other
+    Hadoop file systems). False leaves the ``content`` column out: the JVM never reads the files,
+    and the image stages read each one in the executor's Python worker from the ``path`` column,
+    which is marked for them (:data:`~zoo.stages.workers.image_input.FILES_MARK`), so their default
+    ``inputCol="content"`` works on either frame. That is the faster way for files the executors
+    open as local paths (a laptop, a shared mount; Spark's own ``binaryFile`` reads ``file:`` paths
+    on the executors too): shipping each file's bytes from the JVM through Arrow costs about 0.8 ms
+    of CPU per photo, and the rows are spread evenly over the partitions (tasks differ by one file
+    at most), where coalescing Spark's packing of ~31 files per partition leaves tasks a third apart
+    and a core idle at the end of the stage (benchmarks/RESULTS.md). Ask for ``content=True`` to
+    have the bytes in the frame (to hash, store or send them elsewhere).
 
     ``partitions``: Spark packs small files about 31 to a partition (each file "costs"
     ``spark.sql.files.openCostInBytes``, 4 MB), and every task of a Python stage costs a fixed
@@ -82,6 +86,8 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
         partitions = 0 if cores is None else default_partitions(len(files), cores)
     if partitions > 0:
         df = df.coalesce(partitions) if content else _even(spark, df, partitions)
+    if not content:
+        df = df.withMetadata("path", {**df.schema["path"].metadata, FILES_MARK: True})
     empty = _empty_files(spark, path, recursive=recursive, glob=glob)
     if empty:  # Spark's file sources never list 0-byte files: add them, so they get handleInvalid's outcome
         get_logger("images").info("%d empty (0-byte) files under %s: they are featurized as invalid", len(empty), path)

@@ -105,11 +105,12 @@ def featurize(spark, frames: Path, bursts: list[Burst], mobilenet: Path, model_n
     from pyspark.sql import functions as F
 
     name = r"b(\d+)_f(\d+)\.jpg$"
-    images = zoo.read_images(spark, str(frames), glob="*.jpg").select(
-        "path", "content", F.regexp_extract("path", name, 1).cast("int").alias("burst"),
+    images = zoo.read_images(spark, str(frames), glob="*.jpg").select(  # no bytes: the augmenter reads each file
+        "path", F.regexp_extract("path", name, 1).cast("int").alias("burst"),
         F.regexp_extract("path", name, 2).cast("int").alias("frame"))
     labels = spark.createDataFrame([(b.burst, b.label, fold[b.burst]) for b in bursts], "burst int, label int, fold int")
-    out = zoo.stage("image_augmenter", inputCol="content", variants=["flip_lr"]).transform(images.join(labels, "burst"))
+    # the originals' bytes and their flips, in a new content column the stages below read
+    out = zoo.stage("image_augmenter", variants=["flip_lr"]).transform(images.join(labels, "burst"))
     pixels = zoo.stage("image_transformer", inputCol="content", outputCol="pixels120", outputFormat="array") \
         .resize(120, 120).color("BGR2RGB").normalize(scale=1 / 255)
     out = zoo.stage("vector_assembler", inputCols=["pixels120"], outputCol="LR120").transform(pixels.transform(out))

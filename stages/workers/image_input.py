@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 IMAGE_FIELDS = {"height", "width", "nChannels", "mode", "data"}
 KINDS = ("binary", "struct", "path")
 EXPECTED = "binary image bytes (binaryFile's content), an image struct (Spark's image source) or a file path string"
+FILES_MARK = "zoo.imageFiles"  # column metadata: zoo.read_images listed these files and left their bytes to the executors
+
+
+def image_column(schema: "T.StructType", column: str) -> str:
+    """The column a stage given ``inputCol=column`` reads its images from.
+
+    ``column`` itself when the frame has it. ``zoo.read_images`` on local files leaves binaryFile's
+    ``content`` out (the executors read the files, faster than shipping bytes from the JVM) and marks
+    its ``path`` column with :data:`FILES_MARK`; a stage asked for the ``content`` it left out reads
+    that marked ``path`` instead, so the defaults (``inputCol="content"``) work on either frame. An
+    unmarked ``path`` is never taken for images: a frame that merely lacks ``content`` is a schema error.
+    """
+    names = schema.fieldNames()
+    if column in names or column != "content" or "path" not in names:
+        return column
+    return "path" if schema["path"].metadata.get(FILES_MARK) else column
 
 
 def input_kind(t: "T.DataType") -> str | None:
@@ -52,6 +68,7 @@ class ImageInput:
     def of(cls, schema: "T.StructType", column: str, max_pixels: int = imaging.DEFAULT_MAX_PIXELS) -> "ImageInput":
         """The input of ``column`` in ``schema`` (already checked to hold images): rows are named by the
         column itself for paths and structs, else by a ``path`` column when there is one."""
+        column = image_column(schema, column)
         kind = input_kind(schema[column].dataType)
         name_col = column if kind in ("path", "struct") else ("path" if "path" in schema.fieldNames() else None)
         return cls(column, kind, name_col, max_pixels)
@@ -68,6 +85,14 @@ class ImageInput:
             except OSError as exc:
                 raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
         return imaging.decode(item, self.max_pixels, reduction)
+
+    def encoded(self, path: str | None) -> bytes | None:
+        """The bytes of the file a ``path`` row names; None for a null or a file that cannot be read (the
+        featurizer reports such a row as invalid, naming the file)."""
+        try:
+            return None if path is None else _read_file(path)
+        except OSError:
+            return None
 
     def row_name(self, batch: Any, i: int, offset: int) -> str:
         """``file <path>`` when the row has one, else ``row N of partition P`` (``offset``: rows of the

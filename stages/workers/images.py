@@ -13,7 +13,7 @@ memory per worker is bounded by one Arrow batch plus one inner batch, whatever t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -244,6 +244,7 @@ class AugmentJob:
     image: ImageInput
     variants: tuple[str, ...]
     variant_col: str
+    bytes_col: str | None = None  # paths in: each file's bytes go to this new column, the flips beside them
 
 
 def augment_images(batches: Iterator, job: AugmentJob) -> Iterator:
@@ -252,21 +253,24 @@ def augment_images(batches: Iterator, job: AugmentJob) -> Iterator:
     import cv2
     import pyarrow as pa
 
+    reader = replace(job.image, kind="binary") if job.bytes_col else job.image
     for batch in batches:
         col = batch.schema.get_field_index(job.image.column)
         items = batch.column(col).to_pylist()
+        if job.bytes_col:
+            items = [job.image.encoded(item) for item in items]  # None where unreadable: the featurizer says so
         take, images, labels = [], [], []
         for i, item in enumerate(items):
             take.append(i)
             images.append(item)
             labels.append("original")
             try:
-                pixels = job.image.pixels(item)
+                pixels = reader.pixels(item)
             except ImageError:
                 continue  # the featurizer reports it under its own handleInvalid; nothing is dropped here
             for name in job.variants:
                 flipped = np.ascontiguousarray(cv2.flip(pixels, FLIPS[name]))
-                if job.image.kind == "struct":
+                if reader.kind == "struct":
                     h, w = flipped.shape[:2]
                     value = {**item, "height": h, "width": w, "nChannels": 3, "mode": 16, "data": flipped.tobytes()}
                 else:
@@ -276,7 +280,10 @@ def augment_images(batches: Iterator, job: AugmentJob) -> Iterator:
                 images.append(value)
                 labels.append(name)
         out = batch.take(pa.array(take, type=pa.int64()))
-        columns = list(out.columns)
-        columns[col] = pa.array(images, type=batch.schema.field(col).type)
-        yield pa.RecordBatch.from_arrays([*columns, pa.array(labels, type=pa.string())],
-                                         names=[*batch.schema.names, job.variant_col])
+        columns, names = list(out.columns), list(batch.schema.names)
+        if job.bytes_col:
+            columns.append(pa.array(images, type=pa.binary()))
+            names.append(job.bytes_col)
+        else:
+            columns[col] = pa.array(images, type=batch.schema.field(col).type)
+        yield pa.RecordBatch.from_arrays([*columns, pa.array(labels, type=pa.string())], names=[*names, job.variant_col])
