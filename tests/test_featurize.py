@@ -385,6 +385,8 @@ def test_read_images_without_content_lets_executors_read_the_files_with_the_same
     assert zoo.read_images(spark, str(folder), content=False).columns == files_in.columns
     assert files_in.schema["path"].metadata.get(FILES_MARK) is True
     assert not bytes_in.schema["path"].metadata.get(FILES_MARK), "with the bytes in the frame, the stages read them"
+    lineage = files_in._jdf.queryExecution().toRdd().toDebugString()
+    assert "PythonRDD[" not in lineage, lineage  # the JVM unpickles the listing: no Python worker per task for it
     sizes = files_in.rdd.glom().map(len).collect()
     assert len(sizes) == default_partitions(60, spark.sparkContext.defaultParallelism) and sum(sizes) == 60
     assert max(sizes) - min(sizes) <= 1, sizes  # even: one file apart at most, not ~31
