@@ -9,6 +9,10 @@ For each model, all in one run on this machine, features of ``cut=1`` from the s
 1. ceiling   ONNX Runtime on pre-decoded, pre-normalised tensors, one process, all cores;
 2. raw loop  one Python process reading the files, decoding/resizing with OpenCV, batching into
              ONNX Runtime with all cores (the best a user hand-writes without Spark);
+   bound     one bare process per core, each doing a Spark task's work (read, decode, prepare, ONNX
+             Runtime on one thread at sparkzoo's batch) on its share of the files: sparkzoo's design
+             without Spark, so sparkzoo / bound is what Spark costs, and bound / ceiling what decoding
+             and preparing on the same cores cost;
 3. peer      Spark's idiom: binaryFile + a pandas UDF that decodes + ``predict_batch_udf``;
 4. naive     a per-row Python UDF that loads the model lazily (what tutorials do);
 5. sparkzoo  ``zoo.pipeline(name, cut=1)`` on ``zoo.read_images(spark, folder)``, written to parquet,
@@ -184,6 +188,49 @@ def run_raw_loop(case: Case, files: list[Path], cores: int, batch: int) -> tuple
     return time.perf_counter() - started, np.concatenate(outs).reshape(len(files), -1)
 
 
+def _bound_worker(name: str, files: list[Path], share: list[int], barrier, zoo_home: str):
+    """One bare process doing a Spark task's work on its share of the files (see :func:`run_bound`)."""
+    os.environ["ZOO_HOME"] = zoo_home
+    import zoo
+    from zoo.runtime.imaging import decode
+    from zoo.runtime.sessions import rows_per_call
+
+    case = Case(name, name, "")
+    pre, input_name = _preprocessor(case)
+    sess = _session(zoo.cut(name, 1), 1)
+    step = rows_per_call(0, "cpu")
+    buf = np.empty((step, *pre.row_shape), pre.dtype)
+    sess.run(None, {input_name: buf})  # warm-up, not timed
+    barrier.wait()
+    started = time.perf_counter()
+    outs = []
+    for i in range(0, len(share), step):
+        chunk = share[i:i + step]
+        for j, k in enumerate(chunk):
+            pre(decode(files[k].read_bytes()), buf[j])
+        outs.append(sess.run(None, {input_name: buf[:len(chunk)]})[0].reshape(len(chunk), -1).copy())
+    return time.perf_counter() - started, share, np.concatenate(outs)
+
+
+def run_bound(case: Case, files: list[Path], cores: int, batch: int) -> tuple[float, np.ndarray]:
+    """What sparkzoo's executors could reach without Spark: ``cores`` bare processes side by side, each
+    doing a task's work on its share of the files (read, decode, prepare, ONNX Runtime on one thread at
+    sparkzoo's batch size), timed from a common start to the last one's end. Unlike the ceiling it
+    decodes and prepares every image, on the same cores."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    with context.Manager() as manager, context.Pool(cores) as pool:
+        barrier = manager.Barrier(cores)
+        shares = [list(range(k, len(files), cores)) for k in range(cores)]
+        results = pool.starmap(_bound_worker, [(case.name, files, share, barrier, os.environ["ZOO_HOME"])
+                                               for share in shares])
+    features = np.empty((len(files), results[0][2].shape[1]), np.float32)
+    for _, share, out in results:
+        features[share] = out
+    return max(r[0] for r in results), features
+
+
 # -- Spark methods -----------------------------------------------------------------------------------------
 def _spark(master: str, extra: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
@@ -333,8 +380,8 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
     last_ceiling: list[float] = []  # the ceiling's latest timed runs
     adjacent: dict[str, float] = {}  # a Spark method: the ceiling's median over the runs just before and after it
     for method in args.methods:
-        if method in ("ceiling", "raw"):
-            fn = run_ceiling if method == "ceiling" else run_raw_loop
+        if method in ("ceiling", "raw", "bound"):
+            fn = {"ceiling": run_ceiling, "raw": run_raw_loop, "bound": run_bound}[method]
             for _ in range(args.runs):
                 secs, features[method] = fn(case, files, cores, batch)
                 runs.setdefault(method, []).append(secs)
@@ -425,7 +472,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--models", default="resnet50,mobilenet")
-    parser.add_argument("--methods", default="ceiling,raw,peer,naive,sparkzoo,bytes,fast",
+    parser.add_argument("--methods", default="ceiling,raw,bound,peer,naive,sparkzoo,bytes,fast",
                         help="fast = sparkzoo with fastDecode=True (reduced JPEG decoding); bytes = read_images(content=True)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--batch-size", type=int, default=32, help="rows per ONNX Runtime call in the baselines")

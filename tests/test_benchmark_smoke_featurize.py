@@ -28,7 +28,7 @@ def test_bench_featurize_smoke(tmp_path):
     assert len(list((tmp_path / "images-24").glob("*.jpg"))) == 24 and len(list((tmp_path / "photos-24").glob("*"))) == 24
     for case in report["cases"]:
         assert case["images"] == 24
-        assert set(case["methods"]) == {"ceiling", "raw", "peer", "naive", "sparkzoo", "bytes", "fast"}
+        assert set(case["methods"]) == {"ceiling", "raw", "bound", "peer", "naive", "sparkzoo", "bytes", "fast"}
         for method, figures in case["methods"].items():
             assert figures["images_per_second"] > 0, method
             if method == "fast":  # reduced JPEG decoding: close, not equal (photos too small to reduce: equal)
