@@ -64,8 +64,9 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     ``partitions``: Spark packs small files about 31 to a partition (each file "costs"
     ``spark.sql.files.openCostInBytes``, 4 MB), and every task of a Python stage costs a fixed
     ~60 ms on top of its work: a quarter of the time for a fast model such as MobileNet. So by
-    default (None) the files are coalesced, without a shuffle, to about 128 per partition but
-    never fewer than two partitions per core, in whole waves (:func:`default_partitions`); Arrow
+    default (None) the files go to about 128 per partition but never fewer than two partitions per
+    core, in whole waves (:func:`default_partitions`): the listing spread evenly, or with
+    ``content=True`` Spark's packing coalesced without a shuffle; Arrow
     batches sent to Python stay bounded by ``spark.sql.execution.arrow.maxBytesPerBatch`` (64 MB)
     whatever the partition size. Give a number to choose the partitions yourself (with
     ``content=True`` only fewer than Spark's own take effect), or 0 to keep Spark's packing.
