@@ -171,45 +171,45 @@ def run_ceiling(case: Case, files: list[Path], cores: int, batch: int) -> tuple[
     return time.perf_counter() - started, np.concatenate(outs).reshape(len(files), -1)
 
 
-def run_raw_loop(case: Case, files: list[Path], cores: int, batch: int) -> tuple[float, np.ndarray]:
-    import zoo
+def _featurize_files(sess, pre, input_name: str, files: list[Path], batch: int) -> np.ndarray:
+    """A featurization task's work without Spark: read, decode and prepare ``files`` ``batch`` at a time
+    into one reused buffer, and run each batch (the raw loop and the bound time this)."""
     from zoo.runtime.imaging import decode
 
-    pre, input_name = _preprocessor(case)
-    sess = _session(zoo.cut(case.name, 1), cores)
-    buf = np.empty((batch, *pre.row_shape), np.float32)
-    started = time.perf_counter()
+    buf = np.empty((batch, *pre.row_shape), pre.dtype)
     outs = []
     for i in range(0, len(files), batch):
         chunk = files[i:i + batch]
         for j, f in enumerate(chunk):
             pre(decode(f.read_bytes()), buf[j])
-        outs.append(sess.run(None, {input_name: buf[:len(chunk)]})[0].copy())
-    return time.perf_counter() - started, np.concatenate(outs).reshape(len(files), -1)
+        outs.append(sess.run(None, {input_name: buf[:len(chunk)]})[0].reshape(len(chunk), -1).copy())
+    return np.concatenate(outs)
 
 
-def _bound_worker(name: str, files: list[Path], share: list[int], barrier, zoo_home: str):
+def run_raw_loop(case: Case, files: list[Path], cores: int, batch: int) -> tuple[float, np.ndarray]:
+    import zoo
+
+    pre, input_name = _preprocessor(case)
+    sess = _session(zoo.cut(case.name, 1), cores)
+    started = time.perf_counter()
+    features = _featurize_files(sess, pre, input_name, files, batch)
+    return time.perf_counter() - started, features
+
+
+def _bound_worker(name: str, files: list[Path], barrier, zoo_home: str) -> tuple[float, np.ndarray]:
     """One bare process doing a Spark task's work on its share of the files (see :func:`run_bound`)."""
     os.environ["ZOO_HOME"] = zoo_home
     import zoo
-    from zoo.runtime.imaging import decode
     from zoo.runtime.sessions import rows_per_call
 
-    case = Case(name, name, "")
-    pre, input_name = _preprocessor(case)
+    pre, input_name = _preprocessor(Case(name, name, ""))
     sess = _session(zoo.cut(name, 1), 1)
     step = rows_per_call(0, "cpu")
-    buf = np.empty((step, *pre.row_shape), pre.dtype)
-    sess.run(None, {input_name: buf})  # warm-up, not timed
+    sess.run(None, {input_name: np.zeros((step, *pre.row_shape), pre.dtype)})  # warm-up, not timed
     barrier.wait()
     started = time.perf_counter()
-    outs = []
-    for i in range(0, len(share), step):
-        chunk = share[i:i + step]
-        for j, k in enumerate(chunk):
-            pre(decode(files[k].read_bytes()), buf[j])
-        outs.append(sess.run(None, {input_name: buf[:len(chunk)]})[0].reshape(len(chunk), -1).copy())
-    return time.perf_counter() - started, share, np.concatenate(outs)
+    features = _featurize_files(sess, pre, input_name, files, step)
+    return time.perf_counter() - started, features
 
 
 def run_bound(case: Case, files: list[Path], cores: int, batch: int) -> tuple[float, np.ndarray]:
@@ -223,12 +223,12 @@ def run_bound(case: Case, files: list[Path], cores: int, batch: int) -> tuple[fl
     with context.Manager() as manager, context.Pool(cores) as pool:
         barrier = manager.Barrier(cores)
         shares = [list(range(k, len(files), cores)) for k in range(cores)]
-        results = pool.starmap(_bound_worker, [(case.name, files, share, barrier, os.environ["ZOO_HOME"])
+        results = pool.starmap(_bound_worker, [(case.name, [files[k] for k in share], barrier, os.environ["ZOO_HOME"])
                                                for share in shares])
-    features = np.empty((len(files), results[0][2].shape[1]), np.float32)
-    for _, share, out in results:
+    features = np.empty((len(files), results[0][1].shape[1]), np.float32)
+    for share, (_, out) in zip(shares, results):
         features[share] = out
-    return max(r[0] for r in results), features
+    return max(seconds for seconds, _ in results), features
 
 
 # -- Spark methods -----------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def _even(spark: SparkSession, listing: DataFrame, partitions: int) -> DataFrame
     at shutdown made a failing cluster application print Netty's RejectedExecutionException after
     sparkzoo's own one-line error. The JVM unpickles the parallelized rows itself, as PySpark's
     ``createDataFrame`` does for a local list: ``createDataFrame(rdd)`` would run a Python worker in
-    every task only to convert them (about 5% of a MobileNet run on 300 photos; benchmarks/RESULTS.md).
+    every task only to convert them (MobileNet on 300 photos: 303 -> 346 img/s; benchmarks/RESULTS.md).
     Under Spark Connect (no SparkContext) Spark's packing is coalesced.
     """
     try:
