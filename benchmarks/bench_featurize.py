@@ -18,6 +18,8 @@ For each model, all in one run on this machine, features of ``cut=1`` from the s
 5. sparkzoo  ``zoo.pipeline(name, cut=1)`` on ``zoo.read_images(spark, folder)``, written to parquet,
              all defaults (local files: the executors read them, rows spread evenly);
    bytes     the same on ``read_images(..., content=True)``: the JVM reads the files and ships their bytes;
+   wide      the same in a session with ``spark.task.cpus`` = cores: one task at a time, ONNX Runtime on
+             all cores, the next batch decoded on a second thread meanwhile;
    fast      the same with ``fastDecode=True`` (JPEGs decoded at reduced scale: faster, features
              not identical, so the table shows their smallest cosine similarity to the raw loop).
 
@@ -239,6 +241,9 @@ def _spark(master: str, extra: dict[str, str] | None = None):
                .config("spark.driver.memory", "4g").config("spark.ui.showConsoleProgress", "false"))
     for k, v in (extra or {}).items():
         builder = builder.config(k, v)
+    active = SparkSession.getActiveSession()
+    if active is not None and any(active.sparkContext.getConf().get(k, None) != v for k, v in (extra or {}).items()):
+        active.stop()  # a smoke run shares one session, but these settings need a context of their own
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
@@ -379,6 +384,7 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
     features: dict[str, np.ndarray] = {}
     last_ceiling: list[float] = []  # the ceiling's latest timed runs
     adjacent: dict[str, float] = {}  # a Spark method: the ceiling's median over the runs just before and after it
+    task_cpus: dict[str, int] = {}  # a Spark method: its session's spark.task.cpus
     for method in args.methods:
         if method in ("ceiling", "raw", "bound"):
             fn = {"ceiling": run_ceiling, "raw": run_raw_loop, "bound": run_bound}[method]
@@ -390,14 +396,15 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
         else:
             spark_fn: Callable = {"peer": spark_peer, "naive": spark_naive, "sparkzoo": spark_zoo,
                                    "fast": functools.partial(spark_zoo, fast_decode=True),
-                                   "bytes": functools.partial(spark_zoo, content=True)}[method]
-            spark = _spark(f"local[{cores}]")
-            rows = args.zoo_batch_size if method in ("sparkzoo", "fast", "bytes") else batch
+                                   "bytes": functools.partial(spark_zoo, content=True), "wide": spark_zoo}[method]
+            spark = _spark(f"local[{cores}]", {"spark.task.cpus": str(cores if method == "wide" else 1)})
+            rows = args.zoo_batch_size if method in ("sparkzoo", "fast", "bytes", "wide") else batch
             try:
                 target = out / f"features-{case.name}-{method}.parquet"
                 if args.repeat > 1:  # a first pass warms the page cache, the JVM's JIT and the workers
                     spark_fn(spark, case, folder, target, rows)
                 runs[method] = [spark_fn(spark, case, folder, target, rows) for _ in range(args.runs)]
+                task_cpus[method] = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
                 features[method] = _read_features(spark, target, files)
                 if method == "sparkzoo":
                     result["workers"] = worker_stats(spark)
@@ -419,6 +426,8 @@ def bench_case(case: Case, files: list[Path], folder: Path, args, out: Path) -> 
                  "runs_images_per_second": [round(r, 2) for r in rates], "spread": round(rates[-1] - rates[0], 2)}
         if "ceiling" in seconds:
             entry["vs_ceiling"] = round(seconds["ceiling"] / secs, 3)
+        if method in task_cpus:
+            entry["task_cpus"] = task_cpus[method]
         if method in adjacent:
             entry["vs_adjacent_ceiling"] = round(adjacent[method] / secs, 3)
         if "peer" in seconds:
@@ -472,8 +481,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--models", default="resnet50,mobilenet")
-    parser.add_argument("--methods", default="ceiling,raw,bound,peer,naive,sparkzoo,bytes,fast",
-                        help="fast = sparkzoo with fastDecode=True (reduced JPEG decoding); bytes = read_images(content=True)")
+    parser.add_argument("--methods", default="ceiling,raw,bound,peer,naive,sparkzoo,bytes,wide,fast",
+                        help="fast = sparkzoo with fastDecode=True (reduced JPEG decoding); bytes = read_images(content=True); "
+                             "wide = spark.task.cpus = cores")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--batch-size", type=int, default=32, help="rows per ONNX Runtime call in the baselines")
     parser.add_argument("--zoo-batch-size", type=int, default=0, help="sparkzoo's batchSize (0 = its automatic default)")

@@ -28,9 +28,11 @@ def test_bench_featurize_smoke(tmp_path):
     assert len(list((tmp_path / "images-24").glob("*.jpg"))) == 24 and len(list((tmp_path / "photos-24").glob("*"))) == 24
     for case in report["cases"]:
         assert case["images"] == 24
-        assert set(case["methods"]) == {"ceiling", "raw", "bound", "peer", "naive", "sparkzoo", "bytes", "fast"}
+        assert set(case["methods"]) == {"ceiling", "raw", "bound", "peer", "naive", "sparkzoo", "bytes", "wide", "fast"}
         for method, figures in case["methods"].items():
             assert figures["images_per_second"] > 0, method
+            if method not in ("ceiling", "raw", "bound"):  # wide: one task at a time, on all the cores
+                assert figures["task_cpus"] == (report["cores"] if method == "wide" else 1), (method, figures)
             if method == "fast":  # reduced JPEG decoding: close, not equal (photos too small to reduce: equal)
                 assert 0.9 < figures["min_cosine_vs_raw_loop"] <= 1.0, figures
                 continue

@@ -126,8 +126,9 @@ INVALID = {"truncated.jpg": "truncated", "text.jpg": "not an image", "empty.jpg"
            "huge.png": "100,000,000 pixels, above maxPixels"}
 
 
+@pytest.mark.parametrize("threads", [1, 2], ids=["in-line", "decoded-ahead"])  # 2: sessions.decodes_ahead
 @pytest.mark.parametrize("mode", ["keep", "skip", "error"])
-def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mode):
+def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mode, threads):
     folder = tmp_path / "images"
     folder.mkdir()
     for name, data in _bad_images(tmp_path).items():
@@ -135,7 +136,7 @@ def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mo
     # built by hand rather than with read_images: Spark's binaryFile source never lists 0-byte files
     df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in folder.iterdir()], "path string, content binary")
     stage = zoo.stage("image_featurizer", modelName=tiny.tiny_model_path(), cut=1, handleInvalid=mode,
-                      preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array", batchSize=3)
+                      preprocess=json.dumps(tiny.PREPROCESS), outputFormat="array", batchSize=3, numThreads=threads)
     if mode == "error":
         with pytest.raises(Exception, match=r"file file:.*(truncated|text|empty|huge)\.(jpg|png).*handleInvalid='skip'"):
             stage.transform(df).collect()
@@ -152,6 +153,20 @@ def test_bad_images_get_the_documented_outcome_in_every_mode(spark, tmp_path, mo
         assert len(rows[name]["features"]) == 5 and np.all(np.isfinite(rows[name]["features"])), name
         if mode == "keep":
             assert rows[name]["error"] is None
+
+
+def test_decoding_ahead_gives_the_same_features_as_decoding_in_line(spark, mnv2):
+    """Two ONNX Runtime threads per task: the next batch is decoded on a second thread meanwhile
+    (sessions.decodes_ahead); the features are the same, row for row (to ORT's rounding across thread counts)."""
+    assert sessions.decodes_ahead(sessions.RuntimeOptions(device="cpu", intra_op_threads=2))
+    df = zoo.read_images(spark, str(PHOTOS), glob="*.JPEG")
+    runs = {}
+    for threads in (1, 2):
+        model = zoo.pipeline(mnv2, cut=1, outputFormat="array", batchSize=3, numThreads=threads).fit(df)
+        runs[threads] = {r["path"]: r["features"] for r in model.transform(df).collect()}
+    assert len(runs[1]) == 100 and set(runs[1]) == set(runs[2])
+    for path, features in runs[1].items():
+        np.testing.assert_allclose(runs[2][path], features, rtol=1e-5, atol=1e-5, err_msg=path)
 
 
 def test_image_struct_and_path_inputs_give_the_same_features_as_bytes(spark, tmp_path):

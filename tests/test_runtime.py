@@ -106,6 +106,52 @@ def test_rows_per_call_is_automatic_only_for_zero():
         assert sessions.rows_per_call(0, "cuda") == sessions.GPU_BATCH
 
 
+def test_images_are_decoded_ahead_only_where_onnx_runtime_leaves_cores_idle():
+    assert not sessions.decodes_ahead(RuntimeOptions(device="cpu", intra_op_threads=1))  # Spark's default: a task per core
+    assert sessions.decodes_ahead(RuntimeOptions(device="cpu", intra_op_threads=2))  # numThreads or spark.task.cpus > 1
+    # 0 = the task's CPUs; outside a task, this machine's (up to 4)
+    assert sessions.decodes_ahead(RuntimeOptions(device="cpu")) == (sessions.task_cpus() > 1)
+    if not sessions.cuda_available():
+        assert not sessions.decodes_ahead(RuntimeOptions(device="auto", intra_op_threads=1))
+
+
+def test_prepared_slices_come_in_order_and_a_buffer_is_never_written_while_in_use():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zoo.stages.workers.images import prepared
+
+    buffers = [np.zeros(1), np.zeros(1)]
+    threads: set[str] = set()
+
+    def prepare(start: int, buf: np.ndarray) -> list[int]:
+        threads.add(threading.current_thread().name)
+        buf[0] = start
+        return [start]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="zoo-decode") as pool:
+        seen = []
+        for rows, buf in prepared(prepare, range(0, 50, 5), buffers, pool):
+            time.sleep(0.002)  # the caller "runs" the batch while the next one is prepared into the other buffer
+            assert buf[0] == rows[0], "the buffer in use was overwritten by the next slice"
+            seen.append(rows[0])
+        assert seen == list(range(0, 50, 5)) and threads == {"zoo-decode_0"}
+        assert list(prepared(prepare, range(0), buffers, pool)) == []
+
+        def failing(start: int, buf: np.ndarray) -> list[int]:
+            if start == 10:
+                raise ValueError("row 10 is bad")
+            return [start]
+
+        got = []
+        with pytest.raises(ValueError, match="row 10 is bad"):
+            for rows, _ in prepared(failing, range(0, 20, 5), buffers, pool):
+                got.append(rows[0])
+        assert got == [0, 5]  # the error reaches the caller at its own slice, after the slices before it
+    assert [rows for rows, _ in prepared(prepare, range(0, 10, 5), buffers[:1], None)] == [[0], [5]]  # no pool: in line
+
+
 def test_outside_a_spark_task_cuda_uses_zoo_cuda_device_else_gpu_0(monkeypatch):
     from zoo.errors import ConfigError
 

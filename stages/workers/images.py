@@ -13,8 +13,9 @@ memory per worker is bounded by one Arrow batch plus one inner batch, whatever t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from zoo.stages.workers.image_input import ImageInput
@@ -60,8 +61,30 @@ def top_k_columns(output_col: str) -> tuple[str, str, str]:
     return output_col, f"{output_col}_index", f"{output_col}_score"
 
 
+def prepared(prepare: "Callable[[int, np.ndarray], list[int]]", starts: "Sequence[int]", buffers: list[np.ndarray],
+             pool: "ThreadPoolExecutor | None") -> Iterator[tuple[list[int], np.ndarray]]:
+    """``(prepare(start, buffer), buffer)`` for each start, in order. With a ``pool`` (one thread) and
+    two buffers the next slice is prepared on the pool's thread into the other buffer while the
+    caller runs this one: a buffer is written again only after the caller has asked for the next
+    slice, i.e. is done with it. An error of ``prepare`` reaches the caller at its slice."""
+    if pool is None:
+        for start in starts:
+            yield prepare(start, buffers[0]), buffers[0]
+        return
+    pending = pool.submit(prepare, starts[0], buffers[0]) if starts else None
+    for k in range(len(starts)):
+        rows = pending.result()
+        if k + 1 < len(starts):
+            pending = pool.submit(prepare, starts[k + 1], buffers[(k + 1) % 2])
+        yield rows, buffers[k % 2]
+
+
 def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
-    """mapInArrow body of ``image_featurizer``."""
+    """mapInArrow body of ``image_featurizer`` (and ``image_classifier``).
+
+    Where ONNX Runtime leaves cores idle while it runs (more than one thread per task, or a GPU:
+    :func:`zoo.runtime.sessions.decodes_ahead`) the next inner batch is decoded and prepared on a
+    second thread meanwhile. With one CPU per task every core is already busy and it is not."""
     import pyarrow as pa
 
     from zoo.runtime import imaging, sessions
@@ -72,62 +95,76 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
     session = None
     step = sessions.rows_per_call(job.batch_size, job.runtime.device)
     reduction = pre.reduction if job.fast_decode else None
-    buf = np.empty((step, *pre.row_shape), dtype=pre.dtype)
     from zoo.runtime.gpu_decode import decoder_for
 
     gpu = decoder_for(job.decode, job.runtime.device, job.stage, image.max_pixels) if image.kind == "binary" else None
+    # the GPU decoder batches on the device itself; it stays on the task's thread
+    pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-decode") \
+        if gpu is None and sessions.decodes_ahead(job.runtime) else None
+    buffers = [np.empty((step, *pre.row_shape), dtype=pre.dtype) for _ in range(2 if pool else 1)]
     width = spec.features
     seen = 0
-    for batch in batches:
-        n = batch.num_rows
-        column = batch.column(batch.schema.get_field_index(image.column))
-        valid = np.zeros(n, dtype=bool)
-        errors: list[str | None] = [None] * n
-        chunks: list[np.ndarray] = []
-        for start in range(0, n, step):
-            rows = []
-            items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
-            decoded = gpu.decode_many(items) if gpu is not None else [None] * len(items)
-            for i, item in enumerate(items, start):
-                try:
-                    pixels = decoded[i - start]
-                    pre(image.pixels(item, reduction) if pixels is None else pixels, buf[len(rows)])
-                except ImageError as exc:
-                    if job.handle_invalid == "error":
-                        raise ImageError(
-                            f"{job.stage}: {image.row_name(batch, i, seen)}: {exc}. Set handleInvalid='skip' to drop "
-                            "such rows or 'keep' to keep them with null features and the reason in the error column"
-                        ) from None
-                    errors[i] = f"{image.row_name(batch, i, seen)}: {exc}"
-                    continue
-                except Exception as exc:  # OpenCV errors on exotic input
-                    if job.handle_invalid == "error":
-                        raise ImageError(f"{job.stage}: {image.row_name(batch, i, seen)}: {type(exc).__name__}: {exc}") from None
-                    errors[i] = f"{image.row_name(batch, i, seen)}: {type(exc).__name__}: {exc}"
-                    continue
-                valid[i] = True
-                rows.append(i)
-            if rows:
-                session = session or session_for(spec, job.runtime, on_executor=True)
-                out = session.run([spec.output], {spec.input["name"]: buf[: len(rows)]})[0]
-                chunks.append(np.asarray(out, dtype=np.float32).reshape(len(rows), -1))
-        matrix = np.zeros((n, width), dtype=np.float32)
-        if chunks:
-            matrix[valid] = np.concatenate(chunks)
-        seen += n
-        if job.top_k:
-            columns = [*batch.columns, *_classified(matrix, valid, job)]
-            names = [*batch.schema.names, *top_k_columns(job.output_col)]
-        else:
-            columns = [*batch.columns, arrow_values(matrix, valid)]
-            names = [*batch.schema.names, job.output_col]
-        if job.handle_invalid == "keep":
-            columns.append(pa.array(errors, type=pa.string()))
-            names.append(job.error_col)
-        out = pa.RecordBatch.from_arrays(columns, names=names)
-        if job.handle_invalid == "skip" and not valid.all():
-            out = out.filter(flat_array(valid))
-        yield out
+    try:
+        for batch in batches:
+            n = batch.num_rows
+            column = batch.column(batch.schema.get_field_index(image.column))
+            valid = np.zeros(n, dtype=bool)
+            errors: list[str | None] = [None] * n
+
+            def prepare(start: int, buf: np.ndarray) -> list[int]:
+                """Decode and prepare rows ``start:start + step`` into ``buf``; the rows that made it."""
+                rows = []
+                items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
+                decoded = gpu.decode_many(items) if gpu is not None else [None] * len(items)
+                for i, item in enumerate(items, start):
+                    try:
+                        pixels = decoded[i - start]
+                        pre(image.pixels(item, reduction) if pixels is None else pixels, buf[len(rows)])
+                    except ImageError as exc:
+                        if job.handle_invalid == "error":
+                            raise ImageError(
+                                f"{job.stage}: {image.row_name(batch, i, seen)}: {exc}. Set handleInvalid='skip' to "
+                                "drop such rows or 'keep' to keep them with null features and the reason in the error "
+                                "column"
+                            ) from None
+                        errors[i] = f"{image.row_name(batch, i, seen)}: {exc}"
+                        continue
+                    except Exception as exc:  # OpenCV errors on exotic input
+                        if job.handle_invalid == "error":
+                            raise ImageError(f"{job.stage}: {image.row_name(batch, i, seen)}: "
+                                             f"{type(exc).__name__}: {exc}") from None
+                        errors[i] = f"{image.row_name(batch, i, seen)}: {type(exc).__name__}: {exc}"
+                        continue
+                    valid[i] = True
+                    rows.append(i)
+                return rows
+
+            chunks: list[np.ndarray] = []
+            for rows, buf in prepared(prepare, range(0, n, step), buffers, pool):
+                if rows:
+                    session = session or session_for(spec, job.runtime, on_executor=True)
+                    out = session.run([spec.output], {spec.input["name"]: buf[: len(rows)]})[0]
+                    chunks.append(np.asarray(out, dtype=np.float32).reshape(len(rows), -1))
+            matrix = np.zeros((n, width), dtype=np.float32)
+            if chunks:
+                matrix[valid] = np.concatenate(chunks)
+            seen += n
+            if job.top_k:
+                columns = [*batch.columns, *_classified(matrix, valid, job)]
+                names = [*batch.schema.names, *top_k_columns(job.output_col)]
+            else:
+                columns = [*batch.columns, arrow_values(matrix, valid)]
+                names = [*batch.schema.names, job.output_col]
+            if job.handle_invalid == "keep":
+                columns.append(pa.array(errors, type=pa.string()))
+                names.append(job.error_col)
+            out = pa.RecordBatch.from_arrays(columns, names=names)
+            if job.handle_invalid == "skip" and not valid.all():
+                out = out.filter(flat_array(valid))
+            yield out
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # a slice still being prepared writes into our buffer
 
 
 # -- image_transformer ---------------------------------------------------------------------------------
