@@ -61,6 +61,46 @@ def top_k_columns(output_col: str) -> tuple[str, str, str]:
     return output_col, f"{output_col}_index", f"{output_col}_score"
 
 
+class BatchRows:
+    """One Arrow batch's images, decoded and prepared into a batch buffer a slice at a time. Records
+    which rows made it (``valid``) and why the others did not (``errors``, per ``handleInvalid``)."""
+
+    def __init__(self, job: ImageJob, pre, gpu, batch, seen: int, step: int):
+        self.job, self.pre, self.gpu, self.batch, self.seen, self.step = job, pre, gpu, batch, seen, step
+        self.column = batch.column(batch.schema.get_field_index(job.image.column))
+        self.reduction = pre.reduction if job.fast_decode else None
+        self.valid = np.zeros(batch.num_rows, dtype=bool)
+        self.errors: list[str | None] = [None] * batch.num_rows
+
+    def prepare(self, start: int, buf: np.ndarray) -> list[int]:
+        """Rows ``start:start + step`` into ``buf``, in order; the indices of the rows that made it."""
+        image = self.job.image
+        rows: list[int] = []
+        items = self.column.slice(start, self.step).to_pylist()  # Python copies of one inner batch at a time
+        decoded = self.gpu.decode_many(items) if self.gpu is not None else [None] * len(items)
+        for i, item in enumerate(items, start):
+            try:
+                pixels = decoded[i - start]
+                self.pre(image.pixels(item, self.reduction) if pixels is None else pixels, buf[len(rows)])
+            except ImageError as exc:
+                self._invalid(i, str(exc), hint=True)
+                continue
+            except Exception as exc:  # OpenCV errors on exotic input
+                self._invalid(i, f"{type(exc).__name__}: {exc}", hint=False)
+                continue
+            self.valid[i] = True
+            rows.append(i)
+        return rows
+
+    def _invalid(self, i: int, why: str, hint: bool) -> None:
+        name = self.job.image.row_name(self.batch, i, self.seen)
+        if self.job.handle_invalid == "error":
+            advice = (". Set handleInvalid='skip' to drop such rows or 'keep' to keep them with null features and the "
+                      "reason in the error column") if hint else ""
+            raise ImageError(f"{self.job.stage}: {name}: {why}{advice}") from None
+        self.errors[i] = f"{name}: {why}"
+
+
 def prepared(prepare: "Callable[[int, np.ndarray], list[int]]", starts: "Sequence[int]", buffers: list[np.ndarray],
              pool: "ThreadPoolExecutor | None") -> Iterator[tuple[list[int], np.ndarray]]:
     """``(prepare(start, buffer), buffer)`` for each start, in order. With a ``pool`` (one thread) and
@@ -88,64 +128,31 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
     import pyarrow as pa
 
     from zoo.runtime import imaging, sessions
+    from zoo.runtime.gpu_decode import decoder_for
     from zoo.runtime.models import session_for
 
     spec, image = job.spec, job.image
     pre = imaging.Preprocessor(spec.preprocess, spec.input)
     session = None
     step = sessions.rows_per_call(job.batch_size, job.runtime.device)
-    reduction = pre.reduction if job.fast_decode else None
-    from zoo.runtime.gpu_decode import decoder_for
-
     gpu = decoder_for(job.decode, job.runtime.device, job.stage, image.max_pixels) if image.kind == "binary" else None
     # the GPU decoder batches on the device itself; it stays on the task's thread
     pool = ThreadPoolExecutor(1, thread_name_prefix="zoo-decode") \
         if gpu is None and sessions.decodes_ahead(job.runtime) else None
     buffers = [np.empty((step, *pre.row_shape), dtype=pre.dtype) for _ in range(2 if pool else 1)]
-    width = spec.features
     seen = 0
     try:
         for batch in batches:
             n = batch.num_rows
-            column = batch.column(batch.schema.get_field_index(image.column))
-            valid = np.zeros(n, dtype=bool)
-            errors: list[str | None] = [None] * n
-
-            def prepare(start: int, buf: np.ndarray) -> list[int]:
-                """Decode and prepare rows ``start:start + step`` into ``buf``; the rows that made it."""
-                rows = []
-                items = column.slice(start, step).to_pylist()  # Python copies of one inner batch at a time
-                decoded = gpu.decode_many(items) if gpu is not None else [None] * len(items)
-                for i, item in enumerate(items, start):
-                    try:
-                        pixels = decoded[i - start]
-                        pre(image.pixels(item, reduction) if pixels is None else pixels, buf[len(rows)])
-                    except ImageError as exc:
-                        if job.handle_invalid == "error":
-                            raise ImageError(
-                                f"{job.stage}: {image.row_name(batch, i, seen)}: {exc}. Set handleInvalid='skip' to "
-                                "drop such rows or 'keep' to keep them with null features and the reason in the error "
-                                "column"
-                            ) from None
-                        errors[i] = f"{image.row_name(batch, i, seen)}: {exc}"
-                        continue
-                    except Exception as exc:  # OpenCV errors on exotic input
-                        if job.handle_invalid == "error":
-                            raise ImageError(f"{job.stage}: {image.row_name(batch, i, seen)}: "
-                                             f"{type(exc).__name__}: {exc}") from None
-                        errors[i] = f"{image.row_name(batch, i, seen)}: {type(exc).__name__}: {exc}"
-                        continue
-                    valid[i] = True
-                    rows.append(i)
-                return rows
-
+            batch_rows = BatchRows(job, pre, gpu, batch, seen, step)
             chunks: list[np.ndarray] = []
-            for rows, buf in prepared(prepare, range(0, n, step), buffers, pool):
+            for rows, buf in prepared(batch_rows.prepare, range(0, n, step), buffers, pool):
                 if rows:
                     session = session or session_for(spec, job.runtime, on_executor=True)
                     out = session.run([spec.output], {spec.input["name"]: buf[: len(rows)]})[0]
                     chunks.append(np.asarray(out, dtype=np.float32).reshape(len(rows), -1))
-            matrix = np.zeros((n, width), dtype=np.float32)
+            valid = batch_rows.valid
+            matrix = np.zeros((n, spec.features), dtype=np.float32)
             if chunks:
                 matrix[valid] = np.concatenate(chunks)
             seen += n
@@ -156,7 +163,7 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
                 columns = [*batch.columns, arrow_values(matrix, valid)]
                 names = [*batch.schema.names, job.output_col]
             if job.handle_invalid == "keep":
-                columns.append(pa.array(errors, type=pa.string()))
+                columns.append(pa.array(batch_rows.errors, type=pa.string()))
                 names.append(job.error_col)
             out = pa.RecordBatch.from_arrays(columns, names=names)
             if job.handle_invalid == "skip" and not valid.all():
