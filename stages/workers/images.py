@@ -7,8 +7,9 @@ drops it, ``keep`` keeps it with the reason), and nothing else in the batch is l
 
 ``featurize_images`` cuts each Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows)
 into inner batches of ``batch_size`` rows (0: :func:`zoo.runtime.sessions.rows_per_call`) that are
-preprocessed into one reused buffer and run through the worker's cached ONNX Runtime session:
-memory per worker is bounded by one Arrow batch plus one inner batch, whatever the partition size.
+preprocessed into one reused buffer (two where the next is decoded ahead, see ``featurize_images``)
+and run through the worker's cached ONNX Runtime session: memory per worker is bounded by one Arrow
+batch plus two inner batches, whatever the partition size.
 """
 
 from __future__ import annotations
