@@ -156,13 +156,15 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
             "output": str(out) if out is not None else None, "model": args.model, "found": found, "images": rows,
             "failed": failed, "handle_invalid": args.handle_invalid,
             "startup_seconds": round(startup, 3),
-            "seconds": round(elapsed, 3), "images_per_second": round(rows / elapsed, 2) if elapsed else None,
+            # img/s counts only what this run computed: an incremental run keeps the unchanged rows as they were
+            "seconds": round(elapsed, 3),
+            "images_per_second": round((rows if report is None else report.featurized) / elapsed, 2) if elapsed else None,
             "nodes": [str(n) for n in watched.nodes], "task_failures": watched.failures,
         }
         if predict:
             summary.update(top=args.top, predicted=found - failed, predictions=predictions)
         else:
-            summary.update(cut=args.cut, featurized=found - failed)
+            summary.update(cut=args.cut, featurized=found - failed if report is None else report.featurized)
             if report is not None:
                 summary["incremental"] = report.to_dict()
         return summary

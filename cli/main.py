@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; 3 invalid registry;
 4 unknown model (or, for ``verify``, a named model is not cached); 5 offline and not cached;
-6 download failed; 7 checksum mismatch (``verify``: a blob was quarantined); 8 cache unusable
+6 download failed; 7 checksum mismatch (``verify``: a blob was quarantined or a derived file rebuilt); 8 cache unusable
 (read-only, no space); 9 invalid model file; 10 stage error; 11 conformance failures; 12 nodes disagree
 (`check-model`); 130 interrupted.
 """
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import zoo
 from zoo import log
-from zoo.errors import ZooError
+from zoo.errors import ZooError, capped
 from zoo.version import __version__
 
 
@@ -30,6 +30,15 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+DESCRIPTION_WIDTH = 80  # `zoo ls` shows the start of each description; `zoo info` and --json show it whole
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters (a registry's description can be long)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _mib(n: int | None) -> str:
@@ -63,8 +72,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([e.to_dict() | {"origin": e.origin, "cached": e.sha256 in cached} for e in entries])
         return 0
-    rows = [[e.name, ",".join(e.aliases), e.task, _mib(e.total_bytes), "yes" if e.sha256 in cached else "", e.description]
-            for e in entries]
+    rows = [[e.name, ",".join(e.aliases), e.task, _mib(e.total_bytes), "yes" if e.sha256 in cached else "",
+             _cut(e.description, DESCRIPTION_WIDTH)] for e in entries]
     _table(rows, ["NAME", "ALIASES", "TASK", "SIZE", "CACHED", "DESCRIPTION"])
     return 0
 
@@ -78,8 +87,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         value = data.get(key)
         print(f"{key:12} {', '.join(value) if isinstance(value, list) else value}")
     print(f"{'sources':12} " + "\n             ".join(data["sources"]))
-    print(f"{'input':12} {json.dumps(data['input'])}")
-    print(f"{'preprocess':12} {json.dumps(data['preprocess'])}")
+    for key in ("input", "output", "preprocess"):  # optional: many entries (text models) have no image input
+        if data.get(key) is not None or key == "preprocess":
+            print(f"{key:12} {json.dumps(data.get(key))}")
     for role, spec in (data.get("files") or {}).items():
         print(f"{role:12} sha256 {spec['sha256']}" + (f", {spec['bytes']:,} bytes" if spec.get("bytes") else ""))
     if data.get("external_data"):
@@ -111,8 +121,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("the cache is empty")
         for r in results:
             why = f"  ({r.reason})" if r.reason else ""
-            print(f"{r.status:12} {r.sha256[:16]}  {','.join(r.names)}{why}")
-    if any(r.status in ("quarantined", "corrupt") for r in results):
+            what = ",".join(r.names) or "(no name)"
+            kind = "" if r.kind == "model" else f"{r.kind} of " if r.kind != "derived record" else "derived record "
+            print(f"{r.status:12} {r.sha256[:16]}  {kind}{what}{why}")
+    if any(r.status in ("quarantined", "corrupt", "rebuilt") for r in results):
         return 7
     if any(r.status == "missing" for r in results):
         return 4
@@ -148,9 +160,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
             _print_json(asdict(report))
         else:
             print(
-                f"removed {report.temp_files} unfinished downloads, {report.stale_locks} stale locks and "
-                f"{report.quarantined} quarantined blobs, {report.foreign_optimized} optimised files of other "
-                f"machines/runtimes; freed {_mib(report.bytes_freed)}"
+                f"removed {report.temp_files} unfinished downloads, {report.stale_locks} stale locks, "
+                f"{report.quarantined} quarantined entries, {report.foreign_optimized} optimised files and "
+                f"{report.stale_records} derived records no longer used (other machines or runtimes, models "
+                f"no longer cached); freed {_mib(report.bytes_freed)}"
             )
     return 0
 
@@ -293,11 +306,12 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         _print_json(summary)
     else:
         outcome = {"keep": "kept with the reason in `error`", "skip": "skipped"}.get(summary["handle_invalid"], "")
-        print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized, "
+        step = summary.get("incremental")
+        kept = f" ({step['kept']:,} rows kept unchanged)" if step else ""
+        print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized{kept}, "
               f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
               f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s "
               f"(after {summary['startup_seconds']:.1f} s starting Spark)")
-        step = summary.get("incremental")
         if step:
             print(f"incremental: {step['kept']:,} rows kept, {step['featurized']:,} files featurized, "
                   f"{step['deleted']:,} rows dropped ({step['reason']})")
@@ -420,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", cmd_info, "show a model's registry entry and cache status")
     p.add_argument("name", metavar="NAME")
 
-    p = add("verify", cmd_verify, "re-hash cached models; quarantine any whose bytes changed")
+    p = add("verify", cmd_verify, "re-hash cached models and rebuild what the cache derived from them (cut models, "
+            "layer tables, optimised graphs); quarantine whatever changed")
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every cached blob")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -505,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool the signal ended
     except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
+        print(f"zoo: error: {capped(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)

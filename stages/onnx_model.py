@@ -125,6 +125,9 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
     ``handleInvalid``: a row the model cannot take (a null, a wrong type or width) fails the stage
     naming the row and column (``error``), is dropped (``skip``), or gets null outputs and the reason
     in ``errorCol`` (``keep``); the other rows of its batch are scored either way.
+    A text model whose StringNormalizer asks for a locale the machine lacks (skl2onnx's default,
+    ``en_US.UTF-8``) is refused on the driver with the fixes; ``stringLocale`` runs a copy that
+    uses a locale the machine has (``zoo.hub.locale_copy`` says when that changes results).
     """
 
     zoo_name = "onnx_model"
@@ -139,19 +142,21 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
     maskInput = param("model input that gets the padding mask (1 real, 0 padding) when rows of different lengths "
                       f"are padded; '' finds an input named {MASK_INPUT} that feedDict leaves out")
     padValue = param("value padding rows of different lengths, for a model that takes a mask", float)
+    stringLocale = param("locale for the model's StringNormalizer nodes, e.g. 'C.UTF-8': sparkzoo runs a copy of the "
+                         "model with it ('' = the model as it is; a locale this machine lacks is refused with the fixes)")
 
     @keyword_only
     def __init__(self, *, modelName: str | None = None, cut: Any = None, modelSha256: str | None = None,
                  feedDict: dict | None = None, fetchDict: dict | None = None, softmaxDict: dict | None = None,
                  argMaxDict: dict | None = None, flattenOutputs: bool | None = None, zipMapFormat: str | None = None,
-                 maskInput: str | None = None, padValue: float | None = None,
+                 maskInput: str | None = None, padValue: float | None = None, stringLocale: str | None = None,
                  batchSize: int | None = None, device: str | None = None,
                  numThreads: int | None = None, graphOptimization: str | None = None,
                  executionProviders: list | None = None, shipModel: bool | None = None,
                  embedModel: bool | None = None, handleInvalid: str | None = None, errorCol: str | None = None):
         super().__init__()
         self._setDefault(cut=0, feedDict={}, fetchDict={}, softmaxDict={}, argMaxDict={}, flattenOutputs=True,
-                         zipMapFormat="array", maskInput="", padValue=0.0)
+                         zipMapFormat="array", maskInput="", padValue=0.0, stringLocale="")
         self._set_model_defaults()
         self._set(**self._input_kwargs)
 
@@ -168,7 +173,7 @@ class ONNXModel(ZooTransformer, HasModel, HasEmbeddedModel, HasHandleInvalid, Ha
         outputs) from a driver session; a shape has -1 for a dynamic dimension, a name is None if it has none."""
         from zoo.stages.workers.tensors import tensor_session
 
-        spec = self._model_spec(spark, preprocess=None)
+        spec = self._model_spec(spark, preprocess=None, locale=self.getStringLocale() or None)
         fetch = self.getFetchDict()
         base = tensor_session(spec, (), RuntimeOptions(device="cpu", intra_op_threads=1))
         outputs = {o.name for o in base.get_outputs()}

@@ -171,8 +171,9 @@ class HasModel(Params):
         return RuntimeOptions(device=self.getDevice(), intra_op_threads=self.getNumThreads(),
                               optimization=self.getGraphOptimization(), providers=tuple(self.getExecutionProviders()))
 
-    def _model_spec(self, spark, preprocess: Any = "registry"):
-        """Resolve the model on the driver (once per process and settings) and check the pin."""
+    def _model_spec(self, spark, preprocess: Any = "registry", locale: str | None = None):
+        """Resolve the model on the driver (once per process and settings) and check the pin
+        (``locale``: run a copy of a text model in that locale; see zoo.hub.locale_copy)."""
         from zoo.cluster import delivery, forwarding
         from zoo.cluster.watching import current_events
         from zoo.config import settings
@@ -180,9 +181,9 @@ class HasModel(Params):
 
         name, cut, pin = self.getModelName(), self.getCut(), self.getModelSha256()
         key = (name, cut, json.dumps(preprocess, sort_keys=True), str(settings().home), settings().registries,
-               self.getShipModel(), delivery.master_of(spark), forwarding.forwarded_env(), id(spark))
+               self.getShipModel(), delivery.master_of(spark), forwarding.forwarded_env(), id(spark), locale)
         if key not in _SPECS:
-            spec, runnable = models.prepare(name, cut, preprocess=preprocess)
+            spec, runnable = models.prepare(name, cut, preprocess=preprocess, locale=locale)
             _SPECS[key] = delivery.prepare(spark, spec, runnable, self.getShipModel())
         spec = dataclasses.replace(_SPECS[key], events=current_events())
         if pin and pin != spec.source_sha256:

@@ -49,3 +49,14 @@ def test_bench_resample_smoke(tmp_path):
     assert data["photos"] == 100 and data["antialiased"]["top1"] == data["reference_top1"]
     assert data["antialiased"]["mean_abs_pixel_diff"] < 1e-5 < data["opencv"]["mean_abs_pixel_diff"]
     assert data["antialiased"]["min_logit_cosine"] > 0.9999
+
+
+def test_bench_derived_smoke(tmp_path, zoo_env):
+    """The derived-file check benchmark on a small network: every figure present (no timing asserted)."""
+    out = tmp_path / "derived.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_derived.py"), "--small", "--repeat", "2",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["check_s"] > 0 and data["image_s"] > 0 and 0 < data["share_of_1000"] < 1
+    assert data["table_check_s"] > 0 and data["stamp_check_s"] > 0 and "1,000 photos" in result.stdout

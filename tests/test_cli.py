@@ -70,10 +70,13 @@ def test_cache_dir_size_prune(served_mobilenet, zoo_env, mobilenet_bytes):
     os.utime(orphan, (0, 0))
     from zoo.hub.cache import ModelCache
 
+    from zoo.hub import derived, optimized
+
     (zoo_env / "optimized").mkdir()
-    ours = ModelCache(zoo_env).optimized_path(MOBILENET_SHA)  # this machine's: kept
+    ours = ModelCache(zoo_env).optimized_path("a" * 64)  # recorded for this machine: kept
     ours.write_bytes(b"o" * 300)
-    foreign = zoo_env / "optimized" / f"{MOBILENET_SHA}-0123456789abcdef.onnx"  # another runtime/CPU: pruned
+    derived.write(ModelCache(zoo_env), optimized.derivation(MOBILENET_SHA), output=derived.Output("a" * 64, 300))
+    foreign = zoo_env / "optimized" / f"{MOBILENET_SHA}-0123456789abcdef.onnx"  # an older sparkzoo's: pruned
     foreign.write_bytes(b"f" * 200)
     sizes = json.loads(zoo_cmd("cache", "size", "--json").stdout)
     assert sizes["blobs"] == len(mobilenet_bytes) and sizes["tmp"] == 1000 and sizes["optimized"] == 500

@@ -370,8 +370,15 @@ def test_check_model_finds_the_node_whose_model_file_went_bad(cluster, tmp_path)
     before = blob.stat()
     blob.chmod(0o644)
     blob.write_bytes(bytes(data))
-    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))  # a silent fault: the cache sees nothing changed
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))
     blob.chmod(before.st_mode)
+    # a silent fault (bits rotting on the medium change no inode time): the cache's stat record of the
+    # blob is made to match, as if the fault happened after it was recorded
+    index_path = nodes[1] / "index.json"
+    index = json.loads(index_path.read_text())
+    now = blob.stat()
+    index["blobs"][sha].update(size=now.st_size, mtime_ns=now.st_mtime_ns, ctime_ns=now.st_ctime_ns, ino=now.st_ino)
+    index_path.write_text(json.dumps(index))
     env = {**os.environ, "ZOO_HOME": str(driver_home), "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run([sys.executable, "-m", "zoo.cli.main", "check-model", "tiny-check", "--cut", "0", "--master",
                            running.url, "--json"], env=env, capture_output=True, text=True, timeout=400)

@@ -91,8 +91,10 @@ def test_cut_model_is_cached_as_a_blob_keyed_by_source_and_cut(zoo_env, resnet_f
     mtime = first.stat().st_mtime_ns
     assert zoo.cut(str(resnet_file), "flat") == first  # by tensor name: the same blob, not rebuilt
     assert first.stat().st_mtime_ns == mtime
-    records = list((zoo_env / "cuts").glob("*.json"))
-    assert len(records) == 1 and json.loads(records[0].read_text())["models"]["flat"] == first.name
+    records = [json.loads(p.read_text()) for p in (zoo_env / "derived").glob("*.json")]
+    assert sorted(r["kind"] for r in records) == ["cut", "cuts"]  # the layer table and the one cut model
+    (made,) = [r for r in records if r["kind"] == "cut"]
+    assert made["inputs"]["cut"]["tensor"] == "flat" and made["output"]["sha256"] == first.name
 
 
 def test_registry_pinned_cuts_win_over_the_analysis(zoo_env, write_registry, resnet_file, tmp_path):

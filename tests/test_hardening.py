@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -403,17 +402,21 @@ def test_the_cli_exits_quietly_on_a_closed_pipe(served_mobilenet, zoo_env):
 
 
 def test_a_link_planted_as_an_optimised_model_is_never_loaded(zoo_env, tmp_path):
+    from zoo.hub import derived, optimized
     from zoo.hub.cache import ModelCache, hash_file
-    from zoo.runtime import optimized
     from zoo.testing import tiny
 
     model = Path(tiny.tiny_model_path())
     sha = hash_file(model)
-    target = ModelCache(zoo_env).optimized_path(sha)
-    target.parent.mkdir(parents=True)
+    cache = ModelCache(zoo_env)
+    assert optimized.load(model, sha, cache, str) is not None
+    target = cache.optimized_path(derived.read(cache, optimized.derivation(sha)).output.sha256)
+    good = target.read_bytes()
     evil = tmp_path / "evil.onnx"
-    evil.write_bytes(b"another model")
+    evil.write_bytes(good)  # the very bytes, outside the cache: still never loaded through a link
+    target.unlink()
     os.symlink(evil, target)
-    assert optimized.optimized(model, sha, ModelCache(zoo_env)) == target
-    assert not target.is_symlink() and onnx.load(str(target)) is not None  # built anew, a regular file
-    assert evil.read_bytes() == b"another model"
+    loaded = optimized.load(model, sha, cache, lambda p: (p, Path(p).read_bytes()))
+    assert loaded is not None and loaded[1] == good
+    assert not target.is_symlink() and target.read_bytes() == good  # built anew, a regular file
+    assert evil.read_bytes() == good

@@ -126,5 +126,31 @@ def test_zoo_featurize_incremental_command(spark, mnv2, tmp_path, capsys):
     assert "incremental: 0 rows kept" in first and "first run" in first
     shutil.copy(PHOTOS / "n01440764_tench.JPEG", photos / "tench.JPEG")
     assert main([*args, "--json"]) == 0
-    step = json.loads(capsys.readouterr().out)["incremental"]
+    summary = json.loads(capsys.readouterr().out)
+    step = summary["incremental"]
     assert (step["featurized"], step["kept"], step["full"]) == (1, len(list(photos.iterdir())) - 1, False)
+    # what this run computed, not the rows it kept: one image in this run's seconds
+    assert summary["featurized"] == 1 and summary["images_per_second"] == round(1 / summary["seconds"], 2)
+
+
+def test_the_next_run_removes_what_a_killed_run_left(spark, zoo_env, photos, tmp_path):
+    import subprocess
+    import sys
+
+    from zoo.hub.fsutil import HOST
+
+    out = tmp_path / "features.parquet"
+    _run(spark, photos, out)
+    before = _rows(spark, out)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: what a run killed with SIGKILL leaves in its lock
+    (tmp_path / ".features.parquet.zoo-lock").write_text(json.dumps(
+        {"host": HOST, "pid": dead.pid, "started": 0.0, "token": "killed"}))
+    half = tmp_path / ".features.parquet.zoo-new-0123456789ab"
+    half.mkdir()
+    (half / "part-00000.parquet").write_bytes(b"half written")
+    old = tmp_path / ".features.parquet.zoo-old-0123456789ab"  # already replaced: the output is in place
+    old.mkdir()
+    report = _run(spark, photos, out)
+    assert report.featurized == 0 and _rows(spark, out) == before
+    assert not list(tmp_path.glob(".features.parquet.zoo-*")), "what the dead run left is gone, the lock too"

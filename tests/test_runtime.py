@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 
 import numpy as np
 import pytest
 
 from _models import resnet_like
+from zoo.hub import derived, optimized
 from zoo.hub.cache import ModelCache, machine_fingerprint
 from zoo.runtime import sessions
 from zoo.runtime.sessions import RuntimeOptions
@@ -34,6 +36,12 @@ def _outputs(sess, seed: int = 0) -> np.ndarray:
     return sess.run(None, {inp.name: x})[0]
 
 
+def _optimised_file(home, sha: str):
+    """The optimised file the cache recorded for model ``sha`` on this machine (None: none recorded)."""
+    record = derived.read(ModelCache(home), optimized.derivation(sha))
+    return None if record is None else ModelCache(home).optimized_path(record.output.sha256)
+
+
 def _forget(sha: str) -> None:
     """Drop this process's cached sessions of ``sha`` so the next call really loads."""
     for key in [k for k in sessions._SESSIONS if k[0] == sha]:
@@ -50,9 +58,9 @@ def test_worker_session_loads_the_cached_optimised_file_and_computes_the_same(tm
     loads = sessions.model_loads(sha)
     fast = sessions.session(sha, lambda: path, CPU1, ModelCache(home))
     assert sessions.model_loads(sha) == loads + 1
-    cached = ModelCache(home).optimized_path(sha)
-    assert cached.is_file() and cached.parent.name == "optimized"
-    assert cached.name == f"{sha}-{machine_fingerprint()}.onnx"
+    cached = _optimised_file(home, sha)
+    assert cached.is_file() and cached.parent.name == "optimized" and os.stat(cached).st_nlink == 1
+    assert cached.name == f"{hashlib.sha256(cached.read_bytes()).hexdigest()}.onnx"  # named by its own bytes
     assert not [p for p in cached.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
     np.testing.assert_allclose(_outputs(fast), _outputs(plain), rtol=1e-5, atol=1e-5)
     # the next worker on the node (a fresh load in this process) reuses the file instead of rebuilding it
@@ -64,18 +72,22 @@ def test_worker_session_loads_the_cached_optimised_file_and_computes_the_same(tm
     _forget(sha)
 
 
-def test_a_damaged_optimised_file_is_discarded_and_the_model_still_loads(tmp_path, caplog):
+def test_a_damaged_optimised_file_is_quarantined_and_built_again(tmp_path, caplog):
     sha, path = _model(tmp_path, resnet_like(seed=4))
     home = tmp_path / "home"
-    cached = ModelCache(home).optimized_path(sha)
-    cached.parent.mkdir(parents=True)
+    _forget(sha)
+    sessions.session(sha, lambda: path, CPU1, ModelCache(home))
+    cached = _optimised_file(home, sha)
+    cached.chmod(0o644)
     cached.write_bytes(b"not an onnx model")
     _forget(sha)
     with caplog.at_level(logging.WARNING, logger="zoo"):
         sess = sessions.session(sha, lambda: path, CPU1, ModelCache(home))
     assert _outputs(sess).shape[0] == 2
-    assert not cached.exists(), "the damaged file must go, so the next worker rebuilds it"
-    assert any("discarding the optimised file" in r.getMessage() and str(cached) in r.getMessage() for r in caplog.records)
+    assert any("quarantined" in r.getMessage() and str(cached) in r.getMessage() for r in caplog.records)
+    assert [q.read_bytes() for q in (home / "quarantine").glob(f"{cached.name}.*")] == [b"not an onnx model"]
+    rebuilt = _optimised_file(home, sha)  # built again from the model (ONNX Runtime names nodes anew each time)
+    assert rebuilt.is_file() and hashlib.sha256(rebuilt.read_bytes()).hexdigest() == rebuilt.stem
     _forget(sha)
 
 

@@ -207,3 +207,48 @@ def test_zipmap_as_a_map_column_keyed_by_class(spark, zoo_env, tmp_path):
         np.testing.assert_allclose([probabilities[k] for k in (0, 1, 2)], want, atol=1e-5)
     with pytest.raises(Exception, match="zipMapFormat must be one of array, map"):
         stage.copy({stage.zipMapFormat: "dict"}).transform(df)
+
+
+def test_a_text_model_converted_with_default_options_is_explained_and_runs_with_string_locale(spark, zoo_env, tmp_path):
+    """skl2onnx's default conversion asks ONNX Runtime for en_US.UTF-8, missing on many machines (this
+    one and CI's: only C, C.utf8, POSIX). On a machine that has it, the test asks for a locale nobody has."""
+    import onnx
+    from skl2onnx.common.data_types import StringTensorType
+
+    from zoo.errors import InvalidModelError
+    from zoo.hub.onnx_files import locale_available, with_locale
+
+    texts, labels = zip(*REVIEWS)
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000)).fit(texts, labels)
+    onx = skl2onnx.to_onnx(model, initial_types=[("text", StringTensorType([None, 1]))], target_opset=OPSET)
+    onx.ir_version = min(onx.ir_version, 10)
+    wanted = "en_US.UTF-8"
+    if locale_available(wanted):
+        wanted = "zz_ZZ.UTF-8"
+        with_locale(onx, wanted)
+    path = tmp_path / "default.onnx"
+    path.write_bytes(onx.SerializeToString())
+    queries = [*texts, "A LEOPARD on the Ridge at NIGHT", "SNOW and Wind ONLY", "Ibex ON THE SLOPE", "ÉCOLE Ünter Leopard"]
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(queries)], "id int, text string")
+    fetch = {"label": "output_label", "p": "output_probability"}
+    refused = zoo.stage("onnx_model", modelName=str(path), feedDict={"text": "text"}, fetchDict=fetch)
+    with pytest.raises(InvalidModelError) as caught:
+        refused.transform(df)
+    message = str(caught.value)
+    assert f"'StringNormalizer' asks for '{wanted}'" in message and "C.utf8" in message
+    assert "locale-gen" in message and "'locale'" in message and "stringLocale=" in message
+    stage = zoo.stage("onnx_model", modelName=str(path), feedDict={"text": "text"}, fetchDict=fetch,
+                      stringLocale="C.UTF-8", batchSize=5)
+    out = stage.transform(df.repartition(3))
+    rows = sorted(out.collect(), key=lambda r: r["id"])
+    # what the model computes where its locale exists: scikit-learn's own scores (Python lower-cases the text)
+    assert [r["label"] for r in rows] == model.predict(queries).tolist()
+    np.testing.assert_allclose([r["p"] for r in rows], model.predict_proba(queries), atol=1e-5)
+    from zoo.lineage import of
+
+    assert of(out.schema, "p")["string_locale"] == "C.UTF-8"
+    assert onnx.load(str(path)).graph.node[0] is not None  # the user's file is not touched
+    assert path.read_bytes() == onx.SerializeToString()
+    with pytest.raises(InvalidModelError, match="not a locale this machine has"):
+        zoo.stage("onnx_model", modelName=str(path), feedDict={"text": "text"}, fetchDict=fetch,
+                  stringLocale="qq_QQ.UTF-8").transform(df)

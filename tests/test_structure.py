@@ -100,23 +100,24 @@ def test_a_planted_index_name_cannot_lead_a_removal_out_of_the_cache(zoo_env, tm
     with pytest.raises(CacheError, match="not a sha256"):
         cache.blob_path(escape)
     with pytest.raises(CacheError, match="not a sha256"):
-        cache.cut_record_path("../" + SHA)
+        cache.optimized_path("../" + SHA)
     assert victim.read_bytes() == b"not yours"
 
 
 def test_a_planted_cut_record_pointing_outside_is_ignored(zoo_env, tmp_path, mobilenet_bytes):
-    from zoo.hub import layer_cuts
+    from zoo.hub import derived, layer_cuts
 
     cache = ModelCache(zoo_env)
     cache.ensure_writable()
     sha, path = cache.import_bytes(mobilenet_bytes)
-    first = layer_cuts.cut_model(cache, sha, path, None, 1, "mnv2")[0]
-    record_path = cache.cut_record_path(sha)
+    first, first_sha, _ = layer_cuts.cut_model(cache, sha, path, None, 1, "mnv2")
+    record_path = derived.record_path(cache, layer_cuts.cut_derivation(sha, first).key)
     record = json.loads(record_path.read_text())
     outside = tmp_path / "outside.onnx"
     outside.write_bytes(b"planted")
-    record["models"] = {first.tensor: os.path.relpath(outside, cache.blobs_dir)}
+    record["output"]["sha256"] = os.path.relpath(outside, cache.blobs_dir)
     record_path.write_text(json.dumps(record))
     chosen, cut_sha, runnable = layer_cuts.cut_model(cache, sha, path, None, 1, "mnv2")
-    assert chosen == first and Path(runnable) == cache.blob_path(cut_sha) and outside.read_bytes() == b"planted"
-    assert json.loads(record_path.read_text())["models"] == {first.tensor: cut_sha}, "the record is rewritten"
+    assert chosen == first and cut_sha == first_sha and Path(runnable) == cache.blob_path(cut_sha)
+    assert outside.read_bytes() == b"planted"
+    assert json.loads(record_path.read_text())["output"]["sha256"] == cut_sha, "the record is rewritten"

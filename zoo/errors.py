@@ -116,3 +116,20 @@ class ImageError(StageError):
 
 class DeviceError(ConfigError):
     """The requested execution device (e.g. ``cuda``) is not available to this task."""
+
+
+def shown(value: object, limit: int = 100) -> str:
+    """``repr(value)`` cut to ``limit`` characters, saying how long it was: all an error message may
+    echo of a value that came from a user or a registry (a 100,000-character name must not become
+    200 KB of stderr)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def capped(message: str, limit: int = 4000) -> str:
+    """A whole message cut to ``limit`` characters: the last guard before it is printed."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... (message cut: {len(message):,} characters in all)"

@@ -76,12 +76,17 @@ def _local(output: str) -> Path:
 
 
 def _recover(out: Path) -> None:
-    """Put back a previous output that a run moved aside and died before replacing."""
-    if out.exists():
-        return
-    graves = sorted(out.parent.glob(f".{out.name}.zoo-old-*"), key=lambda p: p.stat().st_mtime)
-    if graves:
-        os.rename(graves[-1], out)
+    """Put back a previous output that a run moved aside and died before replacing, then remove
+    what dead runs left beside it (half-written new outputs, old outputs already replaced). Called
+    with the output's lock held: no live run owns any of them."""
+    graves = sorted(out.parent.glob(f".{out.name}.zoo-old-*"), key=lambda p: p.lstat().st_mtime)
+    if graves and not out.exists():
+        os.rename(graves.pop(), out)
+    for left in [*graves, *out.parent.glob(f".{out.name}.zoo-new-*")]:
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+        else:
+            left.unlink(missing_ok=True)
 
 
 def _cores(spark: Any) -> int | None:

@@ -44,6 +44,7 @@ def record(stage: str, spec: Any, *, width: int | None, output: str | None = Non
         "runnable_sha256": spec.sha256,
         # a multi-file model's weights are not in its graph file: two checkpoints can share one graph
         **({"external_data_sha256": spec.weights_sha256} if getattr(spec, "parts", ()) else {}),
+        **({"string_locale": spec.locale} if getattr(spec, "locale", None) else {}),  # a rewritten text model
         "cut": 0 if cut is None else cut.index,
         "output": output or spec.output,
         "preprocess": spec.preprocess,

@@ -12,8 +12,8 @@ from typing import Any, Iterable
 
 from zoo.config import Settings
 from zoo.config import settings as current_settings
-from zoo.errors import ChecksumError, ModelNotFoundError, RegistryError, ZooError
-from zoo.hub import bundles
+from zoo.errors import ChecksumError, RegistryError, ZooError
+from zoo.hub import bundles, derived
 from zoo.hub import labels as labels_module
 from zoo.hub import layer_cuts
 from zoo.hub import registry, resolver
@@ -142,7 +142,7 @@ def add(
     or a label file. Re-adding a name replaces it; on any error nothing is written.
     """
     from zoo.hub import published as publishing
-    from zoo.hub.onnx_files import describe_model, external_locations
+    from zoo.hub.onnx_files import describe_model, external_locations, model_file
 
     s = current_settings()
     registry.check_name(name)
@@ -163,9 +163,7 @@ def add(
                                     "none or a JSON recipe)")
             recipe = preset(preprocess) if preprocess is not None else remote.preprocess
         else:
-            src = Path(path).expanduser().resolve()
-            if not src.is_file():
-                raise ModelNotFoundError(f"no such model file {src}")
+            src = model_file(Path(path).expanduser())
             source, recipe = src.as_uri(), preset("imagenet" if preprocess is None else preprocess)
         label_spec = _label_spec(labels, name) if labels else (remote.labels if remote is not None else None)
         described = describe_model(src)
@@ -241,17 +239,22 @@ def _label_spec(labels: str, model: str) -> str | dict[str, Any]:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of re-hashing one cached blob.
+    """Outcome of checking one cached blob, or one file or record the cache derived from a model.
 
-    ``status``: ``ok``; ``quarantined`` (bad, moved to ``quarantine/``); ``corrupt`` (bad, but the
-    cache is read-only so it stays where it is; it is never served); ``missing``. ``reason`` says
-    what was wrong."""
+    ``kind``: ``model`` (a blob: re-hashed), or what was derived (:mod:`zoo.hub.derived`): ``layer
+    table``, ``cut model``, ``optimised graph`` (each rebuilt from its verified model and compared).
+    ``status``: ``ok``; ``quarantined`` (bad, moved to ``quarantine/``); ``rebuilt`` (a derived
+    file or record was bad: quarantined and built again from its model); ``corrupt`` (bad, but the
+    cache is read-only so it stays where it is; it is never served); ``missing``; ``unused`` (a
+    derived record of another machine or of a model no longer cached; ``zoo cache prune`` removes
+    it). ``reason`` says what was wrong."""
 
     sha256: str
     names: tuple[str, ...]
     status: str
     path: str | None
     reason: str | None = None
+    kind: str = "model"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -282,7 +285,9 @@ def _resolve_shas(names: Iterable[str], reg: Registry, cache: ModelCache) -> lis
 
 
 def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) -> list[VerifyResult]:
-    """Re-hash cached blobs (all of them, or those of ``names``); quarantine any that changed."""
+    """Re-hash cached blobs (all of them, or those of ``names``) and quarantine any that changed; then
+    check every file and record the cache derived from them (layer tables, cut models, optimised
+    graphs) against a fresh derivation from the verified model, rebuilding any that does not match."""
     s = _settings(progress)
     cache = model_cache(s)
     reg = registry.load(s)
@@ -309,6 +314,72 @@ def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) 
             results.append(VerifyResult(sha, names_of, "corrupt", str(present), problem))
             continue
         results.append(VerifyResult(sha, names_of, "quarantined", None, problem))
+    return results + _verify_derived(cache, labels, None if names is None else set(shas))
+
+
+def _verify_derived(cache: ModelCache, labels: dict[str, list[str]], wanted: set[str] | None) -> list[VerifyResult]:
+    """Every derived record (of the models ``wanted``, by sha256; None: all) checked and rebuilt from
+    its verified model: layer tables and cut models first, then optimised graphs (of cut models too)."""
+    from zoo.hub import locale_copy, optimized
+    from zoo.hub.cache import SHA_NAME, machine_fingerprint
+
+    checks = {"locale": locale_copy.verify, "cuts": layer_cuts.verify_table, "cut": layer_cuts.verify_cut,
+              "optimized": optimized.verify}
+    found = list(derived.records(cache))
+    made: dict[str, list[str]] = {}  # a derived model's sha256 -> "<model> cut <k>", "<model> in <locale>"
+    for kind in ("locale", "cut"):  # a cut of a locale copy is named after the copy
+        for _, rec in found:
+            if isinstance(rec, derived.Record) and rec.derivation.kind == kind and rec.output is not None:
+                d = rec.derivation
+                models = labels.get(d.inputs["source"]) or made.get(d.inputs["source"]) or [d.inputs["source"][:12]]
+                how = f"cut {d.inputs['cut'].get('index')}" if kind == "cut" else f"in {d.inputs.get('locale')}"
+                made[rec.output.sha256] = [f"{m} {how}" for m in models]
+                if wanted is not None and d.inputs["source"] in wanted:
+                    wanted = wanted | {rec.output.sha256}
+    order = {"locale": 0, "cuts": 1, "cut": 2, "optimized": 3}  # each before what is derived from it
+    found.sort(key=lambda f: order.get(f[1].derivation.kind, 4) if isinstance(f[1], derived.Record) else -1)
+    machine = machine_fingerprint()
+    results = []
+    for path, rec in found:
+        if not isinstance(rec, derived.Record):
+            if wanted is None:
+                status = "quarantined"
+                try:
+                    cache.quarantine_entry(path, f"derived record: {rec}")
+                except OSError:
+                    status = "corrupt"
+                results.append(VerifyResult(path.stem[:64], (), status, None, rec, "derived record"))
+            continue
+        d = rec.derivation
+        source = d.inputs.get("source")
+        if wanted is not None and source not in wanted:
+            continue
+        kind, check = derived.KIND_NAMES.get(d.kind, "derived record"), checks.get(d.kind)
+        names = tuple(labels.get(source, ()) or made.get(source, ()))
+        shown = rec.output.sha256 if rec.output is not None else d.key
+        if check is None:
+            derived.discard(cache, d, f"unknown kind {d.kind!r:.40}")
+            results.append(VerifyResult(shown, names, "quarantined", None, f"unknown kind {d.kind!r:.40}", kind))
+            continue
+        if d.inputs.get("machine", machine) != machine:
+            results.append(VerifyResult(shown, names, "unused", str(path), "made on another machine or ONNX Runtime "
+                                        "version; `zoo cache prune` removes it", kind))
+            continue
+        model = cache.lookup(source) if isinstance(source, str) and SHA_NAME.match(source) else None
+        if model is None:
+            results.append(VerifyResult(shown, names, "unused", str(path), "its model is not in the cache; "
+                                        "`zoo cache prune` removes it", kind))
+            continue
+        try:
+            status, reason = check(cache, rec, model)
+        except ZooError as exc:  # e.g. a read-only cache: the bad file stays, and is never used
+            status, reason = "corrupt", str(exc)
+        after = derived.read(cache, d)
+        where = None
+        if after is not None and after.output is not None:
+            shown = after.output.sha256
+            where = str(cache.optimized_path(shown) if d.kind == "optimized" else cache.blob_path(shown))
+        results.append(VerifyResult(shown, names, status, where or str(derived.record_path(cache, d.key)), reason, kind))
     return results
 
 
@@ -340,6 +411,11 @@ def cache_size() -> dict[str, int]:
 
 
 def prune_cache() -> PruneReport:
-    """Delete orphaned downloads, stale locks, quarantined entries and optimised files of other machines."""
+    """Delete orphaned downloads, stale locks, quarantined entries, and derived files and records no
+    use of this cache can need (other machines', of models no longer cached, of older versions)."""
     s = current_settings()
-    return model_cache(s).prune(s.lock_stale)
+    cache = model_cache(s)
+    report = cache.prune(s.lock_stale)
+    extra = derived.prune(cache, s.lock_stale)
+    return dataclasses.replace(report, foreign_optimized=extra.files, stale_records=extra.records,
+                               bytes_freed=report.bytes_freed + extra.bytes)

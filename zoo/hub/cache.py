@@ -9,8 +9,10 @@ Layout (no symlinks, so NFS, Windows and object-store mounts work)::
       quarantine/<hex>.<time>   blobs whose bytes stopped matching their name; never served
       index.json                names -> sha256, and the (size, mtime, inode) of verified blobs
       bundles/<hex>/            a multi-file model as ONNX Runtime opens it: hard links to its blobs (zoo.hub.bundles)
-      cuts/<hex>.json           a model's layer cuts and the sha256 of each cut model built (zoo.hub.layer_cuts)
-      optimized/<hex>-<fp>.onnx ONNX Runtime's optimised form for one machine (zoo.runtime.optimized)
+      derived/<key>.json        what the cache made from a verified model (a layer table, a cut model, an
+                                optimised graph): its inputs, its output's sha256, a checksum (zoo.hub.derived)
+      optimized/<hex>.onnx      ONNX Runtime's optimised form of a model for one machine, named by its own
+                                sha256 and recorded in derived/ (zoo.hub.optimized)
       registry.json             the user registry written by `zoo add`
       registries/               copies of ZOO_REGISTRY URLs, for offline use
 
@@ -85,8 +87,13 @@ def _checked(sha256: str) -> str:
     return sha256
 
 
+_STAT_FIELDS = ("size", "mtime_ns", "ctime_ns", "ino")
+
+
 def _stat_record(st: os.stat_result) -> dict[str, int]:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+    """What must stay the same for a verified blob to be served without re-hashing. The ctime is in
+    it because no one can set it back: a file edited in place with its mtime restored is re-hashed."""
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
 
 
 _VALIDATOR_OK = re.compile(r'^[\x21-\x7e][\x20-\x7e]{0,255}$')  # one printable header value, no CR/LF
@@ -210,7 +217,8 @@ class PruneReport:
     stale_locks: int = 0
     quarantined: int = 0
     bytes_freed: int = 0
-    foreign_optimized: int = 0
+    foreign_optimized: int = 0  # optimised graphs of another machine or runtime, or no longer recorded
+    stale_records: int = 0  # derived records of other machines, of models no longer cached, or of old versions
 
 
 @functools.lru_cache(maxsize=1)
@@ -252,8 +260,9 @@ class ModelCache:
         self.locks_dir = self.root / "locks"
         self.quarantine_dir = self.root / "quarantine"
         self.index_path = self.root / "index.json"
-        self.optimized_dir = self.root / "optimized"  # derived, per machine: see zoo.runtime.optimized
-        self.cuts_dir = self.root / "cuts"
+        self.optimized_dir = self.root / "optimized"  # derived, per machine: see zoo.hub.optimized
+        self.derived_dir = self.root / "derived"  # records of what the cache derives: see zoo.hub.derived
+        self.legacy_cuts_dir = self.root / "cuts"  # sparkzoo <= 0.x: unverified cut records, removed by prune
         self.bundles_dir = self.root / "bundles"
         self.registries_dir = self.root / "registries"
         self.user_registry_path = self.root / "registry.json"
@@ -269,15 +278,11 @@ class ModelCache:
     def remove_bundle(self, bundle_id: str) -> None:
         """Delete a bundle folder (links only: its blobs stay) without following links."""
         self.check_layout()
-        _delete_entry(self.bundle_path(bundle_id))
-
-    def cut_record_path(self, source_sha256: str) -> Path:
-        """Where the layer cuts of a model (and the sha256 of each cut model built) are recorded."""
-        return self.cuts_dir / f"{_checked(source_sha256)}.json"
+        delete_entry(self.bundle_path(bundle_id))
 
     def optimized_path(self, sha256: str) -> Path:
-        """Where ONNX Runtime's optimised form of a model for this machine is kept."""
-        return self.optimized_dir / f"{_checked(sha256)}-{machine_fingerprint()}.onnx"
+        """Where the optimised graph whose own bytes hash to ``sha256`` is kept (see zoo.hub.optimized)."""
+        return self.optimized_dir / f"{_checked(sha256)}.onnx"
 
     def registry_copy_path(self, location: str) -> Path:
         """Where the last good copy of a ``ZOO_REGISTRY`` URL is kept for offline use."""
@@ -301,7 +306,8 @@ class ModelCache:
 
     def check_layout(self) -> None:
         """Refuse a cache whose own folders are links or files (reading needs no write access)."""
-        self._check_dirs(self.blobs_dir, self.tmp_dir, self.locks_dir, self.quarantine_dir, self.bundles_dir)
+        self._check_dirs(self.blobs_dir, self.tmp_dir, self.locks_dir, self.quarantine_dir, self.bundles_dir,
+                         self.derived_dir, self.optimized_dir)
 
     def ensure_writable(self) -> None:
         self.check_layout()
@@ -317,7 +323,7 @@ class ModelCache:
             raise CacheReadOnlyError(f"cache {self.root} is read-only; point ZOO_HOME at a writable directory")
 
     def lock(self, sha256: str, *, timeout: float, stale: float) -> BlobLock:
-        return BlobLock(self.locks_dir / f"{sha256}.lock", timeout=timeout, stale=stale)
+        return BlobLock(self.locks_dir / f"{sha256}.lock", timeout=timeout, stale=stale, quarantine=self.quarantine_entry)
 
     # -- the index -----------------------------------------------------------------------------
     def read_index(self) -> dict[str, Any]:
@@ -339,7 +345,8 @@ class ModelCache:
 
     def _update_index(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Read-modify-write the index under a short lock. Losing an update only costs a re-hash."""
-        lock = BlobLock(self.locks_dir / "index.lock", timeout=10.0, stale=30.0, poll=0.02)
+        lock = BlobLock(self.locks_dir / "index.lock", timeout=10.0, stale=30.0, poll=0.02,
+                        quarantine=self.quarantine_entry)
         try:
             held = lock.acquire()
         except CacheReadOnlyError:
@@ -394,7 +401,7 @@ class ModelCache:
             self.quarantine(sha256, f"size {st.st_size} differs from the registry's {expected_size}")
             return None
         record = self.read_index()["blobs"].get(sha256)
-        if isinstance(record, dict) and {k: record.get(k) for k in ("size", "mtime_ns", "ino")} == _stat_record(st):
+        if isinstance(record, dict) and {k: record.get(k) for k in _STAT_FIELDS} == _stat_record(st):
             return path
         return self.verify_blob(sha256)
 
@@ -616,9 +623,9 @@ class ModelCache:
         return sizes
 
     def prune(self, stale: float) -> PruneReport:
-        """Delete orphaned download slots, stale locks, quarantined entries, and optimised model
-        files made for another ONNX Runtime version or CPU (left behind by upgrades)."""
-        temp = locks = quarantined = freed = foreign = 0
+        """Delete orphaned download slots, stale locks and quarantined entries (derived files of other
+        machines: :func:`zoo.hub.derived.prune`)."""
+        temp = locks = quarantined = freed = 0
         for part, meta_path, _ in list(self._orphans(stale)):
             for p in (part, meta_path):
                 try:
@@ -632,11 +639,11 @@ class ModelCache:
                 st = os.lstat(p)
                 if not os.path.lexists(p.with_suffix(".json")) and time.time() - st.st_mtime > stale:
                     freed += st.st_size
-                    _delete_entry(p)
+                    delete_entry(p)
                     temp += 1
             for p in self.tmp_dir.glob("*.bundle"):  # a bundle whose builder died before placing it (links only)
                 if time.time() - os.lstat(p).st_mtime > stale:
-                    _delete_entry(p)
+                    delete_entry(p)
                     temp += 1
         if self.locks_dir.exists():
             for p in self.locks_dir.glob("*.lock"):
@@ -646,18 +653,12 @@ class ModelCache:
         if self.quarantine_dir.exists():
             for p in self.quarantine_dir.iterdir():
                 freed += os.lstat(p).st_size
-                _delete_entry(p)
+                delete_entry(p)
                 quarantined += 1
-        if self.optimized_dir.exists():
-            for p in self.optimized_dir.glob("*.onnx"):
-                if not p.stem.endswith(f"-{machine_fingerprint()}"):
-                    freed += os.lstat(p).st_size
-                    p.unlink(missing_ok=True)
-                    foreign += 1
-        return PruneReport(temp, locks, quarantined, freed, foreign)
+        return PruneReport(temp, locks, quarantined, freed)
 
 
-def _delete_entry(path: Path) -> None:
+def delete_entry(path: Path) -> None:
     """Delete a file, link or folder without following links."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

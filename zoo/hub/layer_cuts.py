@@ -2,8 +2,11 @@
 
 A cut model is a model file derived from another one: it is built once per node (on the driver,
 and on an executor that lacks it) and kept in the cache by its own sha256, like any downloaded
-blob, with a record of the analysis next to it (``ZOO_HOME/cuts/<source sha256>.json``). The
-driver pins the cut model's sha256, and an executor that builds it again must get the same bytes.
+blob. The layer table and each cut model are derivations (:mod:`zoo.hub.derived`): recorded by the
+hash of their inputs, checked on every use against the verified model (the table's tensors
+against the graph's structure, the cut model's blob by its sha256 and its stamp), rebuilt when
+they do not fit. The driver pins the cut model's sha256, and an executor that builds it again
+must get the same bytes.
 
 What a "layer" is (README, "Layer cuts"): walking back from the model's output along the data
 input of each node, every node of these kinds is one layer:
@@ -28,7 +31,6 @@ dequantized to float32 inside the cut model.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,14 +38,13 @@ from typing import Any, Callable
 import numpy as np
 
 from zoo.errors import CutError, InvalidModelError
-from zoo.hub.cache import SHA_NAME, ModelCache
-from zoo.hub.fsutil import atomic_write_bytes, read_regular
+from zoo.hub import derived
+from zoo.hub.cache import ModelCache
 from zoo.log import get_logger
 
 log = get_logger("cuts")
 
-FORMAT_VERSION = 1
-RECORD_LIMIT = 1 << 20  # a record lists at most MAX_CUTS cuts: far below this
+FORMAT_VERSION = 2  # of the analysis and of how a cut model is built: a change makes old ones unused
 MAX_CUTS = 16
 _DENSE = {"Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"}
 _LAYERS = _DENSE | {
@@ -214,7 +215,11 @@ def _probe(model, tensors: list[str], path: Path) -> dict[str, np.ndarray]:
     try:
         names, values = _with_external_data(probe, path, run)
     except Exception as exc:
-        raise InvalidModelError(f"cannot run the model to measure its layers: {type(exc).__name__}: {exc}") from None
+        from zoo.hub.onnx_files import locale_problem
+
+        problem = locale_problem(model, str(path))  # the one failure users meet most: say what it is
+        raise InvalidModelError(problem or f"cannot run the model to measure its layers: {type(exc).__name__}: "
+                                f"{exc}") from None
     return dict(zip(names, values))
 
 
@@ -222,17 +227,10 @@ def analyse(path: Path, pinned: tuple[str, ...] | None = None) -> list[Cut]:
     """Every cut of the model at ``path``; ``pinned`` (a registry's ``cuts``) replaces the analysis."""
     model = _load(path)
     graph = _Graph(model)
-    output = model.graph.output[0].name
-    found = _walk(graph, output)
-    if pinned:
-        ops = dict(found)
-        for t in pinned:
-            if t not in graph.producer and t not in graph.inputs:
-                raise CutError(f"{path}: the registry pins cut tensor {t!r}, which the model does not have")
-        found = [(t, ops.get(t, graph.producer[t].op_type if t in graph.producer else "")) for t in pinned]
-    values = _probe(model, [output] + [t for t, _ in found], path)
+    layers = _layers(model, graph, pinned, str(path))
+    values = _probe(model, [t for t, _ in layers], path)
     cuts = []
-    for index, (tensor, op) in enumerate([(output, "")] + found):
+    for index, (tensor, op) in enumerate(layers):
         v = values[tensor]
         quantized = v.dtype in (np.uint8, np.int8)
         if quantized and graph.qparams(tensor) is None:
@@ -313,71 +311,121 @@ def build(path: Path, cut: Cut, *, metadata: dict[str, str] | None = None) -> by
     return cut_model.SerializeToString()
 
 
-# -- the cache of analyses and cut models ----------------------------------------------------------
-def _read_record(cache: ModelCache, source_sha: str) -> dict[str, Any]:
-    """The recorded analysis of a model, or an empty record when there is none or it is not one
-    sparkzoo wrote (ZOO_HOME is hostile: no link is followed, and a cut model's sha256 must be one,
-    never a path)."""
-    empty: dict[str, Any] = {"version": FORMAT_VERSION, "pinned": None, "cuts": None, "models": {}}
-    try:
-        data = json.loads(read_regular(cache.cut_record_path(source_sha), RECORD_LIMIT))
-    except (OSError, ValueError, RecursionError):
-        return empty
-    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-        return empty
-    models, cuts = data.get("models"), data.get("cuts")
-    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) and SHA_NAME.match(v)
-                                               for k, v in models.items()):
-        return empty
-    if cuts is not None:
+# -- the cache of analyses and cut models (derived from a verified model: see zoo.hub.derived) --------
+_CHECKED: dict[str, tuple[Cut, ...]] = {}  # analysis key -> the table checked against its model, this process
+_DTYPES = {"float32", "float64", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"}
+
+
+def analysis_derivation(source_sha: str, pinned: tuple[str, ...] | None, label: str = "") -> derived.Derivation:
+    """The layer table of model ``source_sha`` (``pinned``: a registry's ``cuts``) as a derivation."""
+    return derived.Derivation("cuts", {"source": source_sha, "pinned": list(pinned) if pinned else None,
+                                       "analyser": FORMAT_VERSION}, label)
+
+
+def cut_derivation(source_sha: str, cut: Cut, label: str = "") -> derived.Derivation:
+    """The cut model of ``source_sha`` at ``cut`` as a derivation (its key is stamped into the file)."""
+    return derived.Derivation("cut", {"source": source_sha, "cut": cut.to_dict(), "builder": FORMAT_VERSION}, label)
+
+
+def _cut_from_record(c: Any) -> Cut:
+    """One recorded cut, every field of the type :class:`Cut` gives it (a record is hostile)."""
+    if not isinstance(c, dict) or set(c) != set(Cut.__dataclass_fields__):
+        raise ValueError("has a cut that is not one sparkzoo records")
+    shape = c["shape"]
+    ok = (type(c["index"]) is int and 0 <= c["index"] <= MAX_CUTS and isinstance(c["tensor"], str)
+          and isinstance(c["op"], str) and isinstance(shape, list) and 0 < len(shape) <= 16
+          and shape[0] is None and all(type(d) is int and d > 0 for d in shape[1:])
+          and c["dtype"] in _DTYPES and type(c["feature_length"]) is int and type(c["quantized"]) is bool
+          and c["feature_length"] == int(np.prod(shape[1:])))
+    if not ok:
+        raise ValueError(f"has a cut whose fields do not fit together ({str(c)[:200]})")
+    return Cut(**{**c, "shape": tuple(shape)})
+
+
+def _layers(model, graph: _Graph, pinned: tuple[str, ...] | None, label: str) -> list[tuple[str, str]]:
+    """(tensor, op of the dropped layer) for cut 0 (the output), 1, 2, ...: the model's structure alone."""
+    output = model.graph.output[0].name
+    found = _walk(graph, output)
+    if pinned:
+        ops = dict(found)
+        for t in pinned:
+            if t not in graph.producer and t not in graph.inputs:
+                raise CutError(f"{label}: the registry pins cut tensor {t!r}, which the model does not have")
+        found = [(t, ops.get(t, graph.producer[t].op_type if t in graph.producer else "")) for t in pinned]
+    return [(output, "")] + found
+
+
+def structure_problem(path: Path, cuts: list[Cut], pinned: tuple[str, ...] | None) -> str | None:
+    """What in a recorded layer table the model at ``path`` contradicts (None: it fits). Cheap: the
+    graph is walked, not run, so the tensors and ops are checked; shapes come from the probe and are
+    checked by ``zoo verify``, which analyses again."""
+    model = _load(path)
+    graph = _Graph(model)
+    expected = _layers(model, graph, pinned, str(path))
+    seen = set()
+    for c in cuts:
+        if c.index in seen:
+            return f"lists cut {c.index} twice"
+        seen.add(c.index)
+        if c.index >= len(expected) or (c.tensor, c.op) != expected[c.index]:
+            where = expected[c.index] if c.index < len(expected) else "no such cut"
+            return f"records cut {c.index} at {c.tensor!r} ({c.op or 'full model'}); the model has it at {where}"
+        if c.quantized and graph.qparams(c.tensor) is None:
+            return f"records cut {c.index} as quantized, but the model has no scale for {c.tensor!r}"
+    for index, (tensor, _) in enumerate(expected):
+        if index not in seen and graph.qparams(tensor) is not None:
+            return f"leaves out cut {index} ({tensor!r}), which the model has"
+    return None
+
+
+def cached_analysis(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str, ...] | None,
+                    label: str = "") -> list[Cut]:
+    """The cuts of a model, analysed once per cache (``pinned``: a registry's ``cuts`` replace the analysis).
+
+    The recorded table is checked against the verified model's structure once per process; a table
+    that does not fit is quarantined (warning) and the model analysed again."""
+    d = analysis_derivation(source_sha, pinned, label)
+    record = derived.read(cache, d)
+    if record is not None:
         try:
-            [_cut_from_record(c) for c in cuts]
-        except (TypeError, ValueError, KeyError):
-            return empty
-    return data
+            if not isinstance(record.value, list):
+                raise ValueError("is not a list of cuts")
+            cuts = [_cut_from_record(c) for c in record.value]
+            if _CHECKED.get(d.key) != tuple(cuts):
+                problem = structure_problem(path, cuts, pinned)
+                if problem is not None:
+                    raise ValueError(problem)
+                _CHECKED[d.key] = tuple(cuts)
+            return cuts
+        except ValueError as exc:
+            derived.discard(cache, d, f"its layer table {exc}")
+    cuts = analyse(path, pinned)
+    _CHECKED[d.key] = tuple(cuts)
+    derived.write(cache, d, value=[c.to_dict() for c in cuts])
+    return cuts
 
 
-def _cut_from_record(c: dict[str, Any]) -> Cut:
-    cut = Cut(**{**c, "shape": tuple(c["shape"])})
-    if not (isinstance(cut.index, int) and isinstance(cut.tensor, str) and isinstance(cut.feature_length, int)):
-        raise TypeError("not a cut record")
-    return cut
+def cut_blob(cache: ModelCache, source_sha: str, path: Path, cut: Cut, label: str = "") -> tuple[str, Path | bytes]:
+    """(sha256, path) of the cut model blob of (source sha256, cut); built once per cache and recorded.
 
-
-def _write_record(cache: ModelCache, source_sha: str, record: dict[str, Any]) -> None:
-    try:
-        atomic_write_bytes(cache.cut_record_path(source_sha), json.dumps(record, indent=1).encode())
-    except OSError as exc:  # a read-only cache still works, it just re-analyses
-        log.debug("cannot record cuts of %s: %s", source_sha, exc)
-
-
-def cached_analysis(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str, ...] | None) -> list[Cut]:
-    """The cuts of a model, analysed once per cache (``pinned``: a registry's ``cuts`` replace the analysis)."""
-    record = _read_record(cache, source_sha)
-    pin = list(pinned) if pinned else None
-    if record["cuts"] is None or record["pinned"] != pin:
-        cuts = analyse(path, pinned)
-        record.update(pinned=pin, cuts=[c.to_dict() for c in cuts], models={})
-        _write_record(cache, source_sha, record)
-        return cuts
-    return [_cut_from_record(c) for c in record["cuts"]]
-
-
-def cut_blob(cache: ModelCache, source_sha: str, path: Path, cut: Cut) -> tuple[str, Path | bytes]:
-    """(sha256, path) of the cut model blob keyed by (source sha256, cut tensor); builds it once.
-
-    On a read-only cache the model is built in memory and returned as bytes instead of a path.
+    A recorded cut model is served only when its blob verifies and carries this cut's stamp; a
+    record that points elsewhere (the full model, another cut) is quarantined and the cut built
+    again. On a read-only cache the model is built in memory and returned as bytes instead of a path.
     """
     if cut.index == 0:
         return source_sha, path
-    record = _read_record(cache, source_sha)
-    known = record["models"].get(cut.tensor)
-    if known:
-        hit = cache.lookup(known)
+    d = cut_derivation(source_sha, cut, label)
+    record = derived.read(cache, d)
+    if record is not None and record.output is not None:
+        sha = record.output.sha256
+        hit = cache.lookup(sha)  # no size here: a record pointing at another blob must not get it quarantined
         if hit is not None:
-            return known, hit
+            problem = derived.blob_stamp_problem(cache, sha, d)
+            if problem is None:
+                return sha, hit
+            derived.discard(cache, d, f"it points at blob {sha[:12]}, which {problem}")
     data = build(path, cut, metadata={"zoo.source_sha256": source_sha, "zoo.cut": str(cut.index),
-                                      "zoo.cut_tensor": cut.tensor})
+                                      "zoo.cut_tensor": cut.tensor, derived.STAMP_KEY: d.key})
     try:
         sha, blob = cache.import_bytes(data)
     except Exception as exc:  # CacheReadOnlyError or an OS error: serve it from memory
@@ -385,9 +433,7 @@ def cut_blob(cache: ModelCache, source_sha: str, path: Path, cut: Cut) -> tuple[
 
         log.debug("cannot cache the cut model of %s at %s: %s", source_sha, cut.tensor, exc)
         return hashlib.sha256(data).hexdigest(), data
-    record = _read_record(cache, source_sha)
-    record["models"][cut.tensor] = sha
-    _write_record(cache, source_sha, record)
+    derived.write(cache, d, output=derived.Output(sha, len(data)))
     return sha, blob
 
 
@@ -397,10 +443,67 @@ def cut_model(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str,
 
     ``parts``: the model's external data files (beside ``path``); the cut names the same files and
     runs from its own bundle (:mod:`zoo.hub.bundles`)."""
-    chosen = select(cached_analysis(cache, source_sha, path, pinned), cut, label)
-    sha, runnable = cut_blob(cache, source_sha, path, chosen)
+    chosen = select(cached_analysis(cache, source_sha, path, pinned, label), cut, label)
+    sha, runnable = cut_blob(cache, source_sha, path, chosen, label)
     if chosen.index and parts:
         from zoo.hub import bundles
 
         runnable = bundles.runnable(cache, sha, runnable, parts, label, bundles.adopt_beside(cache, path))
     return chosen, sha, runnable
+
+
+# -- zoo verify: each recorded derivation rebuilt from its verified model and compared ----------------
+def verify_table(cache: ModelCache, record: derived.Record, source: Path) -> tuple[str, str | None]:
+    """(status, reason) of a recorded layer table against the model at ``source``: ``ok``, or
+    ``rebuilt`` (analysed again and recorded) when it does not match a fresh analysis. A model whose
+    weights live in external files is checked by its structure only (the probe needs the weights)."""
+    from zoo.hub.onnx_files import external_locations
+
+    d = record.derivation
+    pinned = tuple(d.inputs["pinned"]) if d.inputs.get("pinned") else None
+    try:
+        cuts = [_cut_from_record(c) for c in record.value] if isinstance(record.value, list) else None
+        problem = "is not a list of cuts" if cuts is None else structure_problem(source, cuts, pinned)
+    except ValueError as exc:
+        cuts, problem = None, str(exc)
+    if problem is None and not external_locations(source):
+        fresh = analyse(source, pinned)
+        if fresh != cuts:
+            problem = "differs from a fresh analysis of the model"
+    if problem is None:
+        return "ok", None
+    derived.discard(cache, d, f"its layer table {problem}")
+    fresh = analyse(source, pinned)
+    derived.write(cache, d, value=[c.to_dict() for c in fresh])
+    _CHECKED.pop(d.key, None)
+    return "rebuilt", f"its layer table {problem}"
+
+
+def verify_cut(cache: ModelCache, record: derived.Record, source: Path) -> tuple[str, str | None]:
+    """(status, reason) of a recorded cut model: its blob must verify, carry its stamp, and be the
+    very bytes the cut builds from ``source`` now; otherwise it is built again and recorded."""
+    d = record.derivation
+    try:
+        cut = _cut_from_record(d.inputs.get("cut"))
+    except ValueError as exc:
+        derived.discard(cache, d, f"its inputs {exc}")
+        return "quarantined", f"its inputs {exc}"
+    problem = None
+    if record.output is None:
+        problem = "records no cut model"
+    elif cache.lookup(record.output.sha256) is None:
+        problem = f"its cut model {record.output.sha256[:12]} is missing or was quarantined"
+    else:
+        problem = derived.blob_stamp_problem(cache, record.output.sha256, d)
+    data = build(source, cut, metadata={"zoo.source_sha256": d.inputs["source"], "zoo.cut": str(cut.index),
+                                        "zoo.cut_tensor": cut.tensor, derived.STAMP_KEY: d.key})
+    if problem is None:
+        import hashlib
+
+        if hashlib.sha256(data).hexdigest() == record.output.sha256:
+            return "ok", None
+        problem = "is not what the cut builds from the model now"
+    derived.discard(cache, d, f"its cut model {problem}")
+    sha, _ = cache.import_bytes(data)
+    derived.write(cache, d, output=derived.Output(sha, len(data)))
+    return "rebuilt", f"the cut model {problem}"

@@ -31,6 +31,8 @@ from zoo.errors import (
     RegistryError,
     UnsafePathError,
     ZooError,
+    capped,
+    shown,
 )
 from zoo.hub.cache import model_cache
 from zoo.hub.fsutil import atomic_write_bytes, read_regular
@@ -157,19 +159,38 @@ def _schema_errors(doc: Any) -> list[str]:
         _fast_validator()(doc)
         return []
     except fastjsonschema.JsonSchemaValueException as fast:
+        if _longest_array(doc) > _DETAILED_ARRAY_LIMIT:  # the detailed validator is quadratic on uniqueItems
+            path = [int(p) if isinstance(p, str) and p.isdigit() else p for p in list(fast.path or [])[1:]]
+            return [f"  {_where(doc, path)}: {capped(fast.message, 300)}"]
         detailed = sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
         if not detailed:  # the two validators disagree: trust the refusal, say what it was
-            return [f"  {fast.message}"]
-    lines = []
-    for err in detailed:
-        path = list(err.absolute_path)
-        where = _field_path(path)
-        if len(path) >= 2 and path[0] == "models" and isinstance(path[1], int):
-            model = doc["models"][path[1]]
-            label = model.get("name") if isinstance(model, dict) else None
-            where = f"model {label!r} (models[{path[1]}]) field {_field_path(path[2:])!r}"
-        lines.append(f"  {where}: {err.message}")
-    return lines
+            return [f"  {capped(fast.message, 300)}"]
+    return [f"  {_where(doc, list(err.absolute_path))}: {capped(err.message, 300)}" for err in detailed]
+
+
+_DETAILED_ARRAY_LIMIT = 1000  # far more than any field allows (sources: 32); past it only the first error is told
+
+
+def _where(doc: Any, path: list[Any]) -> str:
+    """Where in a registry document an error is: the model by name and index, and the field."""
+    if len(path) >= 2 and path[0] == "models" and isinstance(path[1], int) and isinstance(doc.get("models"), list):
+        model = doc["models"][path[1]]
+        label = model.get("name") if isinstance(model, dict) else None
+        return f"model {shown(label)} (models[{path[1]}]) field {_field_path(path[2:])!r}"
+    return _field_path(path)
+
+
+def _longest_array(doc: Any) -> int:
+    """The length of the longest array anywhere in ``doc`` (a walk without recursion)."""
+    longest, stack = 0, [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            longest = max(longest, len(node))
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+    return longest
 
 
 def _field_path(path: Iterable[Any]) -> str:
@@ -180,11 +201,23 @@ def _field_path(path: Iterable[Any]) -> str:
 
 
 def check_name(name: str, what: str = "model name") -> str:
-    """Reject names that could be read as a path (``..``, separators, drive letters, UNC)."""
+    """Reject names that could be read as a path (``..``, separators, drive letters, UNC) and names
+    that :func:`zoo.hub.refs.parse` reads as something else than a name (a path, a sha256): such
+    an entry could be pulled by name but never used by the stages, ``zoo.cut`` or ``zoo featurize``."""
     if not isinstance(name, str) or not re.match(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$", name):
         raise UnsafePathError(
-            f"invalid {what} {name!r}: use letters, digits, '.', '_', '+', '-' "
+            f"invalid {what} {shown(name)}: use letters, digits, '.', '_', '+', '-' "
             "(no path separators, drive letters or '..')"
+        )
+    from zoo.hub import refs
+
+    kind = refs.parse(name).kind
+    if kind != "name":
+        why = "ends with '.onnx'" if kind == "path" else "is 64 hexadecimal digits"
+        raise UnsafePathError(
+            f"invalid {what} {shown(name)}: it {why}, so every model reference would read it as a "
+            f"{'file path' if kind == 'path' else 'sha256'}, not a name; choose a name without it "
+            f"(e.g. {shown(name[:-5] if kind == 'path' else 'my-' + name[:8])})"
         )
     return name
 
@@ -193,9 +226,9 @@ def _check_source(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise UnsafePathError(f"file source {url!r} must be an absolute file:///path URL")
+            raise UnsafePathError(f"file source {shown(url)} must be an absolute file:///path URL")
     if parts.scheme == "hf" and ".." in parts.path.split("/"):
-        raise UnsafePathError(f"hf source {url!r} contains '..'")
+        raise UnsafePathError(f"hf source {shown(url)} contains '..'")
 
 
 def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[ModelEntry]:
@@ -214,7 +247,7 @@ def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[Mode
             check_name(label)
             if label in seen:
                 raise RegistryError(
-                    f"registry {origin}: {label!r} is used by both {seen[label]!r} and {data['name']!r}"
+                    f"registry {origin}: {shown(label)} is used by both {shown(seen[label])} and {shown(data['name'])}"
                 )
             seen[label] = data["name"]
         pinned = [*(data.get("files") or {}).values(), *(data.get("external_data") or {}).values(),
@@ -223,9 +256,9 @@ def parse_document(doc: Any, origin: str, *, trusted: bool = False) -> list[Mode
             for url in [*data["sources"], *(u for f in pinned for u in f["sources"])]:
                 _check_source(url)
         except UnsafePathError as exc:
-            raise UnsafePathError(f"registry {origin}: model {data['name']!r}: {exc}") from None
+            raise UnsafePathError(f"registry {origin}: model {shown(data['name'])}: {exc}") from None
         if data["preprocess"] is not None and data.get("input") is None:
-            raise RegistryError(f"registry {origin}: model {data['name']!r} has a preprocess recipe but no input: say "
+            raise RegistryError(f"registry {origin}: model {shown(data['name'])} has a preprocess recipe but no input: say "
                                 "which input the prepared images feed (name, layout, shape, dtype)")
         entries.append(ModelEntry.from_dict(data, origin))
     return entries
@@ -321,10 +354,10 @@ class Registry:
         import difflib
 
         names = list(self._by_name) + list(self._alias)
-        close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5) if len(ref) <= 256 else []
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return ModelNotFoundError(
-            f"unknown model {ref!r}.{hint} `zoo ls` lists the models every registry knows; "
+            f"unknown model {shown(ref)}.{hint} `zoo ls` lists the models every registry knows; "
             "`zoo add FILE --name NAME` registers a local ONNX file."
         )
 

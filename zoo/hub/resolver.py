@@ -72,7 +72,9 @@ def pin(ref: ModelRef | str, settings: Settings | None = None) -> str:
     if ref.kind == "sha256":
         return ref.value
     if ref.kind == "path":
-        return hash_file(_existing_file(ref))
+        from zoo.hub.onnx_files import model_file
+
+        return hash_file(model_file(ref.path))
     return registry.load(settings or current_settings()).resolve(ref.value).sha256
 
 
@@ -111,21 +113,15 @@ def fetch_blob(ref: ModelRef | str, settings: Settings, cache: ModelCache | None
     return path, entry
 
 
-def _existing_file(ref: ModelRef) -> Path:
-    if not ref.path.is_file():
-        raise ModelNotFoundError(f"no such model file {ref.path}")
-    return ref.path.resolve()
-
-
 def locate(ref: ModelRef | str, settings: Settings | None = None) -> LocatedModel:
     """Resolve ``ref`` to a verified local file (pulled when needed) and its sha256, sources, input
     description, preprocessing and pinned cuts (see the module documentation)."""
-    from zoo.hub.onnx_files import check_external_data, describe_model
+    from zoo.hub.onnx_files import check_external_data, describe_model, model_file
 
     ref = _as_ref(ref)
     s = settings or current_settings()
     if ref.kind == "path":
-        path = _existing_file(ref)
+        path = model_file(ref.path)
         parts = bundles.file_parts(path, check_external_data(path))
         return LocatedModel(ref, path, hash_file(path), path.stat().st_size, (path.as_uri(),), None,
                             describe_model(path)["input"], None, None, parts)

@@ -10,8 +10,7 @@ The featurize path (``zoo.pipeline("resnet50", cut=1)`` transformed)::
 
 Modules: :mod:`~zoo.runtime.models` (the :class:`~zoo.runtime.models.ModelSpec` a stage ships, prepared
 on the driver and obtained on executors), :mod:`~zoo.runtime.sessions` (devices, threads, batch sizes,
-the per-worker session cache), :mod:`~zoo.runtime.optimized` (ONNX Runtime's optimised model files,
-per node), :mod:`~zoo.runtime.imaging` (OpenCV decoding and preprocessing),
+the per-worker session cache, which loads the node's optimised files: :mod:`zoo.hub.optimized`), :mod:`~zoo.runtime.imaging` (OpenCV decoding and preprocessing),
 :mod:`~zoo.runtime.arrow` (Arrow arrays from buffers, no pandas) and
 :mod:`~zoo.runtime.jvm_functions` (sparkzoo's Spark SQL functions from a shipped jar).
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.config import Settings
 from zoo.config import settings as current_settings
-from zoo.errors import CutError, ZooError
+from zoo.errors import CacheReadOnlyError, CutError, InvalidModelError, ZooError
 from zoo.hub import bundles, layer_cuts, resolver
 from zoo.hub.bundles import Part
 from zoo.hub.cache import ModelCache, hash_file, model_cache
@@ -55,6 +55,7 @@ class ModelSpec:
     features: int  # values per row of the output
     shipped: bool = False
     parts: tuple[Part, ...] = ()  # the source model's external data files (zoo.hub.bundles)
+    locale: str | None = None  # runs a copy whose StringNormalizer nodes use this locale (zoo.hub.locale_copy)
     settings: Any = None  # the driver's Settings, used by executors of a local master (same machine)
     forwarded: tuple[tuple[str, str], ...] = ()  # the driver's ZOO_* settings for executors of other nodes
     events: Any = field(default=None, compare=False)  # a watch's accumulator: where each node got the model
@@ -72,19 +73,48 @@ class ModelSpec:
         return self.sha256 if not self.parts else f"{self.sha256}+{self.weights_sha256}"
 
 
-def prepare(model: str, cut: int | str = 0, *, preprocess: dict[str, Any] | None | str = "registry") -> tuple[ModelSpec, Path | bytes]:
+def prepare(model: str, cut: int | str = 0, *, preprocess: dict[str, Any] | None | str = "registry",
+            locale: str | None = None) -> tuple[ModelSpec, Path | bytes]:
     """Resolve ``model`` on the driver: (spec, the local file or bytes of the model that runs).
 
     ``preprocess``: ``"registry"`` keeps the registry's recipe (none for files and bare sha256s), a
-    preset name or dict replaces it."""
+    preset name or dict replaces it. ``locale``: run a copy of a text model whose StringNormalizer
+    nodes use this locale (:mod:`zoo.hub.locale_copy`); without it, a model asking for a locale this
+    machine lacks is refused here, before Spark runs a task, with what to do."""
     located = resolver.locate(model)
-    chosen, run_sha, runnable = layer_cuts.cut_model(model_cache(), located.sha256, located.path,
-                                                     located.pinned_cuts, cut, repr(model), located.parts)
+    cache = model_cache()
+    source_sha, source = _localised(cache, located.sha256, located.path, locale, repr(model), located.parts)
+    chosen, run_sha, runnable = layer_cuts.cut_model(cache, source_sha, source, located.pinned_cuts, cut,
+                                                     repr(model), located.parts)
     recipe = located.preprocess if preprocess == "registry" else preset_recipe(preprocess)
     spec = ModelSpec(model, located.sha256, located.bytes, tuple(located.sources), chosen if chosen.index else None,
                      run_sha, dict(located.input), chosen.output_name, recipe, chosen.feature_length,
-                     parts=located.parts)
+                     parts=located.parts, locale=locale or None)
     return spec, runnable
+
+
+def _localised(cache: ModelCache, sha: str, path: Path, locale: str | None, label: str,
+               parts: tuple[Part, ...]) -> tuple[str, Path]:
+    """(sha256, file) of the model to cut and run: ``path`` itself, or its copy in ``locale``; a model
+    whose StringNormalizer asks for a locale this machine lacks is refused (InvalidModelError)."""
+    from zoo.hub import locale_copy, onnx_files
+
+    if not locale:
+        if onnx_files.mentions(path, b"StringNormalizer"):
+            import onnx
+
+            problem = onnx_files.locale_problem(onnx.load(str(path), load_external_data=False), label)
+            if problem:
+                raise InvalidModelError(problem)
+        return sha, path
+    if parts:
+        raise InvalidModelError(f"model {label} keeps its weights in external files; stringLocale is for text models "
+                                "saved as one file")
+    copied_sha, copied = locale_copy.copy(cache, sha, path, locale, label)
+    if isinstance(copied, bytes):
+        raise CacheReadOnlyError(f"model {label}: the copy with stringLocale={locale!r} needs a writable cache; "
+                                 f"point ZOO_HOME at a writable directory")
+    return copied_sha, copied
 
 
 def session_for(spec: ModelSpec, options: "RuntimeOptions", *, on_executor: bool = False):
@@ -175,12 +205,23 @@ def _graph(spec: ModelSpec, s: Settings) -> tuple[Path | bytes, str]:
                         frozenset(p.location for p in spec.parts))
         source = download(target, cache, s, on_source=used.append)
         how = f"downloaded from {used[0]}" if used else "downloaded by another process on this node"
+    if spec.locale:  # the copy with the locale rewritten, made here as the driver made it
+        from zoo.hub import locale_copy
+
+        copied_sha, source = locale_copy.copy(cache, spec.source_sha256, source, spec.locale, repr(spec.label))
+        if spec.cut is None and copied_sha != spec.sha256:
+            raise CutError(f"model {spec.label!r} with stringLocale={spec.locale!r} made on this executor has sha256 "
+                           f"{copied_sha}, but the driver's has {spec.sha256}: install the same onnx version on both, "
+                           "or ship the model from the driver (shipModel='always')")
+        how += f", locale {spec.locale} set here"
+    else:
+        copied_sha = spec.source_sha256
     if spec.cut is None:
         return source, how
     if spec.parts:  # the cut is checked against its weights: build it beside them
         source = bundles.runnable(cache, spec.source_sha256, source, spec.parts, repr(spec.label),
                                   _part_getter(spec, s, cache))
-    sha, runnable = layer_cuts.cut_blob(cache, spec.source_sha256, source, spec.cut)
+    sha, runnable = layer_cuts.cut_blob(cache, copied_sha, source, spec.cut)
     if sha != spec.sha256:
         raise CutError(
             f"model {spec.label!r} cut {spec.cut.index} built on this executor has sha256 {sha}, but the driver's has "

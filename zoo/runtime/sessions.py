@@ -290,7 +290,7 @@ def session(sha256: str, load: Callable[[], "Path | bytes | GraphBeside"], optio
     """The cached session for model ``sha256`` (``load`` returns its file or bytes when needed).
 
     With ``cache`` (the node's), a CPU session at the full optimisation level loads the node's
-    cached optimised file instead of optimising in this process (see :mod:`zoo.runtime.optimized`):
+    cached optimised file instead of optimising in this process (see :mod:`zoo.hub.optimized`):
     same speed, about half the worker's peak memory.
     """
     device, provs = requested_providers(options.providers) if options.providers else providers(options.device)
@@ -304,20 +304,15 @@ def session(sha256: str, load: Callable[[], "Path | bytes | GraphBeside"], optio
         model = load()
         sess = None
         if cache is not None and device == "cpu" and options.optimization == "all" and isinstance(model, Path):
-            from zoo.runtime import optimized
+            from zoo.hub import optimized
 
-            ready = optimized.optimized(model, sha256, cache)
-            if ready is not None:
-                try:
-                    sess = _create(ready, _options(options, intra, "ORT_DISABLE_ALL"), provs)
-                except Exception as exc:  # a damaged cached file: drop it, load the model itself
-                    log.warning("discarding the optimised file %s (%s: %s)", ready, type(exc).__name__, exc)
-                    ready.unlink(missing_ok=True)
+            sess = optimized.load(model, sha256, cache,
+                                  lambda path: _create(path, _options(options, intra, "ORT_DISABLE_ALL"), provs))
         if sess is None:
             try:
                 sess = _create(model, _options(options, intra, _LEVELS[options.optimization]), provs)
             except Exception as exc:
-                raise InvalidModelError(f"ONNX Runtime cannot load model {sha256[:12]}: {type(exc).__name__}: {exc}") from None
+                raise InvalidModelError(_load_failure(sha256, model, exc)) from None
         size = _size(model)
         _LOADS[sha256] += 1
         log.debug("loaded model %s on %s with %d threads (pid %d)", sha256[:12], device, intra, os.getpid())
@@ -326,6 +321,25 @@ def session(sha256: str, load: Callable[[], "Path | bytes | GraphBeside"], optio
             _SESSIONS.popitem(last=False)
         freeze_long_lived()
         return sess
+
+
+def _load_failure(sha256: str, model: "Path | bytes | GraphBeside", exc: Exception) -> str:
+    """What to tell the user when ONNX Runtime refuses a model: for a locale this node lacks (a text
+    model's StringNormalizer), which node, which locale and the fixes; else ONNX Runtime's words."""
+    if "locale" in str(exc) and isinstance(model, (Path, bytes)):
+        import onnx
+
+        from zoo.hub.onnx_files import locale_problem
+
+        try:
+            proto = onnx.load(str(model), load_external_data=False) if isinstance(model, Path) \
+                else onnx.load_from_string(model)
+            problem = locale_problem(proto, sha256[:12])
+        except Exception:  # the model cannot even be parsed: ONNX Runtime's own words say more
+            problem = None
+        if problem:
+            return f"on {os.uname().nodename}: {problem}"
+    return f"ONNX Runtime cannot load model {sha256[:12]}: {type(exc).__name__}: {exc}"
 
 
 def freeze_long_lived() -> None:

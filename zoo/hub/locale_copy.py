@@ -1,0 +1,90 @@
+"""A copy of a text model with the locale of its StringNormalizer nodes rewritten, made only when asked.
+
+A scikit-learn text pipeline converted by skl2onnx with default options normalises strings in
+``en_US.UTF-8`` (ONNX Runtime's default when the node names none), a locale that many container
+images and Spark clusters lack: ONNX Runtime then refuses to load the model at all. sparkzoo says so
+before Spark runs a task (:func:`zoo.hub.onnx_files.locale_problem`), and with ``onnx_model``'s
+``stringLocale`` (e.g. ``"C.UTF-8"``) runs a copy whose nodes name that locale instead.
+
+It never does this on its own: lower-casing is the only thing the locale changes in these nodes,
+and for most text it is the same in any UTF-8 locale, but not for all (Turkish dotted and dotless
+i, for one), so the choice stays the user's, visible in the stage's Params and the provenance
+record. The copy is a derived file (:mod:`zoo.hub.derived`): a blob named by its sha256, stamped
+and recorded by the hash of (source sha256, locale), built again on an executor that lacks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from zoo.errors import InvalidModelError
+from zoo.hub import derived
+from zoo.hub.cache import ModelCache
+from zoo.log import get_logger
+
+log = get_logger("locale")
+
+BUILDER = 1
+
+
+def derivation(source_sha: str, locale: str, label: str = "") -> derived.Derivation:
+    return derived.Derivation("locale", {"source": source_sha, "locale": locale, "builder": BUILDER}, label)
+
+
+def build(path: Path, d: derived.Derivation) -> bytes:
+    """The model at ``path`` with every StringNormalizer's locale set to ``d``'s, stamped."""
+    import onnx
+
+    from zoo.hub.onnx_files import locale_available, with_locale
+
+    locale = d.inputs["locale"]
+    if locale_available(locale) is False:
+        raise InvalidModelError(f"model {d.label or path}: stringLocale {locale!r} is not a locale this machine has "
+                                "either; `locale -a` lists those it has (C.UTF-8 is on almost every Linux)")
+    model = onnx.load(str(path), load_external_data=False)
+    if not with_locale(model, locale):
+        raise InvalidModelError(f"model {d.label or path} has no StringNormalizer node: stringLocale {locale!r} has "
+                                "nothing to change; leave it empty")
+    model.metadata_props.add(key=derived.STAMP_KEY, value=d.key)
+    return model.SerializeToString()
+
+
+def copy(cache: ModelCache, source_sha: str, path: Path, locale: str, label: str = "") -> tuple[str, Path | bytes]:
+    """(sha256, file or bytes) of the copy of model ``source_sha`` (at ``path``) that runs in ``locale``."""
+    d = derivation(source_sha, locale, label)
+    record = derived.read(cache, d)
+    if record is not None and record.output is not None:
+        hit = cache.lookup(record.output.sha256)
+        if hit is not None:
+            problem = derived.blob_stamp_problem(cache, record.output.sha256, d)
+            if problem is None:
+                return record.output.sha256, hit
+            derived.discard(cache, d, f"it points at blob {record.output.sha256[:12]}, which {problem}")
+    data = build(path, d)
+    try:
+        sha, blob = cache.import_bytes(data)
+    except Exception as exc:  # a read-only cache: run it from memory
+        log.debug("cannot cache the %s copy of %s: %s", locale, source_sha[:12], exc)
+        return hashlib.sha256(data).hexdigest(), data
+    derived.write(cache, d, output=derived.Output(sha, len(data)))
+    return sha, blob
+
+
+def verify(cache: ModelCache, record: derived.Record, source: Path) -> tuple[str, str | None]:
+    """(status, reason) of a recorded copy: its blob must verify, carry its stamp and be what the
+    rewrite makes of ``source`` now; otherwise it is made again."""
+    d = record.derivation
+    problem = None
+    if record.output is None or cache.lookup(record.output.sha256) is None:
+        problem = "is missing or was quarantined"
+    else:
+        problem = derived.blob_stamp_problem(cache, record.output.sha256, d)
+    data = build(source, d)
+    if problem is None and hashlib.sha256(data).hexdigest() == record.output.sha256:
+        return "ok", None
+    problem = problem or "is not what the rewrite makes of the model now"
+    derived.discard(cache, d, f"its copy {problem}")
+    sha, _ = cache.import_bytes(data)
+    derived.write(cache, d, output=derived.Output(sha, len(data)))
+    return "rebuilt", f"the copy {problem}"
