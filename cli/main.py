@@ -235,6 +235,27 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mutation_score(spark, names: list[str], args: argparse.Namespace, started: float) -> int:
+    """``zoo check --mutate``: the kit against defective variants of the named stages (zoo.testing.mutants)."""
+    import time
+
+    from zoo.testing.mutants import score
+
+    def show(result) -> None:
+        if not args.json:
+            verdict = f"killed by {', '.join(result.killed_by)}" if result.killed else "SURVIVED"
+            print(f"  {result.mutant.operator:36} {verdict}  ({result.seconds:.0f} s)", flush=True)
+
+    report = score(spark, names, fuzz_examples=args.fuzz_examples, on_result=show)
+    if args.json:
+        _print_json(report.to_dict() | {"seconds": round(time.perf_counter() - started, 1)})
+    else:
+        print(f"{report.killed} of {report.total} mutants killed"
+              + (f"; survivors: {', '.join(m.name for m in report.survivors)}" if report.survivors else "")
+              + f" ({time.perf_counter() - started:.0f} s)")
+    return 11 if report.survivors else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     import os
     import sys as _sys
@@ -279,6 +300,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  {mark} {where:27} {result.seconds:6.1f} s" + (f"  {result.message}" if not result.ok else ""),
                   flush=True)
 
+    if args.mutate:
+        try:
+            return _mutation_score(spark, names, args, started)
+        finally:
+            spark.stop()
     results = []
     try:
         for name in names:
@@ -468,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     p.add_argument("--fuzz-examples", type=int, default=10, help="Hypothesis examples per stage (default 10)")
     p.add_argument("--checks", metavar="CHECK,...", help="only these checks (default: all; `zoo check --help` lists them)")
+    p.add_argument("--mutate", action="store_true",
+                   help="measure the kit on the named stages instead: derive defective variants of each (a session "
+                        "setting read, a frame statistic, a param not saved, ...) and report which checks kill them")
 
     p = add("cluster-env", cmd_cluster_env,
             "build a relocatable environment archive for executors (spark-submit --archives ENV.tar.gz#env)")

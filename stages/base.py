@@ -79,6 +79,13 @@ class ZooStage:
     #: comes out once, in order), ``reorder`` (once each, any order), ``filter`` (a subset, in
     #: order), ``expand`` (every input row, plus new ones) or ``aggregate`` (new rows).
     zoo_rows: ClassVar[str] = "preserve"
+    #: Whether a row's output depends on that row alone (the kit transforms rows one at a time and
+    #: compares); None means "unless zoo_rows is aggregate". A stage that averages over a group, or
+    #: ranks rows against each other, says False.
+    zoo_independent_rows: ClassVar[bool | None] = None
+    #: Whether the stage, by design, writes over an input column named like its output (the kit
+    #: otherwise wants such an input refused with SchemaError). Say so in the docstring too.
+    zoo_replaces_output: ClassVar[bool] = False
 
     def zoo_row_policy(self) -> str:
         """``zoo_rows`` for this configured instance: ``handleInvalid='skip'`` makes any stage a filter."""

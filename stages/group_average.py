@@ -36,6 +36,7 @@ class GroupAverage(ZooTransformer, HasInputCol, HasOutputCol, HasAllowMixedProve
     """
 
     zoo_name = "group_average"
+    zoo_independent_rows = False  # each row gets its group's average: rows of a group depend on each other
     keyCol = param("the column whose equal values form a group (photo id, burst id)")
     mode = param("join (every row gets its group's average) or reduce (one row per key)")
 

@@ -7,6 +7,7 @@ import uuid
 
 from pyspark import keyword_only
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from zoo.stages.base import StageExample, ZooTransformer
 from zoo.stages.params import param
@@ -23,6 +24,7 @@ class SQL(ZooTransformer):
 
     zoo_name = "sql"
     zoo_rows = "aggregate"  # any statement: filters, joins, GROUP BY
+    zoo_replaces_output = True  # the statement names its output columns, an input's own names included
     zoo_streaming = True  # checked by the kit's streaming check
     statement = param("SQL statement; the input DataFrame is the table __THIS__")
 
@@ -46,10 +48,13 @@ class SQL(ZooTransformer):
     def _run(self, dataset: DataFrame) -> DataFrame:
         # spark.sql's DataFrame arguments: classic PySpark registers a temporary view for the call
         # and drops it afterwards (nothing is left in the catalog); Spark Connect embeds the plan.
+        # Dropping a view uncaches the data cached under the same plan, which would drop the caller's
+        # own cache of ``dataset``: the view gets a plan of its own (a filter that keeps every row,
+        # removed by the optimizer, so the caller's cache still serves the query).
         name = f"zoo_sql_{uuid.uuid4().hex}"
         statement = self.getStatement().replace("{", "{{").replace("}", "}}").replace("__THIS__", "{" + name + "}")
         try:
-            return dataset.sparkSession.sql(statement, **{name: dataset})
+            return dataset.sparkSession.sql(statement, **{name: dataset.where(F.lit(True))})
         except Exception as exc:
             # the generated names are an implementation detail; report the statement as the user wrote it
             message = re.sub(r"`?\w*zoo_sql_[0-9a-f]{32}\w*`?", "__THIS__", str(exc).split("\n")[0])

@@ -12,7 +12,8 @@ string         at most ``maxCategories`` distinct values: index + one-hot, with 
                for null and values unseen in fit ("categorical"); more distinct values whose
                values average at least ``textMinWords`` words: ``text_featurizer`` ("text");
                otherwise hashed into ``hashFeatures`` buckets ("hashed": names, ids, codes)
-date/timestamp year, month, day of month, day of week (+ hour for timestamps); nulls imputed
+date/timestamp year, month, day of month, day of week (+ hour for timestamps, in UTC whatever the
+               session time zone); nulls imputed
 vector, array  appended as they are (nulls are an error naming the column: their width is unknown)
 other          map, struct, binary...: skipped with inputCols empty, an error when named
 =============  ============================================================================
@@ -120,6 +121,16 @@ def _parts(kind: str) -> list[str]:
     return [*_DATE_PARTS, *(["hour"] if kind == "timestamp" else [])]
 
 
+def _utc_wall_clock(dataset: DataFrame, name: str) -> Column:
+    """A date or timestamp column whose parts read the same in any session: a timestamp (an instant)
+    as UTC's wall clock, whatever ``spark.sql.session.timeZone`` says; dates and timestamp_ntz have
+    no time zone and stay as they are."""
+    c = _col(name)
+    if isinstance(dataset.schema[name].dataType, T.TimestampType):
+        return F.to_utc_timestamp(c, F.current_timezone())
+    return c
+
+
 def _part(c: Column, part: str) -> Column:
     return (F.hour(c) if part == "hour" else _DATE_PARTS[part](c)).cast("double")
 
@@ -154,7 +165,7 @@ class TabularFeaturizer(_TabularFeaturizerParams, ZooEstimator):
             if kind in ("numeric", "boolean"):
                 aggs.append(center(_clean_number(c)).alias(f"{i}_center"))
             elif kind in ("date", "timestamp"):
-                aggs += [center(_part(c, p)).alias(f"{i}_{p}") for p in _parts(kind)]
+                aggs += [center(_part(_utc_wall_clock(dataset, name), p)).alias(f"{i}_{p}") for p in _parts(kind)]
             elif kind == "string":
                 aggs.append(F.approx_count_distinct(c).alias(f"{i}_distinct"))
                 aggs.append(F.avg(F.size(F.split(F.trim(c), r"\s+"))).alias(f"{i}_words"))
@@ -307,7 +318,8 @@ class TabularFeaturizerModel(HasInnerModel, _TabularFeaturizerParams, ZooModel):
             if e["type"] in ("numeric", "boolean"):
                 new[e["features"]] = F.coalesce(_clean_number(c), F.lit(e["fill"]))
             elif e["type"] in ("date", "timestamp"):
-                new[e["features"]] = F.array(*[F.coalesce(_part(c, p), F.lit(v)) for p, v in e["fill"].items()])
+                wall = _utc_wall_clock(dataset, e["column"])
+                new[e["features"]] = F.array(*[F.coalesce(_part(wall, p), F.lit(v)) for p, v in e["fill"].items()])
         return dataset.withColumns(new) if new else dataset
 
     def _apply(self, dataset: DataFrame) -> DataFrame:

@@ -172,7 +172,14 @@ class TextFeaturizer(_TextParams, ZooEstimator):
 
             tf = f"__{self.uid}_tf"
             df, _ = self._term_frequencies(dataset, tf)
-            model._inner = IDF(inputCol=tf, outputCol=self.getOutputCol(), minDocFreq=self.getMinDocFreq()).fit(df)
+            try:
+                model._inner = IDF(inputCol=tf, outputCol=self.getOutputCol(), minDocFreq=self.getMinDocFreq()).fit(df)
+            except Exception as exc:  # Spark's IDF on no rows: "Haven't seen any document yet"
+                if "seen any document" not in str(exc):
+                    raise
+                raise StageError(f"{self._describe()}: cannot learn document frequencies from an empty DataFrame "
+                                 f"(no rows in {self.getInputCol()!r}); fit on at least one row, or set useIDF=False") \
+                    from None
         return model._resetUid(f"{type(model).__name__}_{self.uid.split('_')[-1]}")
 
     @classmethod

@@ -320,3 +320,120 @@ class NullabilityLies(_Scale):
     def transformSchema(self, schema):
         out = super().transformSchema(schema)
         return T.StructType([*out.fields[:-1], T.StructField("y", T.DoubleType(), nullable=False)])
+
+
+# -- defect classes the kit catches by property (issue 35): a second set, unlike the first ------------
+class SessionDay(_Scale):
+    """A "UTC day" made with to_date(timestamp): it follows the session time zone."""
+
+    zoo_name = "broken_session_day"
+
+    def _apply(self, dataset):
+        moment = F.timestamp_seconds((F.col("x") * F.lit(50000.0)).cast("long"))
+        return dataset.withColumn("y", F.dayofmonth(F.to_date(moment)).cast("double"))
+
+
+class ModelWritesAnotherColumn(MeanCenter):
+    """Its estimator promises y, its model (built without the estimator's Params) writes y_centered."""
+
+    zoo_name = "broken_model_column"
+
+    def _fit_validated(self, dataset):
+        return RenamedModel(mean=float(dataset.agg(F.avg("x")).first()[0] or 0.0))
+
+
+class RenamedModel(MeanCenterModel):
+    """Writes y_centered (and says so: its own schema is consistent, only the estimator's promise is not)."""
+
+    zoo_name = "broken_model_column_model"
+
+    def transformSchema(self, schema):
+        return T.StructType([*schema.fields, T.StructField("y_centered", T.DoubleType())])
+
+    def _apply(self, dataset):
+        return dataset.withColumn("y_centered", F.col("x") - F.lit(self.getMean()))
+
+
+class FrameMinMax(_Scale):
+    """Scales x to [0, 1] with the min and max of the frame it transforms: a row alone gives 0 or null."""
+
+    zoo_name = "broken_frame_minmax"
+
+    def _apply(self, dataset):
+        from pyspark.sql import Window
+
+        everything = Window.partitionBy()
+        low, high = F.min("x").over(everything), F.max("x").over(everything)
+        return dataset.withColumn("y", (F.col("x") - low) / (high - low))
+
+
+class FitIndexesFirstRow(MeanCenter):
+    """Takes the first row's x as its centre: IndexError on an empty (or filtered-out) frame."""
+
+    zoo_name = "broken_fit_empty"
+
+    def _fit_validated(self, dataset):
+        return MeanCenterModel(mean=float(dataset.collect()[0]["x"]))
+
+
+class OverwritesOutput(_Scale):
+    """Never checks that y is new: an input's own y is silently replaced."""
+
+    zoo_name = "broken_overwrites"
+
+    def transformSchema(self, schema):
+        self._require_column(schema, "x", "a double column", accept=lambda t: isinstance(t, T.DoubleType))
+        return T.StructType([*[f for f in schema.fields if f.name != "y"], T.StructField("y", T.DoubleType())])
+
+
+class AcceptsAnyNumber(_Scale):
+    """Its schema accepts any number, its Python UDF multiplies a float: TypeError on a Decimal."""
+
+    zoo_name = "broken_decimal"
+
+    def transformSchema(self, schema):
+        from zoo.stages.base import NUMERIC_TYPES
+
+        self._require_column(schema, "x", "a number", accept=lambda t: isinstance(t, NUMERIC_TYPES))
+        self._require_new_column(schema, "y")
+        return T.StructType([*schema.fields, T.StructField("y", T.DoubleType())])
+
+    def _apply(self, dataset):
+        factor = self.getFactor()
+        times = F.udf(lambda x: None if x is None else x * factor, T.DoubleType())
+        return dataset.withColumn("y", times("x"))
+
+
+class UnpersistsItsInput(MeanCenter):
+    """Persists its input for two passes, then unpersists it: the caller's own cache is gone."""
+
+    zoo_name = "broken_unpersist"
+
+    def _fit_validated(self, dataset):
+        dataset.persist()
+        mean = dataset.agg(F.avg("x")).first()[0]
+        dataset.count()
+        dataset.unpersist()
+        return MeanCenterModel(mean=float(mean) if mean is not None else 0.0)
+
+
+class NaNDefault(_Scale):
+    """Correct: a param whose default is NaN (as Imputer's missingValue). No check may call it unequal."""
+
+    zoo_name = "nan_default_ok"
+    missing = param("the value that stands for a missing x", float)
+
+    @keyword_only
+    def __init__(self, *, factor: float | None = None, missing: float | None = None):
+        super(_Scale, self).__init__()
+        self._setDefault(factor=1.0, missing=float("nan"))
+        self._set(**self._input_kwargs)
+
+
+class DividesByZero(_Scale):
+    """Divides by zero in Spark SQL: under ANSI mode the JVM raises, and the kit must name that error."""
+
+    zoo_name = "broken_jvm_error"
+
+    def _apply(self, dataset):
+        return dataset.withColumn("y", F.col("x") / F.lit(0))

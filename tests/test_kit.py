@@ -51,6 +51,14 @@ def test_a_correct_estimator_passes_every_check(spark):
         (broken.NeedsAnArgument, "construct", "NeedsAnArgument() fails"),
         (broken.ForgetsItsOffset, "persistence", "attribute(s) 'offset' set on the instance are not Params"),
         (broken.NullabilityLies, "schema", "y (nullable False vs True)"),
+        # the second set: defect classes caught by properties of every correct stage
+        (broken.SessionDay, "environment", "spark.sql.session.timeZone=Pacific/Kiritimati"),
+        (broken.ModelWritesAnotherColumn, "schema", "the estimator's transformSchema says"),
+        (broken.FrameMinMax, "independence", "depends on the other rows of the frame"),
+        (broken.FitIndexesFirstRow, "fit_hostile", "fit on an empty frame crashed with IndexError"),
+        (broken.OverwritesOutput, "collision", "silently replaces the caller's column"),
+        (broken.AcceptsAnyNumber, "types", "type decimal(10,2), but transform then crashes with TypeError"),
+        (broken.UnpersistsItsInput, "side_effects", "fit changed the caller's DataFrame: its cache"),
     ],
 )
 def test_the_kit_reports_each_defect(spark, cls, check, words):
@@ -105,3 +113,40 @@ def test_unknown_check_names_are_refused(spark):
     with pytest.raises(ValueError, match="unknown check 'speed'"):
         check_stage(broken._Scale, spark, checks=["speed"])
     assert "persistence" in CHECKS
+
+
+def test_a_nan_default_is_equal_to_itself_in_every_check(spark):
+    checks = ["defaults", "params", "copy", "unchanged", "persistence", "pickle"]
+    assert check_stage(broken.NaNDefault, spark, checks=checks) == []
+
+
+def test_a_jvm_error_is_reported_by_its_own_words(spark):
+    (failure,) = check_stage(broken.DividesByZero, spark, checks=["rows"])
+    assert "DIVIDE_BY_ZERO" in failure.message and "An error occurred while calling" not in failure.message
+
+
+def test_fuzz_shrinking_is_bounded_and_still_reports_a_failing_input(spark, monkeypatch):
+    import zoo.testing
+
+    monkeypatch.setattr(zoo.testing, "SHRINK_SECONDS", 0.0)  # report the first failing input found
+    (failure,) = check_stage(broken.CrashesOnNull, spark, checks=["fuzz"], fuzz_examples=10)
+    assert "crashed with TypeError" in failure.message and "smallest input found: rows=[" in failure.message
+
+
+def test_the_correct_bases_pass_the_property_checks(spark):
+    checks = ["environment", "independence", "fit_hostile", "collision", "types", "side_effects"]
+    assert check_stage(broken._Scale, spark, checks=checks) == []
+    assert check_stage(broken.MeanCenter, spark, checks=checks) == []
+    assert check_stage(broken.DeclaredFilter, spark, checks=checks) == []
+
+
+def test_mutants_derived_from_a_correct_stage_are_killed_by_the_checks_for_their_class(spark):
+    """The mutation harness end to end on three operators (the full score is benchmarks/bench_mutants.py)."""
+    from zoo.testing.mutants import score
+
+    ops = ["uses_a_frame_statistic", "unpersists_its_input", "depends_on_the_partition"]
+    report = score(spark, ["text_normalize"], operators=ops, fuzz_examples=3)
+    assert [r.mutant.operator for r in report.results] == ops
+    for r in report.results:
+        assert r.mutant.expected in r.killed_by, (r.mutant.name, r.killed_by)
+    assert report.to_dict()["kill_rate"] == 1.0

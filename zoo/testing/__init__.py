@@ -37,23 +37,49 @@ Checks (each failure names the stage, the check and, for fuzzing, a minimal repr
 ``streaming``   for stages that declare ``zoo_streaming = True``: a Structured Streaming query over
                 each example (parquet file source, memory sink) gives the batch output, as Spark's
                 own ``MLTest.testTransformer`` runs batch and stream
+
+and the properties of every correct stage (:mod:`zoo.testing.properties`): ``environment`` (session
+settings that must not matter do not), ``independence`` (a row alone gives what it gives in the
+frame), ``fit_hostile`` (an estimator on empty, null, one-row, constant data), ``collision`` (an
+existing output column is refused), ``types`` (what transformSchema accepts transforms) and
+``side_effects`` (the caller's DataFrame stays as it was). ``schema`` also holds an estimator's
+transformSchema to what its fitted model makes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
-import math
 import os
-import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zoo.errors import SchemaError, StageError
 from zoo.log import quiet_spark as quiet_spark_logs  # the kit provokes failures on purpose: keep Spark quiet
+from zoo.testing import properties
+from zoo.testing.compare import (
+    _AQE_COALESCE,
+    ROW_POLICIES,
+    _collect_together,
+    _conf,
+    _differs,
+    _error_kind,
+    _essence,
+    _Fail,
+    _fit_df,
+    _multiset,
+    _outcome,
+    _row_diff,
+    _row_policy,
+    _rows_problem,
+    _same,
+    _schema_gap,
+    _schema_str,
+    _schema_text,
+    rows,
+)
 
 __all__ = ["CHECKS", "JVM_OPTIONS", "CheckResult", "Failure", "assert_conforms", "check_all", "check_stage",
            "prefer_jvm_options", "quiet_spark_logs", "rows", "run_checks", "stage_names"]
@@ -72,14 +98,19 @@ def prefer_jvm_options() -> None:
     user's ``spark.driver.extraJavaOptions`` alone."""
     os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_OPTIONS)
 
+#: how long fuzzing may shrink a failing input before it reports the smallest found so far: each
+#: candidate is a Spark job, and VectorAssembler's fuzz shrank for 222 s unbounded
+SHRINK_SECONDS = float(os.environ.get("ZOO_KIT_SHRINK_SECONDS", "20"))
+
 # checks that run once per example (each reported on its own); the others run once per stage
 PER_EXAMPLE = ("params", "schema", "unchanged", "rows", "partitioning", "estimator", "persistence", "pickle",
-               "streaming")
+               "streaming", "environment", "independence")
 CHECKS = (
     "meta", "construct", "defaults", "params", "copy", "schema", "unchanged", "rows", "partitioning", "fuzz",
     "bad_input", "estimator", "persistence", "pickle", "streaming",
+    # properties of every correct stage (zoo.testing.properties)
+    "environment", "independence", "fit_hostile", "collision", "types", "side_effects",
 )
-ROW_POLICIES = ("preserve", "reorder", "filter", "expand", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -110,134 +141,7 @@ class CheckResult:
                 "seconds": round(self.seconds, 3), "message": self.message}
 
 
-class _Fail(Exception):
-    pass
-
-
 # -- comparing outputs -----------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    """A hashable, NaN-safe, order-comparable form of a collected value."""
-    from pyspark.ml.linalg import DenseVector, SparseVector
-    from pyspark.sql import Row
-
-    if isinstance(value, (DenseVector, SparseVector)):
-        # size and the non-zero entries: equal for a dense and a sparse vector of the same values, and
-        # small (a 2^18-wide TF-IDF row as a tuple of every slot cost seconds to build and to repr)
-        import numpy as np
-
-        dense = value.toArray()
-        nonzero = np.flatnonzero(dense != 0)  # NaN != 0: kept
-        return ("vector", len(dense), tuple(zip(nonzero.tolist(), (_plain(v) for v in dense[nonzero].tolist()))))
-    if isinstance(value, Row):
-        return tuple((k, _plain(v)) for k, v in value.asDict(recursive=False).items())
-    if isinstance(value, (list, tuple)):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((str(k), _plain(v)) for k, v in value.items()))
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, _dt.datetime):
-        return value.replace(fold=0)  # equal either way, but repr() shows fold
-    return value
-
-
-def rows(df) -> list:
-    """The DataFrame's rows as a sorted multiset (order- and partitioning-independent)."""
-    return _multiset(df.collect())
-
-
-def _multiset(collected: list) -> list:
-    return sorted((_plain(r) for r in collected), key=repr)
-
-
-_BRANCH = "__zoo_kit_branch"
-
-
-def _collect_together(frames: list[Callable[[], Any]]) -> list[list] | None:
-    """The collected rows of each DataFrame that ``frames`` build, in order, from one Spark job (a
-    union of the frames, each tagged with its position), or None when building or running fails.
-
-    The frames are one stage's output on several layouts of one input, so they share a schema; a
-    job per layout costs its planning and scheduling, which on the kit's few rows is most of the
-    time. A union fails if any layout fails, so on None the caller runs each alone and every
-    failure is told apart as before."""
-    from functools import reduce
-
-    from pyspark.sql import Row
-    from pyspark.sql import functions as F
-
-    try:
-        tagged = [frame().withColumn(_BRANCH, F.lit(i)) for i, frame in enumerate(frames)]
-        collected = reduce(lambda a, b: a.union(b), tagged).collect()
-    except Exception:
-        return None
-    branches: list[list] = [[] for _ in frames]
-    for r in collected:
-        fields = r.__fields__[:-1]  # the tag is the last column; duplicate output names stay as they are
-        branches[r[-1]].append(Row(*fields)(*r[:-1]))
-    return branches
-
-
-def _outcome(run: Callable[[], Any]) -> tuple[str, Any]:
-    try:
-        return ("ok", rows(run()))
-    except Exception as exc:  # the outcome of a failure is its kind, which must not vary either
-        return ("error", _error_kind(exc)[0])
-
-
-def _error_kind(exc: BaseException) -> tuple[str, bool, str]:
-    """(error class name, whether it is a clean refusal, its informative line).
-
-    Clean: a :class:`zoo.errors.ZooError` raised on the driver, one raised in a Python worker
-    (Spark wraps it; its last line names ``zoo.errors.X``), or Spark's ``raise_error()`` (error
-    class USER_RAISED_EXCEPTION: how a DataFrame-API stage refuses a row, e.g. for
-    ``handleInvalid='error'``). Anything else is a crash."""
-    from zoo.errors import ZooError
-
-    line = _essence(exc)
-    if isinstance(exc, ZooError):
-        return type(exc).__name__, True, line
-    worker = re.match(r"^zoo\.errors\.(\w+)", line)
-    if worker:
-        return worker.group(1), True, line
-    if "USER_RAISED_EXCEPTION" in str(exc):  # Spark's raise_error(): a refusal the stage wrote on purpose
-        return "USER_RAISED_EXCEPTION", True, line
-    named = re.match(r"^([A-Za-z_.]*(?:Error|Exception|Iteration))\b", line)
-    return (named.group(1).rsplit(".", 1)[-1] if named else type(exc).__name__), False, line
-
-
-def _schema_str(schema) -> list[tuple[str, str, bool]]:
-    return [(f.name, f.dataType.simpleString(), f.nullable) for f in schema.fields]
-
-
-def _schema_text(fields: list[tuple[str, str, bool]]) -> str:
-    return ", ".join(f"{n}: {t}{'' if nullable else ' not null'}" for n, t, nullable in fields)
-
-
-def _row_diff(expected: list, actual: list, limit: int = 3) -> str:
-    """The rows only one side has (as multisets), a few of each."""
-    from collections import Counter
-
-    def short(text: str) -> str:  # a row of image bytes would fill the screen
-        return text if len(text) <= 160 else f"{text[:150]}...({len(text)} chars)"
-
-    want = Counter(r if isinstance(r, str) else repr(r) for r in expected)
-    got = Counter(r if isinstance(r, str) else repr(r) for r in actual)
-    missing, extra = list((want - got).elements()), list((got - want).elements())
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} expected row(s) missing, e.g. {'; '.join(map(short, missing[:limit]))}")
-    if extra:
-        parts.append(f"{len(extra)} unexpected row(s), e.g. {'; '.join(map(short, extra[:limit]))}")
-    return " and ".join(parts) or f"the same rows, {len(expected)} vs {len(actual)}"
-
-
-def _differs(reference: tuple[str, Any], other: tuple[str, Any]) -> str:
-    """How two outcomes differ, in words."""
-    if reference[0] != other[0] or reference[0] == "error":
-        describe = lambda o: f"{len(o[1])} rows" if o[0] == "ok" else f"error {o[1]}"  # noqa: E731
-        return f"{describe(reference)} vs {describe(other)}"
-    return _row_diff(reference[1], other[1])
 
 
 # -- the checks --------------------------------------------------------------------------------------
@@ -348,7 +252,7 @@ class _Kit:
                         raise _Fail(f"param {p.name!r} lacks set{p.name[0].upper()}{p.name[1:]}/get... methods")
                     copy = stage.copy()
                     getattr(copy, setter.__name__)(value)
-                    if getattr(copy, getter.__name__)() != value:
+                    if not _same(getattr(copy, getter.__name__)(), value):
                         raise _Fail(f"param {p.name!r}: the getter does not return what the setter set")
 
     def check_copy(self) -> None:
@@ -359,7 +263,7 @@ class _Kit:
             if copy.isDefined(p) and isinstance(copy.getOrDefault(p), list):
                 copy._set(**{p.name: []})
         after = {p.name: stage.getOrDefault(p) for p in stage.params if stage.isDefined(p)}
-        if before != after:
+        if not _same(before, after):
             raise _Fail(f"changing a copy changed the original: {before} -> {after}")
 
     def check_schema(self) -> None:
@@ -371,6 +275,13 @@ class _Kit:
             if declared != actual:
                 raise _Fail(f"transformSchema says [{_schema_text(declared)}] but transform produces "
                             f"[{_schema_text(actual)}]; they differ in {_schema_gap(declared, actual)}")
+            if self._is_estimator():  # what the estimator promises is what its fitted model makes
+                promised = _schema_str(example.stage.transformSchema(df.schema))
+                if promised != actual:
+                    raise _Fail(f"the estimator's transformSchema says [{_schema_text(promised)}] but its fitted "
+                                f"model produces [{_schema_text(actual)}]; they differ in "
+                                f"{_schema_gap(promised, actual)} (a model built without the estimator's Params: "
+                                "copy them, e.g. self._copyValues(model))")
             empty = self.spark.createDataFrame([], df.schema)
             out = stage.transform(empty)
             if _schema_str(out.schema) != declared or out.count() != 0:
@@ -386,7 +297,7 @@ class _Kit:
                                      for p in stage.params})
             self._run_as_given(stage, example)  # always run here
             after = {p.name: (stage.isSet(p), stage.getOrDefault(p) if stage.isDefined(p) else None) for p in stage.params}
-            changed = {k: (before[k][1], after[k][1]) for k in before if before[k] != after.get(k)}
+            changed = {k: (before[k][1], after[k][1]) for k in before if not _same(before[k], after.get(k))}
             if changed:
                 detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
                 raise _Fail(f"fit/transform changed params ({detail}); a stage must not modify its params, "
@@ -453,11 +364,18 @@ class _Kit:
         example = self.examples[0]
         policy = _row_policy(example.stage)
         failing: list[Any] = []
+        found_at: list[float] = []  # when the first failing input was found: shrinking gets SHRINK_SECONDS
+
+        def fail(data, problem: str) -> None:
+            failing[:] = [data, problem]
+            found_at[:1] = found_at[:1] or [time.monotonic()]
 
         @settings(max_examples=self.fuzz_examples, deadline=None, database=None, report_multiple_bugs=False,
                   suppress_health_check=list(HealthCheck), derandomize=True)
         @given(rows_for(schema))
         def run(data):
+            if found_at and time.monotonic() - found_at[0] > SHRINK_SECONDS:
+                return  # shrinking has had its time: every further candidate passes, the smallest so far is told
             df = self.spark.createDataFrame(data, schema)
             # as given and one layout against it: rows scattered at random over 16 partitions, some
             # empty (the partitioning check runs every layout on the examples); one job for both when
@@ -475,15 +393,15 @@ class _Kit:
             except Exception as exc:
                 kind, clean, line = _error_kind(exc)
                 if not clean:
-                    failing[:] = [data, f"crashed with {line or kind}; a stage must give each row its documented "
-                                        "outcome or refuse the input with a zoo.errors error"]
+                    fail(data, f"crashed with {line or kind}; a stage must give each row its documented "
+                               "outcome or refuse the input with a zoo.errors error")
                     raise AssertionError("crash") from None
                 given_outcome = ("error", kind)
             if given_outcome[0] == "ok" and policy != "aggregate":  # the input as Spark holds it (float32, ...)
                 problem = _rows_problem(policy, df.columns, [tuple(r) for r in df.collect()], schema, out,
                                         ordered=ordered)
                 if problem:
-                    failing[:] = [data, problem]
+                    fail(data, problem)
                     raise AssertionError("rows")
             if together is not None:
                 other: tuple[str, Any] = ("ok", _multiset(together[1]))
@@ -491,8 +409,8 @@ class _Kit:
                 with _conf(self.spark, {_AQE_COALESCE: "false"}):
                     other = _outcome(lambda: self._apply(example.stage, example, shuffled))
             if other != given_outcome:
-                failing[:] = [data, "the outcome depends on partitioning or row order (shuffled into 16 partitions: "
-                                    f"{_differs(given_outcome, other)})"]
+                fail(data, "the outcome depends on partitioning or row order (shuffled into 16 partitions: "
+                                    f"{_differs(given_outcome, other)})")
                 raise AssertionError("partitioning")
 
         try:
@@ -549,7 +467,7 @@ class _Kit:
                     lp = b.getParam(p.name)
                     if a.isSet(p) != b.isSet(lp):
                         raise _Fail(f"{kind}: param {p.name!r} set={a.isSet(p)} before save, set={b.isSet(lp)} after load")
-                    if a.isDefined(p) and a.getOrDefault(p) != b.getOrDefault(lp):
+                    if a.isDefined(p) and not _same(a.getOrDefault(p), b.getOrDefault(lp)):
                         raise _Fail(f"{kind}: param {p.name!r} was {a.getOrDefault(p)!r}, loaded {b.getOrDefault(lp)!r}")
             if compare_df is not None:
                 before = reference if reference is not None else rows(compare_df(obj))
@@ -593,7 +511,7 @@ class _Kit:
             clone = cloudpickle.loads(cloudpickle.dumps(example.stage))
             for a, b in _stage_pairs(example.stage, clone):
                 for p in a.params:
-                    if a.isDefined(p) and a.getOrDefault(p) != b.getOrDefault(b.getParam(p.name)):
+                    if a.isDefined(p) and not _same(a.getOrDefault(p), b.getOrDefault(b.getParam(p.name))):
                         raise _Fail(f"param {p.name!r} changed through cloudpickle")
             if self.unrepeatable:
                 continue  # the clone's fit differs from the original's anyway (reported by check_estimator)
@@ -631,6 +549,25 @@ class _Kit:
             if streamed != reference:
                 raise _Fail("a stream of the example gives different rows than the batch transform")
 
+    # the properties of every correct stage live in zoo.testing.properties, one function each
+    def check_environment(self) -> None:
+        properties.check_environment(self)
+
+    def check_independence(self) -> None:
+        properties.check_independence(self)
+
+    def check_fit_hostile(self) -> None:
+        properties.check_fit_hostile(self)
+
+    def check_collision(self) -> None:
+        properties.check_collision(self)
+
+    def check_types(self) -> None:
+        properties.check_types(self)
+
+    def check_side_effects(self) -> None:
+        properties.check_side_effects(self)
+
     def check_estimator(self) -> None:
         if not self._is_estimator():
             return
@@ -646,89 +583,6 @@ class _Kit:
                 self.unrepeatable = True
                 raise _Fail(f"fitting twice on the same data gives different models ({_row_diff(a, b)}); the "
                             "persistence and pickle checks skip comparing separate fits for this stage")
-
-
-_AQE_COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"  # would merge the empty partitions away
-
-
-@contextlib.contextmanager
-def _conf(spark, values: dict[str, str]):
-    """Set SQL confs for the duration of a block, restoring the previous values."""
-    previous = {k: spark.conf.get(k, None) for k in values}
-    for k, v in values.items():
-        spark.conf.set(k, v)
-    try:
-        yield
-    finally:
-        for k, v in previous.items():
-            spark.conf.set(k, v) if v is not None else spark.conf.unset(k)
-
-
-def _essence(exc: BaseException) -> str:
-    """The informative line of an exception: for a Python worker failure, its last error line."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Iteration)\b", ln)]
-    return (errors[-1] if errors else lines[0] if lines else "")[:300]
-
-
-def _row_policy(stage) -> str:
-    """What the configured stage declares about rows (``zoo_row_policy()``, else ``zoo_rows``, else preserve)."""
-    method = getattr(stage, "zoo_row_policy", None)
-    if callable(method):
-        return method()
-    return getattr(stage, "zoo_rows", "preserve")
-
-
-def _rows_problem(policy: str, columns: list[str], input_rows: list, schema, out, ordered: list | None = None) -> str:
-    """What is wrong with the output rows under ``policy``, compared on the columns the stage passes
-    through unchanged (same name and type), or '' when nothing is.
-
-    ``input_rows``: the input in order (tuples in ``columns`` order); ``ordered``: the output rows in
-    order when already collected."""
-    from collections import Counter
-
-    kept = [c for c in columns if c in out.columns and out.schema[c].dataType == schema[c].dataType]
-    idx = [columns.index(c) for c in kept]
-    ins = [repr(_plain(tuple(row[i] for i in idx))) for row in input_rows]
-    got = ordered if ordered is not None else out.collect()
-    outs = [repr(_plain(tuple(r[c] for c in kept))) for r in got]
-    declare = "declare it with zoo_rows (reorder, filter, expand or aggregate)"
-    where = f"compared on the columns it keeps ({', '.join(kept)})" if kept else "counted (it keeps no input column)"
-    if policy == "preserve":
-        if len(outs) != len(ins) or (kept and Counter(outs) != Counter(ins)):
-            return (f"{len(ins)} input rows gave {len(outs)} output rows, {where}: {_row_diff(ins, outs)}. "
-                    f"Every row must come out once unless the stage says otherwise; {declare}")
-        if kept and outs != ins:
-            return (f"the rows come out in another order than they went in ({where}); "
-                    "a stage that reorders must declare zoo_rows = 'reorder'")
-    elif policy == "reorder":
-        same_rows = Counter(outs) == Counter(ins) if kept else len(outs) == len(ins)
-        if not same_rows:
-            return f"declared 'reorder' but rows were lost or added ({where}): {_row_diff(ins, outs)}"
-    elif policy == "filter":
-        if kept:
-            it = iter(ins)
-            if not all(any(o == i for i in it) for o in outs):  # a subsequence: a subset, in order
-                return f"declared 'filter' but rows were added, changed or reordered ({where}): {_row_diff(ins, outs)}"
-        elif len(outs) > len(ins):
-            return f"declared 'filter' but {len(ins)} input rows gave {len(outs)}"
-    elif policy == "expand":
-        lost_any = bool(Counter(ins) - Counter(outs)) if kept else len(outs) < len(ins)
-        if lost_any:
-            return f"declared 'expand' but input rows were lost ({where}): {_row_diff(ins, outs)}"
-    return ""
-
-
-def _schema_gap(declared: list, actual: list) -> str:
-    if [d[0] for d in declared] != [a[0] for a in actual]:
-        return "column names or order"
-    gaps = []
-    for (name, dtype, nullable), (_, atype, anullable) in zip(declared, actual):
-        if dtype != atype:
-            gaps.append(f"{name} (type {dtype} vs {atype})")
-        elif nullable != anullable:
-            gaps.append(f"{name} (nullable {nullable} vs {anullable})")
-    return ", ".join(gaps)
 
 
 def _lost_attributes(a, b) -> list[str]:
@@ -777,10 +631,6 @@ def _held(df):
         return df.localCheckpoint(eager=True)
     except Exception:
         return df
-
-
-def _fit_df(example):
-    return example.fit_df if example.fit_df is not None else example.transform_df
 
 
 def _stage_pairs(a, b):
