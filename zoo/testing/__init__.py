@@ -104,7 +104,7 @@ SHRINK_SECONDS = float(os.environ.get("ZOO_KIT_SHRINK_SECONDS", "20"))
 
 # checks that run once per example (each reported on its own); the others run once per stage
 PER_EXAMPLE = ("params", "schema", "unchanged", "rows", "partitioning", "estimator", "persistence", "pickle",
-               "streaming", "environment", "independence")
+               "streaming")
 CHECKS = (
     "meta", "construct", "defaults", "params", "copy", "schema", "unchanged", "rows", "partitioning", "fuzz",
     "bad_input", "estimator", "persistence", "pickle", "streaming",
@@ -357,25 +357,30 @@ class _Kit:
         if schema is None:
             return
         from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
         from pyspark.sql import functions as F
 
         from zoo.testing.strategies import rows_for
 
-        example = self.examples[0]
-        policy = _row_policy(example.stage)
+        examples = self.examples  # each generated input meets one of the examples' configurations
         failing: list[Any] = []
         found_at: list[float] = []  # when the first failing input was found: shrinking gets SHRINK_SECONDS
 
+        current = [0]  # the example whose configuration the input being run meets
+
         def fail(data, problem: str) -> None:
-            failing[:] = [data, problem]
+            failing[:] = [data, problem, current[0]]
             found_at[:1] = found_at[:1] or [time.monotonic()]
 
         @settings(max_examples=self.fuzz_examples, deadline=None, database=None, report_multiple_bugs=False,
                   suppress_health_check=list(HealthCheck), derandomize=True)
-        @given(rows_for(schema))
-        def run(data):
+        @given(rows_for(schema), st.integers(0, len(examples) - 1))
+        def run(data, which):
             if found_at and time.monotonic() - found_at[0] > SHRINK_SECONDS:
                 return  # shrinking has had its time: every further candidate passes, the smallest so far is told
+            example = examples[which]  # drawn, so a failing input shrinks with its configuration
+            policy = _row_policy(example.stage)
+            current[:] = [which]
             df = self.spark.createDataFrame(data, schema)
             # as given and one layout against it: rows scattered at random over 16 partitions, some
             # empty (the partitioning check runs every layout on the examples); one job for both when
@@ -418,8 +423,9 @@ class _Kit:
         except Exception:
             if not failing:
                 raise
-            data, problem = failing
-            raise _Fail(f"{problem}; smallest input found: rows={data!r}") from None
+            data, problem, which = failing
+            config = f" (with example {which}'s configuration)" if len(examples) > 1 else ""
+            raise _Fail(f"{problem}; smallest input found{config}: rows={data!r}") from None
 
     def check_bad_input(self) -> None:
         from pyspark.sql import functions as F

@@ -95,13 +95,19 @@ def _taint(condition: Callable[[Any, Any], Any]) -> Callable[[type, _Probe], dic
             from pyspark.sql import functions as F
 
             out = base._apply(self, dataset)
-            typed = out.schema[probe.out].dataType
-            return out.withColumn(probe.out, F.when(condition(self, dataset), F.col(f"`{probe.out}`"))
+            target = _output_of(out.columns, dataset.columns)
+            typed = out.schema[target].dataType
+            return out.withColumn(target, F.when(condition(self, dataset), F.col(f"`{target}`"))
                                   .otherwise(F.lit(None).cast(typed)))
 
         return {"_apply": _apply}
 
     return build
+
+
+def _output_of(columns: list[str], inputs: list[str]) -> str:
+    """The column a mutant changes: the first one the stage adds, else its first output column."""
+    return next((c for c in columns if c not in inputs), columns[0])
 
 
 def _utc_midnight(self, dataset):
@@ -139,19 +145,19 @@ def _rows(transform: Callable[[Any, Any, _Probe], Any]) -> Callable[[type, _Prob
 def _drop_nulls(out, dataset, probe):
     from pyspark.sql import functions as F
 
-    return out.where(F.col(f"`{probe.first_input}`").isNotNull())
+    return out.where(F.col(f"`{dataset.columns[0]}`").isNotNull())
 
 
 def _duplicate_nulls(out, dataset, probe):
     from pyspark.sql import functions as F
 
-    return out.unionByName(out.where(F.col(f"`{probe.first_input}`").isNull()))
+    return out.unionByName(out.where(F.col(f"`{dataset.columns[0]}`").isNull()))
 
 
 def _sort(out, dataset, probe):
     from pyspark.sql import functions as F
 
-    return out.orderBy(F.col(f"`{probe.first_input}`").desc_nulls_first())
+    return out.orderBy(F.col(f"`{dataset.columns[0]}`").desc_nulls_first())
 
 
 def _schema_edit(edit: Callable[[Any, _Probe], Any]) -> Callable[[type, _Probe], dict]:
@@ -160,7 +166,8 @@ def _schema_edit(edit: Callable[[Any, _Probe], Any]) -> Callable[[type, _Probe],
             from pyspark.sql import types as T
 
             declared = base.transformSchema(self, schema)
-            return T.StructType([edit(f, probe) if f.name == probe.out else f for f in declared.fields])
+            target = _output_of(declared.fieldNames(), schema.fieldNames())
+            return T.StructType([edit(f, probe) if f.name == target else f for f in declared.fields])
 
         return {"transformSchema": transformSchema}
 
@@ -184,7 +191,8 @@ def _overwrites(base: type, probe: _Probe) -> dict:
     def transformSchema(self, schema):  # noqa: N802
         from pyspark.sql import types as T
 
-        return base.transformSchema(self, T.StructType([f for f in schema.fields if f.name != probe.out]))
+        target = self.getOrDefault("outputCol") if self.hasParam("outputCol") else probe.out
+        return base.transformSchema(self, T.StructType([f for f in schema.fields if f.name != target]))
 
     return {"transformSchema": transformSchema}
 
@@ -224,7 +232,7 @@ def _mutates_param(base: type, probe: _Probe) -> dict:
         value = self.getOrDefault(p)
         changed = (not value if isinstance(value, bool) else value + 1 if isinstance(value, (int, float))
                    else value + "_" if isinstance(value, str) else [*value, value[0]] if isinstance(value, list) and value
-                   else None)
+                   else {**value, "zoo_mutant": "x"} if isinstance(value, dict) else None)
         if changed is not None:
             self._set(**{p.name: changed})
         return out
@@ -347,7 +355,7 @@ FIT_OPERATORS: dict[str, tuple[str, Callable[[type, _Probe], dict]]] = {
 def _register(name: str, base: type, namespace: dict) -> type:
     """A subclass of ``base`` made importable as ``zoo.testing.mutants.<name>`` (persistence and
     cloudpickle find classes by module and name)."""
-    cls = type(name, (base,), {"__module__": __name__, "__qualname__": name, **namespace})
+    cls = type(name, (base,), {"__module__": __name__, "__qualname__": name, "__doc__": base.__doc__, **namespace})
     globals()[name] = cls
     return cls
 
@@ -445,17 +453,20 @@ def _resolve(base: str | type) -> type:
 
 
 def score(spark, bases: list[str | type], *, operators: list[str] | None = None, fuzz_examples: int = 6,
+          checks: list[str] | None = None,
           on_result: Callable[[MutantResult], None] | None = None) -> MutationReport:
-    """Derive the mutants of each base and run the whole kit on each: which checks kill it."""
+    """Derive the mutants of each base and run the kit on each (every check, or ``checks``): which
+    checks kill it."""
     import time
 
-    from zoo.testing import run_checks
+    from zoo.testing import CHECKS, run_checks
 
     report = MutationReport()
     for base in bases:
         for mutant in derive(_resolve(base), spark, operators=operators, skipped=report.not_applicable):
             started = time.perf_counter()
-            failed = [r.check for r in run_checks(mutant.cls, spark, fuzz_examples=fuzz_examples) if not r.ok]
+            failed = [r.check for r in run_checks(mutant.cls, spark, checks=checks or CHECKS, fuzz_examples=fuzz_examples)
+                      if not r.ok]
             result = MutantResult(mutant, sorted(set(failed)), time.perf_counter() - started)
             report.results.append(result)
             if on_result is not None:
