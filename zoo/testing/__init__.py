@@ -555,25 +555,6 @@ class _Kit:
             if streamed != reference:
                 raise _Fail("a stream of the example gives different rows than the batch transform")
 
-    # the properties of every correct stage live in zoo.testing.properties, one function each
-    def check_environment(self) -> None:
-        properties.check_environment(self)
-
-    def check_independence(self) -> None:
-        properties.check_independence(self)
-
-    def check_fit_hostile(self) -> None:
-        properties.check_fit_hostile(self)
-
-    def check_collision(self) -> None:
-        properties.check_collision(self)
-
-    def check_types(self) -> None:
-        properties.check_types(self)
-
-    def check_side_effects(self) -> None:
-        properties.check_side_effects(self)
-
     def check_estimator(self) -> None:
         if not self._is_estimator():
             return
@@ -729,7 +710,11 @@ def run_checks(stage: str | type, spark, *, checks: Iterable[str] = CHECKS, fuzz
             started = time.perf_counter()
             message = ""
             try:
-                getattr(kit, f"check_{check}")()
+                method = getattr(kit, f"check_{check}", None)
+                if method is not None:
+                    method()
+                else:  # the properties of every correct stage: zoo.testing.properties, one function each
+                    getattr(properties, f"check_{check}")(kit)
             except _Fail as exc:
                 message = str(exc)
             except Exception as exc:
