@@ -172,3 +172,13 @@ def test_a_model_path_that_is_not_a_file_is_named_in_the_api_too(zoo_env, tmp_pa
         zoo.cuts(str(tmp_path / "none.onnx"))
     with pytest.raises(RegistryError, match="file path"):
         zoo.add(MOBILENET, name="x.onnx")
+
+
+def test_a_link_planted_as_the_index_lock_is_set_aside_too(zoo_env, tmp_path):
+    """Another lock of the same class as the blob locks: the cache index's own (every pull writes it)."""
+    cache = ModelCache(zoo_env)
+    cache.ensure_writable()
+    os.symlink(tmp_path / "elsewhere", cache.locks_dir / "index.lock")
+    cache.remember_name("planted-lock-test", MOBILENET_SHA)
+    assert cache.names()["planted-lock-test"] == MOBILENET_SHA, "the index was written under a real lock"
+    assert not (cache.locks_dir / "index.lock").is_symlink() and not (tmp_path / "elsewhere").exists()

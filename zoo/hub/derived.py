@@ -34,8 +34,9 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from zoo.errors import CacheError
 from zoo.hub.cache import SHA_NAME, ModelCache, hash_fd
 from zoo.hub.fsutil import UnsafeEntry, atomic_write_bytes, open_regular, read_regular
 from zoo.log import get_logger
@@ -168,9 +169,7 @@ def write(cache: ModelCache, d: Derivation, *, output: Output | None = None, val
     try:
         cache.check_layout()
         atomic_write_bytes(record_path(cache, d.key), json.dumps(body, indent=1).encode())
-    except OSError as exc:
-        log.debug("cannot record %s: %s", d.describe(), exc)
-    except Exception as exc:  # a cache whose folders are links: nothing is written there
+    except (OSError, CacheError) as exc:  # read-only, or a cache whose folders are links: nothing written
         log.debug("cannot record %s: %s", d.describe(), exc)
 
 
@@ -336,5 +335,49 @@ def prune(cache: ModelCache, stale: float) -> Pruned:
     return out
 
 
-__all__ = ["Pruned", "prune", "Derivation", "Mismatch", "Output", "Record", "STAMP_KEY", "blob_stamp_problem", "discard", "file_problem",
+# -- derived blobs: model files stored content-addressed in blobs/ (cut models, locale copies) ---------
+def blob(cache: ModelCache, d: Derivation, make: Callable[[], bytes]) -> tuple[str, Path | bytes]:
+    """(sha256, path) of ``d``'s output blob: the recorded one when it verifies and carries ``d``'s
+    stamp, else ``make()`` (which must stamp it) stored and recorded. A record pointing at another
+    blob is quarantined, never the blob itself (it may be a model in its own right). On a cache that
+    cannot be written the bytes are returned instead of a path."""
+    record = read(cache, d)
+    if record is not None and record.output is not None:
+        sha = record.output.sha256
+        hit = cache.lookup(sha)  # no size here: a record pointing at another blob must not get it quarantined
+        if hit is not None:
+            problem = blob_stamp_problem(cache, sha, d)
+            if problem is None:
+                return sha, hit
+            discard(cache, d, f"it points at blob {sha[:12]}, which {problem}")
+    data = make()
+    try:
+        sha, path = cache.import_bytes(data)
+    except Exception as exc:  # CacheReadOnlyError or an OS error: served from memory
+        log.debug("cannot cache the %s: %s", d.describe(), exc)
+        return hashlib.sha256(data).hexdigest(), data
+    write(cache, d, output=Output(sha, len(data)))
+    return sha, path
+
+
+def verify_blob(cache: ModelCache, record: Record, make: Callable[[], bytes]) -> tuple[str, str | None]:
+    """``zoo verify`` of a derived blob: (``ok``, None) when it verifies, carries its stamp and is
+    the very bytes ``make()`` gives now; otherwise (``rebuilt``, what was wrong), made again."""
+    d = record.derivation
+    if record.output is None or cache.lookup(record.output.sha256) is None:
+        problem = "is missing or was quarantined"
+    else:
+        problem = blob_stamp_problem(cache, record.output.sha256, d)
+    data = make()
+    if problem is None and hashlib.sha256(data).hexdigest() == record.output.sha256:
+        return "ok", None
+    what = KIND_NAMES.get(d.kind, d.kind)
+    problem = problem or "is not what the model makes now"
+    discard(cache, d, f"its {what} {problem}")
+    sha, _ = cache.import_bytes(data)
+    write(cache, d, output=Output(sha, len(data)))
+    return "rebuilt", f"the {what} {problem}"
+
+
+__all__ = ["Pruned", "blob", "prune", "verify_blob", "Derivation", "Mismatch", "Output", "Record", "STAMP_KEY", "blob_stamp_problem", "discard", "file_problem",
            "opened", "read", "record_path", "records", "stamp_problem", "write"]

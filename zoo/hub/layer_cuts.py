@@ -415,26 +415,12 @@ def cut_blob(cache: ModelCache, source_sha: str, path: Path, cut: Cut, label: st
     if cut.index == 0:
         return source_sha, path
     d = cut_derivation(source_sha, cut, label)
-    record = derived.read(cache, d)
-    if record is not None and record.output is not None:
-        sha = record.output.sha256
-        hit = cache.lookup(sha)  # no size here: a record pointing at another blob must not get it quarantined
-        if hit is not None:
-            problem = derived.blob_stamp_problem(cache, sha, d)
-            if problem is None:
-                return sha, hit
-            derived.discard(cache, d, f"it points at blob {sha[:12]}, which {problem}")
-    data = build(path, cut, metadata={"zoo.source_sha256": source_sha, "zoo.cut": str(cut.index),
-                                      "zoo.cut_tensor": cut.tensor, derived.STAMP_KEY: d.key})
-    try:
-        sha, blob = cache.import_bytes(data)
-    except Exception as exc:  # CacheReadOnlyError or an OS error: serve it from memory
-        import hashlib
+    return derived.blob(cache, d, lambda: _build_stamped(path, cut, d))
 
-        log.debug("cannot cache the cut model of %s at %s: %s", source_sha, cut.tensor, exc)
-        return hashlib.sha256(data).hexdigest(), data
-    derived.write(cache, d, output=derived.Output(sha, len(data)))
-    return sha, blob
+
+def _build_stamped(path: Path, cut: Cut, d: derived.Derivation) -> bytes:
+    return build(path, cut, metadata={"zoo.source_sha256": d.inputs["source"], "zoo.cut": str(cut.index),
+                                      "zoo.cut_tensor": cut.tensor, derived.STAMP_KEY: d.key})
 
 
 def cut_model(cache: ModelCache, source_sha: str, path: Path, pinned: tuple[str, ...] | None, cut: int | str,
@@ -480,30 +466,12 @@ def verify_table(cache: ModelCache, record: derived.Record, source: Path) -> tup
 
 
 def verify_cut(cache: ModelCache, record: derived.Record, source: Path) -> tuple[str, str | None]:
-    """(status, reason) of a recorded cut model: its blob must verify, carry its stamp, and be the
-    very bytes the cut builds from ``source`` now; otherwise it is built again and recorded."""
+    """(status, reason) of a recorded cut model: it must be the very bytes the cut builds from
+    ``source`` now (:func:`zoo.hub.derived.verify_blob`)."""
     d = record.derivation
     try:
         cut = _cut_from_record(d.inputs.get("cut"))
     except ValueError as exc:
         derived.discard(cache, d, f"its inputs {exc}")
         return "quarantined", f"its inputs {exc}"
-    problem = None
-    if record.output is None:
-        problem = "records no cut model"
-    elif cache.lookup(record.output.sha256) is None:
-        problem = f"its cut model {record.output.sha256[:12]} is missing or was quarantined"
-    else:
-        problem = derived.blob_stamp_problem(cache, record.output.sha256, d)
-    data = build(source, cut, metadata={"zoo.source_sha256": d.inputs["source"], "zoo.cut": str(cut.index),
-                                        "zoo.cut_tensor": cut.tensor, derived.STAMP_KEY: d.key})
-    if problem is None:
-        import hashlib
-
-        if hashlib.sha256(data).hexdigest() == record.output.sha256:
-            return "ok", None
-        problem = "is not what the cut builds from the model now"
-    derived.discard(cache, d, f"its cut model {problem}")
-    sha, _ = cache.import_bytes(data)
-    derived.write(cache, d, output=derived.Output(sha, len(data)))
-    return "rebuilt", f"the cut model {problem}"
+    return derived.verify_blob(cache, record, lambda: _build_stamped(source, cut, d))

@@ -15,16 +15,11 @@ and recorded by the hash of (source sha256, locale), built again on an executor 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from zoo.errors import InvalidModelError
 from zoo.hub import derived
 from zoo.hub.cache import ModelCache
-from zoo.log import get_logger
-
-log = get_logger("locale")
-
 BUILDER = 1
 
 
@@ -53,38 +48,9 @@ def build(path: Path, d: derived.Derivation) -> bytes:
 def copy(cache: ModelCache, source_sha: str, path: Path, locale: str, label: str = "") -> tuple[str, Path | bytes]:
     """(sha256, file or bytes) of the copy of model ``source_sha`` (at ``path``) that runs in ``locale``."""
     d = derivation(source_sha, locale, label)
-    record = derived.read(cache, d)
-    if record is not None and record.output is not None:
-        hit = cache.lookup(record.output.sha256)
-        if hit is not None:
-            problem = derived.blob_stamp_problem(cache, record.output.sha256, d)
-            if problem is None:
-                return record.output.sha256, hit
-            derived.discard(cache, d, f"it points at blob {record.output.sha256[:12]}, which {problem}")
-    data = build(path, d)
-    try:
-        sha, blob = cache.import_bytes(data)
-    except Exception as exc:  # a read-only cache: run it from memory
-        log.debug("cannot cache the %s copy of %s: %s", locale, source_sha[:12], exc)
-        return hashlib.sha256(data).hexdigest(), data
-    derived.write(cache, d, output=derived.Output(sha, len(data)))
-    return sha, blob
+    return derived.blob(cache, d, lambda: build(path, d))
 
 
 def verify(cache: ModelCache, record: derived.Record, source: Path) -> tuple[str, str | None]:
-    """(status, reason) of a recorded copy: its blob must verify, carry its stamp and be what the
-    rewrite makes of ``source`` now; otherwise it is made again."""
-    d = record.derivation
-    problem = None
-    if record.output is None or cache.lookup(record.output.sha256) is None:
-        problem = "is missing or was quarantined"
-    else:
-        problem = derived.blob_stamp_problem(cache, record.output.sha256, d)
-    data = build(source, d)
-    if problem is None and hashlib.sha256(data).hexdigest() == record.output.sha256:
-        return "ok", None
-    problem = problem or "is not what the rewrite makes of the model now"
-    derived.discard(cache, d, f"its copy {problem}")
-    sha, _ = cache.import_bytes(data)
-    derived.write(cache, d, output=derived.Output(sha, len(data)))
-    return "rebuilt", f"the copy {problem}"
+    """(status, reason) of a recorded copy: it must be what the rewrite makes of ``source`` now."""
+    return derived.verify_blob(cache, record, lambda: build(source, record.derivation))
