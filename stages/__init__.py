@@ -18,10 +18,10 @@ import types
 
 from zoo.lazy import exports
 
-__all__ = ["StageExample", "ZooEstimator", "ZooModel", "ZooStage", "ZooTransformer"]
+__all__ = ["JvmStage", "StageExample", "ZooEstimator", "ZooModel", "ZooStage", "ZooTransformer"]
 # The base classes load on first use: executor-side modules of this package (workers) must import
 # without pyspark.ml, which imports pandas into every Python worker.
-__getattr__, __dir__ = exports(__name__, dict.fromkeys(__all__, "zoo.stages.base"))
+__getattr__, __dir__ = exports(__name__, {**dict.fromkeys(__all__, "zoo.stages.base"), "JvmStage": "zoo.stages.jvm"})
 
 
 class _CallablePackage(types.ModuleType):

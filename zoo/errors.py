@@ -7,6 +7,7 @@ an exit code (``exit_code``), documented in README.md.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -133,3 +134,21 @@ def capped(message: str, limit: int = 4000) -> str:
     if len(message) <= limit:
         return message
     return f"{message[:limit]}... (message cut: {len(message):,} characters in all)"
+
+
+_JVM = ("org.", "java.", "javax.", "scala.", "py4j.")
+
+
+def essence(exc: BaseException) -> str:
+    """The informative line of an exception (what a report or the CLI shows of it).
+
+    A Python worker's failure: the last line of its traceback (the error it raised). A JVM failure:
+    the JVM exception itself, not py4j's first line ("An error occurred while calling
+    o507.collectToPython."); it follows as ": org.apache...Exception: ...", the top one first."""
+    lines = [re.sub(r"^(?::\s*|Caused by:\s*)", "", ln.strip()) for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[A-Za-z_.$]*(Error|Exception|Iteration)\b", ln)
+              and not ln.endswith("Traceback (most recent call last):")]
+    python = [ln for ln in errors if not ln.startswith(_JVM)]
+    if python:
+        return python[-1][:300]
+    return (errors[0] if errors else lines[0] if lines else "")[:300]

@@ -16,6 +16,7 @@ from zoo.config import settings as current_settings
 from zoo.errors import StageError
 from zoo.log import get_logger
 from zoo.plugins import manager
+from zoo.plugins.jvm import is_jvm_backed
 
 log = get_logger("stages")
 
@@ -52,6 +53,8 @@ class StageInfo:
 
 
 def _describe_params(cls: type) -> tuple[dict[str, Any], ...]:
+    if _needs_a_spark_context(cls):
+        return _class_params(cls)
     try:
         instance = cls()
     except Exception as exc:
@@ -73,6 +76,22 @@ def _describe_params(cls: type) -> tuple[dict[str, Any], ...]:
         raise StageError(f"the params of stage class {cls.__qualname__} cannot be described: "
                          f"{type(exc).__name__}: {exc}") from None
     return tuple(out)
+
+
+def _needs_a_spark_context(cls: type) -> bool:
+    """A JVM-backed stage (zoo.stages.jvm) is built through py4j, so only while a SparkContext is up."""
+    from pyspark import SparkContext
+
+    return is_jvm_backed(cls) and SparkContext._active_spark_context is None
+
+
+def _class_params(cls: type) -> tuple[dict[str, Any], ...]:
+    """The Params a class declares, without building it: their defaults are the JVM's, set at construction."""
+    from pyspark.ml.param import Param
+
+    found = {p.name: p for p in (getattr(cls, a, None) for a in dir(cls)) if isinstance(p, Param)}
+    return tuple({"name": name, "type": _CONVERTER_TYPES.get(getattr(p.typeConverter, "__name__", "identity"), "any"),
+                  "default": None, "doc": p.doc} for name, p in sorted(found.items()))
 
 
 def registered(*, include_broken: bool = False) -> dict[str, StageInfo]:
@@ -155,6 +174,9 @@ def stage(name: str, **params: Any):
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise StageError(f"unknown stage {name!r}.{hint} `zoo stages` lists the registered stages.")
     cls = found[name].cls
+    if _needs_a_spark_context(cls):
+        raise StageError(f"stage {name!r} ({cls.__qualname__}) is one of Spark's JVM-backed stages, which the JVM "
+                         "builds: start a SparkSession first (SparkSession.builder.getOrCreate())")
     try:
         return cls(**params)
     except TypeError as exc:

@@ -59,7 +59,9 @@ from typing import Any, Callable, Iterable
 from zoo.errors import SchemaError, StageError
 from zoo.log import quiet_spark as quiet_spark_logs  # the kit provokes failures on purpose: keep Spark quiet
 from zoo.testing import properties
+from zoo.plugins.jvm import declared_schema, defaults_from_the_jvm, is_jvm_backed, spark_class
 from zoo.testing.compare import (
+    JVM_STAGE,
     _AQE_COALESCE,
     ROW_POLICIES,
     _collect_together,
@@ -148,6 +150,7 @@ class CheckResult:
 class _Kit:
     def __init__(self, cls: type, name: str, spark, fuzz_examples: int):
         self.cls, self.name, self.spark, self.fuzz_examples = cls, name, spark, fuzz_examples
+        self.jvm = is_jvm_backed(cls)  # one of Spark's own stages, wrapped (zoo.stages.jvm): its rules
         self.examples = []
         self.first_example = True  # the checks run once per stage do their one-off parts here
         self.unrepeatable = False  # set by check_estimator: fits differ, so comparing two fits proves nothing
@@ -203,6 +206,10 @@ class _Kit:
             raise _Fail("the class has no docstring")
         if not getattr(self.cls, "zoo_name", ""):
             raise _Fail("the class has no zoo_name")
+        if self.jvm and not getattr(self.cls, "zoo_jvm", False):
+            raise _Fail(f"{self.cls.__qualname__} extends Spark's JVM-backed {_spark_base(self.cls)} without "
+                        "zoo.stages.jvm.JvmStage: load() would look for a Scala class named after your module and "
+                        f"fail; declare it as class {self.cls.__name__}(JvmStage, {_spark_base(self.cls)})")
         if not self.examples:
             raise _Fail("zoo_examples(spark) returned no examples; the kit needs at least one realistic case")
         for i, example in enumerate(self.examples):
@@ -270,13 +277,16 @@ class _Kit:
         for example in self.examples:
             df = example.transform_df
             stage = self._model(example.stage, example) if self._is_estimator() else example.stage
-            declared = _schema_str(stage.transformSchema(df.schema))
-            actual = _schema_str(stage.transform(df).schema)
+            declared = _schema_str(declared_schema(stage, df.schema))
+            transformed = stage.transform(df)
+            actual = _schema_str(transformed.schema)
+            if self.jvm:  # Spark's convention, not a lie: a column its UDF fills is nullable however declared
+                actual = _never_null(declared, actual, transformed)
             if declared != actual:
                 raise _Fail(f"transformSchema says [{_schema_text(declared)}] but transform produces "
                             f"[{_schema_text(actual)}]; they differ in {_schema_gap(declared, actual)}")
             if self._is_estimator():  # what the estimator promises is what its fitted model makes
-                promised = _schema_str(example.stage.transformSchema(df.schema))
+                promised = _schema_str(declared_schema(example.stage, df.schema))
                 if promised != actual:
                     raise _Fail(f"the estimator's transformSchema says [{_schema_text(promised)}] but its fitted "
                                 f"model produces [{_schema_text(actual)}]; they differ in "
@@ -284,7 +294,10 @@ class _Kit:
                                 "copy them, e.g. self._copyValues(model))")
             empty = self.spark.createDataFrame([], df.schema)
             out = stage.transform(empty)
-            if _schema_str(out.schema) != declared or out.count() != 0:
+            produced = _schema_str(out.schema)
+            if self.jvm:
+                produced = _never_null(declared, produced, out)
+            if produced != declared or out.count() != 0:
                 raise _Fail("an empty input does not give an empty output with the declared schema")
 
     def check_unchanged(self) -> None:
@@ -443,6 +456,8 @@ class _Kit:
                 except SchemaError:
                     continue
                 except Exception as exc:
+                    if self.jvm and _error_kind(exc)[1]:
+                        continue  # Spark's own refusal (its message is Spark's to word)
                     raise _Fail(
                         f"input column {column!r} {label} raised {type(exc).__name__} instead of zoo.errors.SchemaError: "
                         f"{_essence(exc)}"
@@ -466,6 +481,9 @@ class _Kit:
                     raise _Fail(f"{kind}: a second save() to an existing path did not fail")
                 obj.write().overwrite().save(target)
             loaded = loader(target)
+            for stage in _stage_pairs(loaded, loaded):
+                if is_jvm_backed(stage[0]):  # compare what the JVM, which does the work, will use
+                    defaults_from_the_jvm(stage[0])
             if getattr(loaded, "uid", None) != obj.uid:
                 raise _Fail(f"{kind}: load() changed the uid from {obj.uid} to {loaded.uid}")
             for a, b in _stage_pairs(obj, loaded):
@@ -572,11 +590,29 @@ class _Kit:
                             "persistence and pickle checks skip comparing separate fits for this stage")
 
 
+def _spark_base(cls: type) -> str:
+    try:
+        return spark_class(cls).__name__
+    except TypeError:
+        return "stage"
+
+
+def _never_null(declared: list, actual: list, out) -> list:
+    """``actual`` with a column declared not-null taken as such where ``out`` holds no null in it."""
+    from pyspark.sql import functions as F
+
+    fixed = list(actual)
+    for i, (name, kind, nullable) in enumerate(actual):
+        if nullable and (name, kind, False) in declared and out.where(F.col(name).isNull()).limit(1).count() == 0:
+            fixed[i] = (name, kind, False)
+    return fixed
+
+
 def _lost_attributes(a, b) -> list[str]:
     """Plain instance attributes (not Params) that differ between a stage and its loaded copy."""
     from pyspark.ml.param import Param
 
-    internal = {"_paramMap", "_defaultParamMap", "_params", "uid", "_input_kwargs"}
+    internal = {"_paramMap", "_defaultParamMap", "_params", "uid", "_input_kwargs", "_java_obj"}
     lost = []
     for name, value in vars(a).items():
         if name in internal or name.startswith("__") or isinstance(value, Param):
@@ -703,7 +739,10 @@ def run_checks(stage: str | type, spark, *, checks: Iterable[str] = CHECKS, fuzz
             continue
         if check == "fuzz" and cls.zoo_fuzz_schema() is None:
             continue
+        if check == "pickle" and kit.jvm:
+            continue  # a py4j handle never travels to executors as a Python object: the JVM does the work
         runs = list(enumerate(examples)) if check in PER_EXAMPLE else [(None, None)]
+        jvm_rules = JVM_STAGE.set(kit.jvm)
         for index, example in runs:
             kit.examples = [example] if example is not None else examples
             kit.first_example = index in (None, 0)
@@ -727,6 +766,7 @@ def run_checks(stage: str | type, spark, *, checks: Iterable[str] = CHECKS, fuzz
             if message and index is not None and len(examples) > 1:
                 message = f"example {index}: {message}"
             report(check, started, message, index)
+        JVM_STAGE.reset(jvm_rules)
     kit.examples = examples
     return results
 

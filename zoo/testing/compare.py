@@ -5,10 +5,13 @@ other session settings. Plain functions on collected rows and DataFrames; no che
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import math
 import re
 from typing import Any, Callable
+
+from zoo.errors import essence as _essence
 
 ROW_POLICIES = ("preserve", "reorder", "filter", "expand", "aggregate")
 
@@ -110,8 +113,36 @@ def _error_kind(exc: BaseException) -> tuple[str, bool, str]:
         return worker.group(1), True, line
     if "USER_RAISED_EXCEPTION" in str(exc):  # Spark's raise_error(): a refusal the stage wrote on purpose
         return "USER_RAISED_EXCEPTION", True, line
+    if JVM_STAGE.get():
+        refusal = _jvm_refusal(exc)
+        if refusal:
+            return refusal, True, line
     named = re.match(r"^([A-Za-z_.]*(?:Error|Exception|Iteration))\b", line)
     return (named.group(1).rsplit(".", 1)[-1] if named else type(exc).__name__), False, line
+
+
+#: set while the kit checks a JVM-backed stage (zoo.stages.jvm): Spark's own deliberate refusals count as clean
+JVM_STAGE: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_kit_jvm_stage", default=False)
+
+# What the kit holds a wrapped JVM stage to is what its author controls (examples, Params, schema,
+# persistence, rows, environment, side effects). The computing is Spark's own Scala code: an
+# exception it throws fails the job and loses nothing (``require`` -> IllegalArgumentException,
+# handleInvalid="error" -> SparkException "Encountered null ...", the analyser, even a MatchError on
+# a null row), so it counts as Spark refusing the input, told by its JVM class.
+_JVM_CLASS = re.compile(r"(?<![\w$.])((?:org|java|javax|scala)\.[\w.$]+?(?:Exception|Error))(?=:|\s*$)", re.M)
+
+
+def _jvm_refusal(exc: BaseException) -> str:
+    """The innermost JVM exception class of a failure raised by Spark's JVM; '' for any other failure."""
+    text = str(exc)
+    named = [m.rsplit(".", 1)[-1].rsplit("$", 1)[-1] for m in _JVM_CLASS.findall(text)
+             if not m.startswith("org.apache.spark.api.python")]  # a Python worker's error is Python's
+    if "org.apache.spark.api.python.PythonException" in text:
+        return ""
+    if named:
+        return named[-1]
+    module = type(exc).__module__  # pyspark's captured form (IllegalArgumentException, AnalysisException, ...)
+    return type(exc).__name__ if module.startswith(("pyspark.errors", "py4j")) else ""
 
 
 def _told(exc: BaseException) -> str:
@@ -171,24 +202,6 @@ def _conf(spark, values: dict[str, str]):
     finally:
         for k, v in previous.items():
             spark.conf.set(k, v) if v is not None else spark.conf.unset(k)
-
-
-_JVM = ("org.", "java.", "javax.", "scala.", "py4j.")
-
-
-def _essence(exc: BaseException) -> str:
-    """The informative line of an exception.
-
-    A Python worker's failure: the last line of its traceback (the error it raised). A JVM failure:
-    the JVM exception itself, not py4j's first line ("An error occurred while calling
-    o507.collectToPython."); it follows as ": org.apache...Exception: ...", the top one first."""
-    lines = [re.sub(r"^(?::\s*|Caused by:\s*)", "", ln.strip()) for ln in str(exc).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if re.match(r"^[A-Za-z_.$]*(Error|Exception|Iteration)\b", ln)
-              and not ln.endswith("Traceback (most recent call last):")]
-    python = [ln for ln in errors if not ln.startswith(_JVM)]
-    if python:
-        return python[-1][:300]
-    return (errors[0] if errors else lines[0] if lines else "")[:300]
 
 
 def _row_policy(stage) -> str:
