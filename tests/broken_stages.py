@@ -333,6 +333,21 @@ class SessionDay(_Scale):
         return dataset.withColumn("y", F.dayofmonth(F.to_date(moment)).cast("double"))
 
 
+class LocaleLabel(_Scale):
+    """Labels rows by lower-casing in the JVM (StringUtils.lowerCase: the JVM's default locale)."""
+
+    zoo_name = "broken_locale_label"
+
+    def transformSchema(self, schema):
+        self.require_column(schema, "x", "a double")
+        return T.StructType([*schema.fields, T.StructField("y", T.StringType())])
+
+    def _apply(self, dataset):
+        label = F.concat(F.lit("ITEM "), F.col("x").cast("int").cast("string"))
+        return dataset.withColumn("y", F.call_function("reflect", F.lit("org.apache.commons.lang3.StringUtils"),
+                                                       F.lit("lowerCase"), label))
+
+
 class ModelWritesAnotherColumn(MeanCenter):
     """Its estimator promises y, its model (built without the estimator's Params) writes y_centered."""
 

@@ -53,6 +53,7 @@ def test_a_correct_estimator_passes_every_check(spark):
         (broken.NullabilityLies, "schema", "y (nullable False vs True)"),
         # the second set: defect classes caught by properties of every correct stage
         (broken.SessionDay, "environment", "spark.sql.session.timeZone=Pacific/Kiritimati"),
+        (broken.LocaleLabel, "environment", "JVM default locale=tr-TR"),
         (broken.ModelWritesAnotherColumn, "schema", "the estimator's transformSchema says"),
         (broken.FrameMinMax, "independence", "depends on the other rows of the frame"),
         (broken.FitIndexesFirstRow, "fit_hostile", "fit on an empty frame crashed with IndexError"),
