@@ -50,40 +50,187 @@ def _spark(master: str, conf: list[tuple[str, str]]):
 
 
 class _Progress:
-    """A tqdm bar of finished tasks, fed by polling Spark's status tracker (no listener needed)."""
+    """Progress of the featurizing job in images, fed by polling Spark's status tracker (no listener).
 
-    def __init__(self, spark, enabled: bool, desc: str):
-        self.desc = desc
+    On a terminal a tqdm bar (images, rate, time left); elsewhere (a log, CI) a line every 15 s. The
+    files are spread evenly over the tasks (read_images), so finished tasks x files per task is the
+    count of images done, to within a task."""
+
+    def __init__(self, spark, enabled: bool, desc: str, images: int | None):
+        self.desc, self.images = desc, images
         self.tracker = spark.sparkContext.statusTracker()
         self.enabled = enabled
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def _done(self) -> tuple[int, int]:
+        """(finished, all) tasks of the largest active stage: the featurizing one."""
+        best = (0, 0)
+        for sid in self.tracker.getActiveStageIds():
+            info = self.tracker.getStageInfo(sid)
+            if info and info.numTasks > best[1]:
+                best = (info.numCompletedTasks, info.numTasks)
+        return best
+
     def _run(self) -> None:
         from tqdm import tqdm
 
-        bar = tqdm(total=0, unit="task", desc=self.desc, disable=not self.enabled, file=sys.stderr)
+        terminal = sys.stderr.isatty()
+        unit = "img" if self.images else "task"
+        bar = tqdm(total=self.images or 0, unit=unit, desc=self.desc, file=sys.stderr, disable=not terminal)
+        started = last_line = time.monotonic()
         while not self.stop.wait(0.5):
-            done = total = 0
-            for sid in self.tracker.getActiveStageIds():
-                info = self.tracker.getStageInfo(sid)
-                if info:
-                    done, total = done + info.numCompletedTasks, total + info.numTasks
-            if total:
-                bar.total, bar.n = total, done
+            try:
+                done, total = self._done()
+            except Exception:  # the session is stopping (Ctrl-C): the job's own outcome is reported
+                break
+            if not total:
+                continue
+            n = min(self.images, round(self.images * done / total)) if self.images else done
+            if terminal:
+                bar.total = self.images or total
+                bar.n = n
                 bar.refresh()
+            elif time.monotonic() - last_line >= 15:
+                last_line = time.monotonic()
+                rate = n / (last_line - started)
+                print(f"{self.desc}: {n:,}/{self.images or total:,} {'images' if self.images else 'tasks'}"
+                      f" ({rate:.1f}/s)", file=sys.stderr, flush=True)
         bar.close()
 
     def __enter__(self):
-        self.thread.start()
+        if self.enabled:
+            self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
-        self.thread.join()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+class _Interrupt:
+    """Ctrl-C while Spark works: cancel the jobs from another thread and let the main thread's job
+    fail, instead of PySpark's handler, which calls the JVM from inside the interrupted call and
+    makes py4j print two tracebacks. A second Ctrl-C exits at once."""
+
+    def __init__(self, spark):
+        self.spark, self.asked = spark, False
+
+    def _handle(self, signum, frame) -> None:
+        if self.asked:
+            os._exit(130)
+        self.asked = True
+        print("zoo: interrupting: cancelling Spark's jobs (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        threading.Thread(target=self._cancel, daemon=True).start()
+
+    def _cancel(self) -> None:
+        try:
+            self.spark.sparkContext.cancelAllJobs()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        import signal
+
+        self.previous = signal.signal(signal.SIGINT, self._handle) if threading.current_thread() is threading.main_thread() \
+            else None
+        return self
+
+    def __exit__(self, kind, value, tb) -> bool:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.asked and kind is not None:
+            raise KeyboardInterrupt from None  # the cancelled job's error is the interruption
+        return False
 
 
 PREDICTION_COLUMNS = ["path", "prediction", "label", "probability", "topK"]
+
+
+def _local_path(path: str) -> Path | None:
+    """``path`` as a local Path when it is one (no scheme, or ``file:``); None for hdfs:, s3a:, ..."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(path)
+    if parts.scheme == "file":
+        return Path(parts.path)
+    return Path(path) if not parts.scheme or len(parts.scheme) == 1 else None  # C:\... is a path
+
+
+def _nothing_found(path: str, glob: str | None) -> str:
+    """What was searched and what is there, when no file matched."""
+    from collections import Counter
+
+    import zoo
+
+    everything = zoo.list_images(path)
+    searched = f"{path!r}" + (f" for {glob!r} (any letter case)" if glob else "") + ", sub-folders included"
+    if not everything:
+        return (f"no files in {searched} (names starting with '.' or '_' are skipped, as Spark skips them)")
+    kinds = Counter(os.path.splitext(f)[1] or "(no extension)" for f in everything)
+    there = ", ".join(f"{n:,} {ext}" for ext, n in kinds.most_common(5))
+    return f"no file matches in {searched}: it holds {len(everything):,} files ({there}); adjust --glob"
+
+
+def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tuple[Any, list[str] | None]:
+    """Everything that can be checked without Spark, before its 25-40 s start: the output, the input
+    (a local one is listed here), the model reference and the cut (the model is fetched and verified
+    now, which the driver would do anyway). Returns the pipeline and the local files (None for a
+    remote input). Raises the ``zoo.errors`` error that says what is wrong."""
+    import zoo
+    from zoo.errors import InputError, StageError
+
+    out = _local_path(args.output) if args.output else None
+    incremental = getattr(args, "incremental", False)
+    if out is not None and out.exists() and not args.overwrite and not incremental:
+        raise StageError(f"{out} exists; pass --overwrite to replace it")
+    files = None
+    if _local_path(args.input) is not None:
+        files = zoo.list_images(args.input, glob=args.glob)
+        if not files:
+            raise InputError(_nothing_found(args.input, args.glob))
+    params = dict(handleInvalid=args.handle_invalid, batchSize=args.batch_size, device=args.device,
+                  fastDecode=args.fast_decode, shipModel=args.ship_model, preprocess=args.preprocess)
+    if predict:
+        built = zoo.pipeline(args.model, predict=True, k=args.top, **params)
+    else:
+        built = zoo.pipeline(args.model, args.cut, outputFormat=args.format, **params)
+    zoo.cut(args.model, 0 if predict else _cut(args.cut))  # a typo'd model or an impossible cut, said now
+    return built, files
+
+
+def _cut(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _write(result, out: str, overwrite: bool) -> None:
+    """Write ``result`` as parquet at ``out``. A local output is written beside it and renamed into
+    place, so an interrupted or failed run leaves no half-written folder and, with --overwrite, the
+    previous output as it was."""
+    import shutil
+    import uuid
+
+    target = _local_path(out)
+    if target is None:  # a remote file system: Spark's own commit protocol
+        result.write.mode("overwrite" if overwrite else "error").parquet(out)
+        return
+    target = target.expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.zoo-new-{uuid.uuid4().hex[:12]}"
+    try:
+        result.write.parquet(str(tmp))
+        if target.exists():
+            grave = target.parent / f".{target.name}.zoo-old-{uuid.uuid4().hex[:12]}"
+            os.rename(target, grave)
+            os.rename(tmp, target)
+            shutil.rmtree(grave, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
@@ -95,70 +242,71 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
     from zoo.config import settings
     from zoo.log import quiet_spark
 
-    out = Path(args.output) if args.output else None
+    checked = time.perf_counter()
+    built, files = check_before_spark(args, predict=predict)
+    out = args.output
     incremental = getattr(args, "incremental", False)
-    if out is not None and out.exists() and not args.overwrite and not incremental:
-        from zoo.errors import StageError
-
-        raise StageError(f"{out} exists; pass --overwrite to replace it")
     from pyspark.sql import SparkSession
 
     owned = SparkSession.getActiveSession() is None  # inside a running application, reuse its session
+    progress = settings().progress
+    progress = progress if progress is not None else True
+    if owned:  # at once: Spark takes 10-40 s to start, and silence looks like a hang
+        print(f"zoo: {len(files):,} files; starting Spark ({args.master})..." if files is not None else
+              f"zoo: starting Spark ({args.master})...", file=sys.stderr, flush=True)
     launched = time.perf_counter()
     spark = _spark(args.master, _conf_pairs(args.conf or []))
     startup = time.perf_counter() - launched  # reported apart: img/s must measure featurization, not the JVM
     quiet_spark(spark)  # Spark's own task logs: failures are reported by the watch below, one line each
     try:
-        # local files are read by the executors' Python workers, not shipped from the JVM (read_images'
-        # default; faster); --by-content hashes the bytes in Spark, so it needs them as a column
-        df = zoo.read_images(spark, args.input, glob=args.glob, content=True if getattr(args, "by_content", False) else None)
-        params = dict(handleInvalid=args.handle_invalid,
-                      batchSize=args.batch_size, device=args.device, fastDecode=args.fast_decode,
-                      shipModel=args.ship_model, preprocess=args.preprocess)
-        keep = args.handle_invalid == "keep"
-        if predict:
-            built = zoo.pipeline(args.model, predict=True, k=args.top, **params)
-        else:
-            built = zoo.pipeline(args.model, args.cut, outputFormat=args.format, **params)
-        started = time.perf_counter()
-        progress = settings().progress
-        predictions, report = None, None
-        with zoo.cluster.watch(spark) as watched, _Progress(spark, progress if progress is not None else sys.stderr.isatty(),
-                                                            "classifying" if predict else "featurizing"):
-            if incremental:  # only new and changed files; the output is swapped in atomically
-                report = zoo.featurize_incremental(spark, df, str(out), built, by_content=args.by_content)
+        with _Interrupt(spark):
+            # local files are read by the executors' Python workers, not shipped from the JVM (read_images'
+            # default; faster); --by-content hashes the bytes in Spark, so it needs them as a column
+            df = zoo.read_images(spark, args.input, glob=args.glob,
+                                 content=True if getattr(args, "by_content", False) else None)
+            keep = args.handle_invalid == "keep"
+            started = time.perf_counter()
+            predictions, report = None, None
+            with zoo.cluster.watch(spark) as watched, _Progress(spark, progress, "classifying" if predict else
+                                                                "featurizing", len(files) if files else None):
+                if incremental:  # only new and changed files; the output is swapped in atomically
+                    report = zoo.featurize_incremental(spark, df, str(out), built, by_content=args.by_content)
+                else:
+                    result = built.fit(df).transform(df)
+                    result = result.select(*PREDICTION_COLUMNS, *(["error"] if keep else [])) if predict else \
+                        result.drop("content")
+                if incremental:
+                    pass
+                elif out is not None:
+                    _write(result, out, args.overwrite)
+                else:
+                    predictions = [{"path": r["path"], "label": r["label"],
+                                    "top": [{"label": t["label"], "score": t["score"]} for t in (r["topK"] or [])],
+                                    "score": r["topK"][0]["score"] if r["topK"] else None,
+                                    "error": r["error"] if keep else None}
+                                   for r in result.select("path", "label", "topK", *(["error"] if keep else []))
+                                   .orderBy("path").collect()]
+            elapsed = time.perf_counter() - started
+            if predictions is None:
+                written = spark.read.parquet(str(out))
+                counts = written.agg(F.count(F.lit(1)).alias("n"),
+                                     *([F.count("error").alias("failed")] if keep else [])).first()
+                rows, failures = counts["n"], counts["failed"] if keep else 0
             else:
-                result = built.fit(df).transform(df)
-                result = result.select(*PREDICTION_COLUMNS, *(["error"] if keep else [])) if predict else \
-                    result.drop("content")
-            if incremental:
-                pass
-            elif out is not None:
-                result.write.mode("overwrite" if args.overwrite else "error").parquet(str(out))
-            else:
-                predictions = [{"path": r["path"], "label": r["label"],
-                                "score": r["topK"][0]["score"] if r["topK"] else None,
-                                "error": r["error"] if keep else None}
-                               for r in result.select("path", "label", "topK", *(["error"] if keep else []))
-                               .orderBy("path").collect()]
-        elapsed = time.perf_counter() - started
-        if predictions is None:
-            written = spark.read.parquet(str(out))
-            counts = written.agg(F.count(F.lit(1)).alias("n"),
-                                 *([F.count("error").alias("failed")] if keep else [])).first()
-            rows, failures = counts["n"], counts["failed"] if keep else 0
-        else:
-            rows, failures = len(predictions), sum(p["error"] is not None for p in predictions)
-        # every file found gets a row in keep mode; in skip mode the difference is what was skipped
-        found = rows if keep else df.count()
+                rows, failures = len(predictions), sum(p["error"] is not None for p in predictions)
+            # every file found gets a row in keep mode; in skip mode the difference is what was skipped
+            found = rows if keep else (len(files) if files is not None else df.count())
         failed = failures if keep else found - rows
+        computed = rows if report is None else report.featurized
         summary = {
             "output": str(out) if out is not None else None, "model": args.model, "found": found, "images": rows,
             "failed": failed, "handle_invalid": args.handle_invalid,
+            "checks_seconds": round(launched - checked, 3),
             "startup_seconds": round(startup, 3),
             # img/s counts only what this run computed: an incremental run keeps the unchanged rows as they were
             "seconds": round(elapsed, 3),
-            "images_per_second": round((rows if report is None else report.featurized) / elapsed, 2) if elapsed else None,
+            # a rate over a second or two of work, or a handful of images, measures fixed costs, not speed
+            "images_per_second": round(computed / elapsed, 2) if elapsed >= 2 and computed >= 50 else None,
             "nodes": [str(n) for n in watched.nodes], "task_failures": watched.failures,
         }
         if predict:
@@ -173,12 +321,26 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
             spark.stop()
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     """The arguments of ``zoo featurize`` (or, with ``predict``, of ``zoo predict``)."""
     p.add_argument("input", metavar="INPUT", help="a folder of images (searched recursively) or a glob")
     p.add_argument("--model", required=True, help="zoo name, alias, sha256: or .onnx path")
     if predict:
-        p.add_argument("--top", type=int, default=5, help="classes per image in topK (default 5)")
+        p.add_argument("--top", type=_at_least(1), default=5, help="classes per image, printed and in topK (default 5)")
         p.add_argument("--output", help="parquet folder to write (path, prediction, label, probability, topK[, error]); "
                                         "default: print a table of file, label and score")
     else:
@@ -195,8 +357,9 @@ def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
                            "are files on this machine and some executor's node cache lacks it)")
     ship.add_argument("--no-ship-model", dest="ship_model", action="store_const", const="never",
                       help="never ship the model: executors use their node cache, ZOO_MIRRORS or its sources")
-    p.add_argument("--glob", help="only file names matching this glob, e.g. '*.jpg'")
-    p.add_argument("--batch-size", type=int, default=0, help="rows per ONNX Runtime call (0 = automatic)")
+    p.add_argument("--glob", help="only file names matching this glob, in any letter case: '*.jpg' finds .JPG too; "
+                                  "'*.{jpg,jpeg,png}' several kinds")
+    p.add_argument("--batch-size", type=_at_least(0), default=0, help="rows per ONNX Runtime call (0 = automatic)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--preprocess", default="", metavar="PRESET|JSON",
                    help="how images are prepared: a preset (imagenet, efficientnet-lite, none) or a JSON recipe; "

@@ -324,6 +324,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 11 if failed else 0
 
 
+def _timing(summary: dict) -> str:
+    """Where the time went: checks, Spark's start, the work; img/s only where it means something."""
+    rate = summary["images_per_second"]
+    speed = f"{rate} img/s" if rate is not None else "too small a job for an img/s figure"
+    return (f"{summary['seconds']:.1f} s ({speed}); before that {summary['checks_seconds']:.1f} s checking the "
+            f"input and model, {summary['startup_seconds']:.1f} s starting Spark")
+
+
 def cmd_featurize(args: argparse.Namespace) -> int:
     from zoo.cli.featurize import run
 
@@ -335,9 +343,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         step = summary.get("incremental")
         kept = f" ({step['kept']:,} rows kept unchanged)" if step else ""
         print(f"{summary['found']:,} files found -> {summary['output']}: {summary['featurized']:,} featurized{kept}, "
-              f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in "
-              f"{summary['seconds']:.1f} s: {summary['images_per_second']} img/s "
-              f"(after {summary['startup_seconds']:.1f} s starting Spark)")
+              f"{summary['failed']:,} failed{f' ({outcome})' if summary['failed'] else ''} in {_timing(summary)}")
         if step:
             print(f"incremental: {step['kept']:,} rows kept, {step['featurized']:,} files featurized, "
                   f"{step['deleted']:,} rows dropped ({step['reason']})")
@@ -355,14 +361,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
         return 0
-    if summary["predictions"] is not None:
-        rows = [[p["path"].removeprefix("file:"), p["label"] if p["error"] is None else f"(failed: {p['error']})",
-                 "" if p["score"] is None else f"{p['score']:.3f}"] for p in summary["predictions"]]
-        _table(rows, ["FILE", "LABEL", "SCORE"])
+    if summary["predictions"] is not None:  # the top K of each file: its first line names the file
+        rows = []
+        for p in summary["predictions"]:
+            name = p["path"].removeprefix("file:")
+            if p["error"] is not None:
+                rows.append([name, "", f"(failed: {p['error']})", ""])
+                continue
+            for rank, top in enumerate(p["top"], 1):
+                rows.append([name if rank == 1 else "", str(rank), top["label"], f"{top['score']:.3f}"])
+        _table(rows, ["FILE", "RANK", "LABEL", "SCORE"])
     target = f" -> {summary['output']}" if summary["output"] else ""
     print(f"{summary['found']:,} files found{target}: {summary['predicted']:,} classified, {summary['failed']:,} failed "
-          f"in {summary['seconds']:.1f} s: {summary['images_per_second']} img/s "
-          f"(after {summary['startup_seconds']:.1f} s starting Spark)", file=sys.stderr if not target else sys.stdout)
+          f"in {_timing(summary)}", file=sys.stderr if not target else sys.stdout)
     return 0
 
 

@@ -74,7 +74,9 @@ def test_zoo_featurize_command_top1(spark, mnv2, labels, reference_top1, tmp_pat
                  "--master", "local[2]", "--format", "array", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["images"] == 100 and summary["failed"] == 0 and summary["images_per_second"] > 0
+    assert summary["images"] == 100 and summary["failed"] == 0
+    # a rate only where the work took long enough to mean one (issue 36: small jobs are fixed cost)
+    assert summary["images_per_second"] > 0 if summary["seconds"] >= 2 else summary["images_per_second"] is None
     assert 0 < summary["startup_seconds"] < 120, "Spark start-up is reported apart from featurization"
     rows = spark.read.parquet(str(out)).collect()
     assert set(rows[0].asDict()) == {"path", "modificationTime", "length", "features", "error"}

@@ -129,8 +129,8 @@ def test_zoo_featurize_incremental_command(spark, mnv2, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     step = summary["incremental"]
     assert (step["featurized"], step["kept"], step["full"]) == (1, len(list(photos.iterdir())) - 1, False)
-    # what this run computed, not the rows it kept: one image in this run's seconds
-    assert summary["featurized"] == 1 and summary["images_per_second"] == round(1 / summary["seconds"], 2)
+    # what this run computed, not the rows it kept: one image, which is too few for a rate at all
+    assert summary["featurized"] == 1 and summary["images_per_second"] is None
 
 
 def test_the_next_run_removes_what_a_killed_run_left(spark, zoo_env, photos, tmp_path):

@@ -115,6 +115,13 @@ class ImageError(StageError):
     """An image cannot be decoded or preprocessed; the message names the file or row."""
 
 
+class InputError(ZooError):
+    """The input names no file to work on: a path that does not exist, or nothing matches (the
+    message says what was searched and what is there)."""
+
+    exit_code = 13
+
+
 class DeviceError(ConfigError):
     """The requested execution device (e.g. ``cuda``) is not available to this task."""
 

@@ -42,12 +42,14 @@ def default_partitions(files: int, cores: int) -> int:
 
 
 def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob: str | None = None,
-                partitions: int | None = None, content: bool | None = None) -> DataFrame:
+                partitions: int | None = None, content: bool | None = None,
+                case_sensitive: bool = False) -> DataFrame:
     """Image files as Spark's ``binaryFile`` rows: ``path``, ``modificationTime``, ``length`` and, where
     the JVM reads the files, ``content``.
 
-    ``glob`` filters file names (e.g. ``"*.jpg"``, Spark's ``pathGlobFilter``); ``recursive``
-    descends into sub-folders. Decoding happens later, in the featurizer, in native OpenCV.
+    ``glob`` filters file names (e.g. ``"*.jpg"``, Spark's ``pathGlobFilter`` syntax), in any letter
+    case unless ``case_sensitive`` (``*.jpg`` finds ``IMG_1.JPG`` too; :func:`any_case`); ``recursive`` descends into sub-folders. Decoding happens later, in
+    the featurizer, in native OpenCV.
 
     ``content`` (default None: False for a local ``path``, True for ``hdfs:``, ``s3a:`` and other
     Hadoop file systems). False leaves the ``content`` column out: the JVM never reads the files,
@@ -72,6 +74,8 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     ``content=True`` only fewer than Spark's own take effect), or 0 to keep Spark's packing.
     """
     reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(bool(recursive)).lower())
+    if glob and not case_sensitive:
+        glob = any_case(glob)
     if glob:
         reader = reader.option("pathGlobFilter", glob)
     df = reader.load(path)
@@ -95,6 +99,63 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
         rows = spark.createDataFrame([row[:len(df.columns)] for row in empty], df.schema)
         df = df.unionByName(rows)
     return df
+
+
+def any_case(glob: str) -> str:
+    """``glob`` matching names in any letter case (``*.jpg`` -> ``*.[jJ][pP][gG]``), in the syntax
+    both Hadoop's ``GlobFilter`` and Python's ``fnmatch`` read. Cameras write ``.JPG``, ImageNet
+    ``.JPEG``, scripts ``.jpg``: a case-sensitive glob silently finds nothing. Letters inside a
+    ``[...]`` class are left as written (the class says what it means)."""
+    out, depth = [], 0
+    for ch in glob:
+        if ch == "[":
+            depth += 1
+        elif ch == "]" and depth:
+            depth -= 1
+        out.append(f"[{ch.lower()}{ch.upper()}]" if ch.isalpha() and not depth and ch.lower() != ch.upper() else ch)
+    return "".join(out)
+
+
+def _braces(glob: str) -> list[str]:
+    """``*.{jpg,png}`` as the patterns ``fnmatch`` reads (it has no braces; Hadoop's glob does)."""
+    start = glob.find("{")
+    end = glob.find("}", start)
+    if start < 0 or end < 0:
+        return [glob]
+    return [x for option in glob[start + 1:end].split(",") for x in _braces(glob[:start] + option + glob[end + 1:])]
+
+
+def list_images(path: str, *, glob: str | None = None, recursive: bool = True, case_sensitive: bool = False) -> list[str]:
+    """The local files ``read_images(spark, path, glob=...)`` reads, listed by Python without Spark
+    (sorted ``file:`` URIs; names Spark skips, ``.x`` and ``_x``, left out): to say before Spark starts
+    that a path is missing or that nothing matches.
+
+    Raises :class:`zoo.errors.InputError` when ``path`` does not exist. ``glob`` matches file names
+    in any letter case unless ``case_sensitive``."""
+    import fnmatch
+    import glob as globbing
+    import os
+    from urllib.parse import urlsplit
+
+    from zoo.errors import InputError
+
+    root = urlsplit(path).path if urlsplit(path).scheme == "file" else path
+    tops = sorted(globbing.glob(root)) if globbing.has_magic(root) else [root] if os.path.exists(root) else []
+    if not tops:
+        raise InputError(f"input {path!r} does not exist" + ("" if os.path.isabs(root) else f" (from {os.getcwd()})"))
+    patterns = _braces(glob if case_sensitive or not glob else any_case(glob)) if glob else []
+    found = []
+    for top in tops:
+        if os.path.isfile(top):
+            candidates = [top]
+        else:
+            candidates = []
+            for folder, dirs, files in os.walk(top):
+                dirs[:] = sorted(d for d in dirs if not _hidden(d)) if recursive else []
+                candidates.extend(os.path.join(folder, f) for f in sorted(files) if not _hidden(f))
+        found.extend(c for c in candidates
+                     if not patterns or any(fnmatch.fnmatchcase(os.path.basename(c), p) for p in patterns))
+    return [f"file:{os.path.abspath(f)}" for f in found]
 
 
 def _even(spark: SparkSession, listing: DataFrame, partitions: int) -> DataFrame:
