@@ -338,7 +338,7 @@ def _at_least(low: int):
 def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     """The arguments of ``zoo featurize`` (or, with ``predict``, of ``zoo predict``)."""
     p.add_argument("input", metavar="INPUT", help="a folder of images (searched recursively) or a glob")
-    p.add_argument("--model", required=True, help="zoo name, alias, sha256: or .onnx path")
+    p.add_argument("--model", required=True, help="a zoo name or alias (`zoo ls`), sha256:HEX or an .onnx path")
     if predict:
         p.add_argument("--top", type=_at_least(1), default=5, help="classes per image, printed and in topK (default 5)")
         p.add_argument("--output", help="parquet folder to write (path, prediction, label, probability, topK[, error]); "
@@ -347,7 +347,8 @@ def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
         p.add_argument("--cut", default="1", help="layers dropped from the head (default 1), or a tensor name")
         p.add_argument("--output", required=True, help="parquet folder to write (path, features[, error])")
         p.add_argument("--format", choices=["vector", "array"], default="vector",
-                       help="features as ML vector or array<float>")
+                       help="features as a Spark ML vector (default; for Spark ML learners) or array<float> (reads "
+                            "as a plain list in pandas and other parquet readers)")
     p.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     p.add_argument("--conf", action="append", metavar="KEY=VALUE",
                    help="a Spark setting, as spark-submit's --conf (repeatable), e.g. spark.executor.memory=2g")
@@ -360,7 +361,8 @@ def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     p.add_argument("--glob", help="only file names matching this glob, in any letter case: '*.jpg' finds .JPG too; "
                                   "'*.{jpg,jpeg,png}' several kinds")
     p.add_argument("--batch-size", type=_at_least(0), default=0, help="rows per ONNX Runtime call (0 = automatic)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where ONNX Runtime runs: auto (default: CUDA where an executor has a GPU), cpu, cuda")
     p.add_argument("--preprocess", default="", metavar="PRESET|JSON",
                    help="how images are prepared: a preset (imagenet, efficientnet-lite, none) or a JSON recipe; "
                         "default: the registry entry's (required for a model that has none, such as a bare .onnx file)")

@@ -42,7 +42,13 @@ def _cut(text: str, width: int) -> str:
 
 
 def _mib(n: int | None) -> str:
-    return "?" if n is None else f"{n / 2**20:.1f} MiB"
+    """A size people read: 1 B, 12.3 KiB, 13.6 MiB, 1.2 GiB (a 1-byte file is not "0.0 MiB")."""
+    if n is None:
+        return "?"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -72,9 +78,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([e.to_dict() | {"origin": e.origin, "cached": e.sha256 in cached} for e in entries])
         return 0
-    rows = [[e.name, ",".join(e.aliases), e.task, _mib(e.total_bytes), "yes" if e.sha256 in cached else "",
-             _cut(e.description, DESCRIPTION_WIDTH)] for e in entries]
-    _table(rows, ["NAME", "ALIASES", "TASK", "SIZE", "CACHED", "DESCRIPTION"])
+    import shutil
+
+    rows = [[e.name, _cut(",".join(e.aliases), 24), e.task, _mib(e.total_bytes), "yes" if e.sha256 in cached else "",
+             e.description] for e in entries]
+    header = ["NAME", "ALIASES", "TASK", "SIZE", "CACHED", "DESCRIPTION"]
+    # one screen line per model: the description gets what the other columns leave (100 columns when piped)
+    used = sum(max(len(r[i]) for r in [header, *rows]) + 2 for i in range(5))
+    room = max(20, min(DESCRIPTION_WIDTH, shutil.get_terminal_size((100, 24)).columns - used))
+    _table([[*r[:5], _cut(r[5], room)] for r in rows], header)
     return 0
 
 
@@ -186,6 +198,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         labels=args.labels,
         aliases=args.alias or (),
         task=args.task,
+        replace=args.replace,
     )
     if args.json:
         _print_json(entry.to_dict() | {"origin": entry.origin})
@@ -444,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from ZOO_* environment variables (see README). Exit codes: "
         "0 ok, 2 usage, 3 bad registry, 4 unknown model, 5 offline miss, 6 download failed, "
         "7 checksum mismatch, 8 cache unusable, 9 invalid model file, 10 stage error, 11 conformance failures, "
-        "12 nodes disagree (check-model).",
+        "12 nodes disagree (check-model), 13 no input to work on (featurize, predict), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"sparkzoo {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
@@ -482,16 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cache", cmd_cache, "cache location, size, and clean-up of unfinished downloads")
     p.add_argument("action", choices=["dir", "size", "prune"])
 
-    p = add("add", cmd_add, "register a local ONNX file in the user registry and cache it")
+    p = add("add", cmd_add, "register an ONNX model (a local file, hf:// or https:// URL) in the user registry "
+                            "and cache it")
     p.add_argument("file", metavar="FILE|URL", help="a local .onnx file, hf://ORG/REPO/FILE.onnx[@REV] or https://...")
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help="the name to use it by (letters, digits, . _ -); an existing name "
+                                                 "needs --replace for another file")
+    p.add_argument("--replace", action="store_true", help="register another file under an existing --name (fields "
+                                                          "not given again are kept)")
     p.add_argument("--preprocess", help="preset (imagenet, efficientnet-lite, none) or a JSON recipe; default: imagenet "
                                         "for a file, what the source publishes for a URL")
     p.add_argument("--alias", action="append", help="an extra name (repeatable)")
-    p.add_argument("--description")
+    p.add_argument("--description", help="one line for `zoo ls` (default: the file's name)")
     p.add_argument("--license", help="default: what the source publishes, else unknown")
     p.add_argument("--labels", help="label set, e.g. imagenet")
-    p.add_argument("--task", default="image-classification")
+    p.add_argument("--task", help="what the model does, e.g. image-classification (default; or the existing entry's), "
+                                  "feature-extraction, object-detection")
 
     p = add("mirror", cmd_mirror, "export cached models as a mirror folder (DIR/sha256/<hex> + registry.json)")
     p.add_argument("dir", metavar="DIR")

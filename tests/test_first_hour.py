@@ -117,3 +117,95 @@ def test_ctrl_c_cancels_cleanly_and_keeps_the_previous_output(mnv2, tmp_path):
     assert "zoo: interrupted" in stderr and "Traceback" not in stderr and "ERROR" not in stderr, stderr[-3000:]
     assert (out / "previous-run.parquet").read_bytes() == b"the previous output"  # kept as it was
     assert list(tmp_path.glob(".features.parquet.zoo-*")) == []  # nothing half-written beside it
+
+
+def test_re_adding_a_name_refuses_another_file_and_never_drops_what_was_given(zoo_env, tmp_path):
+    from conftest import MOBILENET
+
+    zoo_cmd("add", str(MOBILENET), "--name", "cam", "--license", "Apache-2.0", "--labels", "imagenet",
+            "--description", "our camera-trap model")
+    zoo_cmd("add", str(MOBILENET), "--name", "cam")  # the same file again: fields not given are kept
+    kept = zoo.info("cam")
+    assert (kept["license"], kept["labels"], kept["description"]) == ("Apache-2.0", "imagenet", "our camera-trap model")
+
+    other = tmp_path / "v2.onnx"
+    other.write_bytes(MOBILENET.read_bytes())
+    import onnx
+
+    model = onnx.load(str(other))
+    model.doc_string = "version 2"  # another file, the same network
+    onnx.save(model, str(other))
+    refused = zoo_cmd("add", str(other), "--name", "cam", check=3)
+    assert "already registered with another file" in refused.stderr and "--replace" in refused.stderr
+    assert zoo.info("cam")["sha256"] == kept["sha256"]  # nothing changed
+    zoo_cmd("add", str(other), "--name", "cam", "--replace")
+    replaced = zoo.info("cam")
+    assert replaced["sha256"] != kept["sha256"]
+    assert (replaced["license"], replaced["labels"], replaced["description"]) == (
+        "Apache-2.0", "imagenet", "our camera-trap model")
+
+
+def test_offline_a_name_that_does_not_resolve_is_tried_once_per_source_and_says_zoo_offline(zoo_env, monkeypatch,
+                                                                                             capsys):
+    """DNS is faked at the system edge (socket.getaddrinfo): tests reach no network, and a
+    resolver's answer for a name is exactly what this is about."""
+    import socket
+
+    from zoo.cli.main import main
+
+    asked: list[str] = []
+
+    def no_dns(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", "https://hub.example")
+    monkeypatch.setenv("ZOO_RETRIES", "3")
+    assert main(["pull", "resnet50"]) == 6
+    err = capsys.readouterr().err
+    entry = zoo.info("resnet50")
+    assert len(asked) == len(set(asked)) and {"hub.example", "github.com"} <= set(asked), asked  # never retried
+    assert "ZOO_OFFLINE=1" in err and err.count("Name or service not known") == len(entry["sources"]), err
+    assert main(["doctor"]) == 1
+    hub = next(line for line in capsys.readouterr().out.splitlines() if " hub " in line)
+    assert "cannot resolve host hub.example" in hub and "ZOO_OFFLINE=1" in hub
+
+
+def test_the_cli_says_sizes_names_and_paths_as_people_read_them(mnv2, tmp_path):
+    zoo.cut(mnv2, 1)
+    verified = zoo_cmd("verify").stdout
+    assert f"file of {mnv2} cut 1" in verified and "(no name)" not in verified, verified
+    listing = zoo_cmd("ls").stdout.splitlines()
+    assert max(map(len, listing)) <= 130, max(listing, key=len)
+    from zoo.cli.main import _mib
+
+    assert [_mib(1), _mib(1536), _mib(13 << 20)] == ["1 B", "1.5 KiB", "13.0 MiB"]
+    helped = zoo_cmd("--help").stdout
+    assert "local file, hf:// or https:// URL" in helped
+    for command, option in (("add", "--name"), ("add", "--task"), ("featurize", "--device"), ("featurize", "--format")):
+        text = " ".join(zoo_cmd(command, "--help").stdout.split())
+        described = text.split(option, 2)[-1][:200]
+        assert len(described.split()) > 3, (command, option, described)
+
+
+def test_an_hf_download_asks_no_host_but_the_configured_endpoint(zoo_env, monkeypatch):
+    """huggingface_hub's header builder fetches huggingface.co/api/agent-harnesses; an air-gapped
+    cluster pointed at an internal endpoint must not reach out (DNS faked at the system edge)."""
+    import socket
+
+    from zoo.config import settings
+    from zoo.hub import sources
+
+    asked: list[str] = []
+
+    def no_dns(host, *args, **kwargs):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setenv("ZOO_HF_ENDPOINT", "https://hub.internal.example")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_test_token")
+    url, headers = sources.hf_to_https("hf://org/repo/model.onnx@main", settings())
+    assert url.startswith("https://hub.internal.example/org/repo/resolve/main/model.onnx")
+    assert headers["authorization"] == "Bearer hf_secret_test_token" and asked == []

@@ -101,8 +101,8 @@ class ImageInput:
             value = batch.column(batch.schema.get_field_index(self.name_col))[i].as_py()
             if isinstance(value, dict):
                 value = value.get("origin")
-            if value:
-                return f"file {value}"
+            if value:  # "file /a/b.jpg", not "file file:/a/b.jpg"
+                return f"file {value.removeprefix('file:') if value.startswith('file:/') else value}"
         from pyspark import TaskContext
 
         ctx = TaskContext.get()

@@ -126,9 +126,10 @@ def add(
     preprocess: str | dict[str, Any] | None = None,
     description: str | None = None,
     license: str | None = None,
-    task: str = "image-classification",
+    task: str | None = None,
     labels: str | None = None,
     aliases: Iterable[str] = (),
+    replace: bool = False,
 ) -> ModelEntry:
     """Register a model under ``name`` in the user registry and import it into the cache.
 
@@ -139,8 +140,12 @@ def add(
     shape, dtype and layout are read from the model. ``preprocess`` is a preset name (``imagenet``,
     ``efficientnet-lite``, ``none``) or a full dict; left out, a local file gets ``imagenet`` and a
     URL what its source publishes (an error if it publishes none). ``labels`` is a shipped label set
-    or a label file. Re-adding a name replaces it; on any error nothing is written.
-    """
+    or a label file. On any error nothing is written.
+
+    A name already in the user registry: the same file again updates the fields given and keeps the
+    others (licence, labels, description, aliases, preprocessing, task); another file is refused
+    unless ``replace``, which also keeps the fields not given (a user who re-adds a new version
+    under its name keeps its licence and labels)."""
     from zoo.hub import published as publishing
     from zoo.hub.onnx_files import describe_model, external_locations, model_file
 
@@ -149,6 +154,8 @@ def add(
     for alias in aliases:
         registry.check_name(alias, "alias")
     cache = model_cache(s)
+    previous = _user_entry(cache, name)
+    task = task or (previous.task if previous is not None else None) or "image-classification"
     try:
         remote = publishing.fetch(str(path), cache, s) if publishing.is_url(str(path)) else None
     except ZooError as exc:  # name the model being added, keep the class (and its exit code)
@@ -169,6 +176,19 @@ def add(
         described = describe_model(src)
         parts = bundles.file_parts(src, external_locations(src)) if remote is None else ()
         sha = hash_file(src)
+        if previous is not None and previous.sha256 != sha and not replace:
+            raise RegistryError(f"model {name!r} is already registered with another file (sha256 "
+                                f"{previous.sha256[:12]}..., from {previous.sources[0] if previous.sources else '?'}); "
+                                "pass --replace (replace=True) to register this file under that name, or choose "
+                                "another name")
+        if previous is not None:  # what the user did not give again is kept, never reset to a default
+            given_preprocess = preprocess is not None or (remote is not None and remote.preprocess is not None)
+            recipe = recipe if given_preprocess else previous.preprocess
+            aliases = list(aliases) or list(previous.aliases)
+            description = description or previous.description
+            license = license or (remote.license if remote is not None else None) or previous.license
+            if label_spec is None:
+                label_spec = previous.labels
         data: dict[str, Any] = {
             "name": name,
             "aliases": list(aliases),
@@ -213,6 +233,14 @@ def add(
     return dataclasses.replace(entry, origin=str(user))
 
 
+def _user_entry(cache: Any, name: str) -> ModelEntry | None:
+    """The user registry's entry called ``name`` (not an alias of another), if any."""
+    user = cache.user_registry_path
+    if not os.path.lexists(user):
+        return None
+    return next((e for e in registry.read_registry_file(user) if e.name == name), None)
+
+
 def _check_classes(entry: ModelEntry, found: Any, output: dict[str, Any] | None) -> None:
     """A label set must name every class the model scores (when its output shape says how many)."""
     dims = (output or {}).get("shape") or []
@@ -241,7 +269,8 @@ def _label_spec(labels: str, model: str) -> str | dict[str, Any]:
 class VerifyResult:
     """Outcome of checking one cached blob, or one file or record the cache derived from a model.
 
-    ``kind``: ``model`` (a blob: re-hashed), or what was derived (:mod:`zoo.hub.derived`): ``layer
+    ``kind``: ``model`` (a blob: re-hashed), ``file`` (a blob the cache derived, e.g. a cut model's,
+    named after what it was made of: ``mnv2 cut 1``), or what was derived (:mod:`zoo.hub.derived`): ``layer
     table``, ``cut model``, ``optimised graph`` (each rebuilt from its verified model and compared).
     ``status``: ``ok``; ``quarantined`` (bad, moved to ``quarantine/``); ``rebuilt`` (a derived
     file or record was bad: quarantined and built again from its model); ``corrupt`` (bad, but the
@@ -293,12 +322,14 @@ def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) 
     reg = registry.load(s)
     shas = cache.shas() if names is None else _resolve_shas(names, reg, cache)
     labels = _names_by_sha(reg, cache)
+    made = _derived_names(cache, labels)
     results = []
     for sha in shas:
         present = cache.blob_path(sha)
-        names_of = tuple(labels.get(sha, ()))
+        names_of = tuple(labels.get(sha, ()) or made.get(sha, ()))  # a cut model's blob: "mnv2 cut 1"
+        kind = "model" if sha in labels or sha not in made else "file"
         if not os.path.lexists(present):
-            results.append(VerifyResult(sha, names_of, "missing", None))
+            results.append(VerifyResult(sha, names_of, "missing", None, kind=kind))
             continue
         bar = progress_bar(f"verify {sha[:12]}", os.lstat(present).st_size, 0, s)
         try:
@@ -306,15 +337,29 @@ def verify(names: Iterable[str] | None = None, *, progress: bool | None = None) 
         finally:
             bar.close()
         if problem is None:
-            results.append(VerifyResult(sha, names_of, "ok", str(present)))
+            results.append(VerifyResult(sha, names_of, "ok", str(present), kind=kind))
             continue
         try:
             cache.quarantine(sha, problem)
         except ChecksumError:  # bad but cannot be moved (a read-only cache): report it and go on
-            results.append(VerifyResult(sha, names_of, "corrupt", str(present), problem))
+            results.append(VerifyResult(sha, names_of, "corrupt", str(present), problem, kind))
             continue
-        results.append(VerifyResult(sha, names_of, "quarantined", None, problem))
+        results.append(VerifyResult(sha, names_of, "quarantined", None, problem, kind))
     return results + _verify_derived(cache, labels, None if names is None else set(shas))
+
+
+def _derived_names(cache: ModelCache, labels: dict[str, list[str]], found: list | None = None) -> dict[str, list[str]]:
+    """A derived model's sha256 -> what it is made of: "<model> cut <k>", "<model> in <locale>"."""
+    found = list(derived.records(cache)) if found is None else found
+    made: dict[str, list[str]] = {}
+    for kind in ("locale", "cut"):  # a cut of a locale copy is named after the copy
+        for _, rec in found:
+            if isinstance(rec, derived.Record) and rec.derivation.kind == kind and rec.output is not None:
+                d = rec.derivation
+                models = labels.get(d.inputs["source"]) or made.get(d.inputs["source"]) or [d.inputs["source"][:12]]
+                how = f"cut {d.inputs['cut'].get('index')}" if kind == "cut" else f"in {d.inputs.get('locale')}"
+                made[rec.output.sha256] = [f"{m} {how}" for m in models]
+    return made
 
 
 def _verify_derived(cache: ModelCache, labels: dict[str, list[str]], wanted: set[str] | None) -> list[VerifyResult]:
@@ -326,15 +371,12 @@ def _verify_derived(cache: ModelCache, labels: dict[str, list[str]], wanted: set
     checks = {"locale": locale_copy.verify, "cuts": layer_cuts.verify_table, "cut": layer_cuts.verify_cut,
               "optimized": optimized.verify}
     found = list(derived.records(cache))
-    made: dict[str, list[str]] = {}  # a derived model's sha256 -> "<model> cut <k>", "<model> in <locale>"
-    for kind in ("locale", "cut"):  # a cut of a locale copy is named after the copy
-        for _, rec in found:
-            if isinstance(rec, derived.Record) and rec.derivation.kind == kind and rec.output is not None:
-                d = rec.derivation
-                models = labels.get(d.inputs["source"]) or made.get(d.inputs["source"]) or [d.inputs["source"][:12]]
-                how = f"cut {d.inputs['cut'].get('index')}" if kind == "cut" else f"in {d.inputs.get('locale')}"
-                made[rec.output.sha256] = [f"{m} {how}" for m in models]
-                if wanted is not None and d.inputs["source"] in wanted:
+    made = _derived_names(cache, labels, found)
+    if wanted is not None:  # the models asked for, and what was derived from them (a cut of a locale copy too)
+        for kind in ("locale", "cut"):
+            for _, rec in found:
+                if isinstance(rec, derived.Record) and rec.derivation.kind == kind and rec.output is not None \
+                        and rec.derivation.inputs.get("source") in wanted:
                     wanted = wanted | {rec.output.sha256}
     order = {"locale": 0, "cuts": 1, "cut": 2, "optimized": 3}  # each before what is derived from it
     found.sort(key=lambda f: order.get(f[1].derivation.kind, 4) if isinstance(f[1], derived.Record) else -1)

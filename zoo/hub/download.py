@@ -277,7 +277,8 @@ def _try_sources(urls: list[str], slot: DownloadSlot, target: Target, cache: Mod
                 resumed = _transfer(url, slot, target, settings)
             except SourceFailure as exc:
                 attempts.append(Attempt(describe(url), exc.reason))
-                log.warning("%s from %s: %s", target.label, describe(url), exc.reason)
+                # said once, in the error listing every attempt; as it happens only with -v
+                log.info("%s from %s: %s", target.label, describe(url), exc.reason)
                 if exc.transient and attempt < settings.retries:
                     time.sleep(sources.backoff_delay(settings, attempt, exc))
                     attempt += 1
@@ -313,10 +314,13 @@ def _try_sources(urls: list[str], slot: DownloadSlot, target: Target, cache: Mod
             "and which files the sources and ZOO_MIRRORS serve. Nothing was published.",
             attempts,
         )
+    offline = attempts and all(a.reason.startswith(sources.UNRESOLVED) for a in attempts)
+    advice = sources.OFFLINE_HINT if offline else (
+        "Check the network or proxy settings, set ZOO_MIRRORS to an internal mirror (or ZOO_OFFLINE=1 to use "
+        "only the cache), or run `zoo doctor`.")
     raise DownloadError(
         f"could not download {target.label} (sha256 {target.sha256}); every source failed:\n{tried}\n"
-        "Check the network or proxy settings, set ZOO_MIRRORS to an internal mirror, or run "
-        "`zoo doctor`. A partial download, if any, is kept and resumed by the next pull.",
+        f"{advice} A partial download, if any, is kept and resumed by the next pull.",
         attempts,
     )
 

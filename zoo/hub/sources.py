@@ -12,6 +12,7 @@ import functools
 import io
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -141,15 +142,19 @@ def parse_hf(url: str) -> tuple[str, str, str]:
 
 def hf_to_https(url: str, settings: Settings) -> tuple[str, dict[str, str]]:
     """``hf://org/repo/path/file@rev`` -> the resolve URL on the hub, plus huggingface_hub's headers."""
-    from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub import get_token, hf_hub_url
 
     repo_id, filename, revision = parse_hf(url)
     target = hf_hub_url(repo_id, filename, revision=revision, endpoint=settings.hf_endpoint)
+    # Not huggingface_hub's build_hf_headers: it fetches {HF_ENDPOINT}/api/agent-harnesses to describe
+    # the caller, a request to huggingface.co whatever ZOO_HF_ENDPOINT says (air-gapped clusters, mirrors)
+    headers = {"user-agent": _USER_AGENT}
     try:
-        headers = build_hf_headers(library_name="sparkzoo")
+        token = get_token()
     except Exception:  # a malformed saved token must not stop public downloads
-        headers = {}
+        token = None
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     return target, headers
 
 
@@ -205,7 +210,6 @@ def _opener(settings: Settings) -> "urllib.request.OpenerDirector":
 
 
 def _open_http(url: str, settings: Settings, offset: int, validator: str | None, headers: dict[str, str]) -> Stream:
-    import socket
     import urllib.error
     import urllib.request
 
@@ -237,6 +241,8 @@ def _open_http(url: str, settings: Settings, offset: int, validator: str | None,
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise SourceFailure(f"timed out after {settings.timeout:g} s", transient=True) from None
+        if unresolved(reason):  # no network or no DNS: asking again in a second will not change that
+            raise SourceFailure(f"{UNRESOLVED} {urlsplit(url).hostname}: {reason}", transient=False) from None
         raise SourceFailure(f"connection failed: {reason}", transient=True) from None
 
     etag = response.headers.get("ETag")
@@ -339,6 +345,22 @@ def backoff_delay(settings: Settings, attempt: int, failure: SourceFailure | Non
     return min(settings.backoff * (2**attempt), 30.0)
 
 
+#: how a failure to resolve a host name begins (download errors add the offline hint after it)
+UNRESOLVED = "cannot resolve host"
+OFFLINE_HINT = ("No network here? Set ZOO_OFFLINE=1 to use only the cache (and ZOO_MIRRORS, e.g. a file:// "
+                "mirror made with `zoo mirror`), or check DNS and proxy settings (HTTPS_PROXY).")
+
+
+def unresolved(reason: object) -> bool:
+    """Whether a connection failed because the host name does not resolve (no network, no DNS)."""
+    if isinstance(reason, socket.gaierror):
+        return True
+    text = str(reason)
+    return any(words in text for words in ("Name or service not known", "Temporary failure in name resolution",
+                                           "nodename nor servname", "No address associated with hostname",
+                                           "getaddrinfo failed", "NameResolutionError"))
+
+
 def read_all(url: str, settings: Settings, limit: int = 64 << 20) -> bytes:
     """Fetch a small document (a registry) whole, retrying transient failures."""
     last: SourceFailure | None = None
@@ -355,11 +377,13 @@ def read_all(url: str, settings: Settings, limit: int = 64 << 20) -> bytes:
         except SourceFailure as exc:
             last = exc
         except OSError as exc:
-            last = SourceFailure(f"connection failed: {exc}", transient=True)
+            last = SourceFailure(f"connection failed: {exc}", transient=not unresolved(exc))
         if not last.transient or attempt == settings.retries:
             break
         time.sleep(backoff_delay(settings, attempt, last))
-    raise DownloadError(f"cannot fetch {describe(url)}: {last.reason if last else 'unknown error'}")
+    reason = last.reason if last else "unknown error"
+    hint = f" {OFFLINE_HINT}" if reason.startswith(UNRESOLVED) else ""
+    raise DownloadError(f"cannot fetch {describe(url)}: {reason}.{hint}")
 
 
 def probe(base: str, settings: Settings) -> tuple[bool, str]:
@@ -380,7 +404,10 @@ def probe(base: str, settings: Settings) -> tuple[bool, str]:
         except urllib.error.HTTPError as exc:
             return True, f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
-            return False, str(getattr(exc, "reason", exc))
+            reason = getattr(exc, "reason", exc)
+            if unresolved(reason):
+                return False, f"{UNRESOLVED} {urlsplit(base).hostname} ({reason}). {OFFLINE_HINT}"
+            return False, f"{reason}; check the network, the proxy (HTTPS_PROXY) or the URL"
     if scheme == "file":
         path = unquote(urlsplit(base).path)
         return (os.path.isdir(path), "directory exists" if os.path.isdir(path) else f"no directory {path}")
