@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 import zoo
 from conftest import REPO
@@ -79,3 +82,60 @@ def test_installed_packages_map_to_the_repo_folders(tmp_path):
     assert Path(cli_file).parent.name == "cli"
     assert no_stages and no_cli
     assert n_models >= 11, "the packaged registry.json loads"
+
+
+@pytest.mark.slow
+def test_the_wheel_installed_outside_the_checkout_runs_the_readme_main_job(tmp_path):
+    """Build the wheel and sdist as a release would; install the wheel (not `-e .`) into a fresh venv
+    outside the repository and run the README's main job with its `zoo` command. The venv takes the
+    dependencies from this test environment's site-packages through a .pth file (said so: no
+    download of pyspark and ONNX Runtime per test run); sparkzoo itself comes only from the wheel."""
+    import site
+    import sysconfig
+
+    from conftest import MOBILENET, PHOTOS
+
+    built = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(tmp_path / "dist"), str(REPO)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "Deprecat" not in built.stdout + built.stderr, "the build warns of deprecated metadata"
+    (wheel,) = (tmp_path / "dist").glob("sparkzoo-*.whl")
+    (sdist,) = (tmp_path / "dist").glob("sparkzoo-*.tar.gz")
+
+    import tarfile
+
+    root = sdist.name.removesuffix(".tar.gz")
+    shipped = {n.removeprefix(root + "/") for n in tarfile.open(sdist).getnames()}
+    helpers = {f"tests/{p.name}" for p in (REPO / "tests").glob("*.py")}
+    assert {"LICENSE", "tests/conftest.py", "docs/plugins.md", "pyproject.toml"} | helpers <= shipped, \
+        sorted(({"LICENSE", "tests/conftest.py"} | helpers) - shipped)
+    names = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata and any(n.endswith("licenses/LICENSE") for n in names)
+    assert {f"zoo/docs/{p.name}" for p in (REPO / "docs").glob("*.md")} <= set(names)
+
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True, timeout=120)
+    python = fresh / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = [p for p in [*site.getsitepackages(), sysconfig.get_paths()["purelib"]] if Path(p).is_dir()]
+    (Path(purelib) / "zz_test_dependencies.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    work = tmp_path / "user"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZOO_", "PYTHON"))}
+    env.update(ZOO_HOME=str(tmp_path / "zoo-home"), ZOO_PROGRESS="0")
+    where = subprocess.run([str(python), "-c", "import zoo; print(zoo.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert where.startswith(purelib), where  # the wheel's zoo, not the checkout's
+    zoo_cmd = str(fresh / "bin" / "zoo")
+    subprocess.run([zoo_cmd, "add", str(MOBILENET), "--name", "mobilenetv2-int8-local", "--labels", "imagenet",
+                    "--license", "Apache-2.0"], cwd=work, env=env, check=True, capture_output=True, timeout=120)
+    job = subprocess.run([zoo_cmd, "featurize", str(PHOTOS), "--glob", "*.JPEG", "--model", "mobilenetv2-int8-local",
+                          "--cut", "1", "--output", "features.parquet", "--overwrite", "--master", "local[2]"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-3000:]
+    assert "100 files found" in job.stdout and "100 featurized, 0 failed" in job.stdout, job.stdout
+    assert (work / "features.parquet" / "_SUCCESS").exists()
