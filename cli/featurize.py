@@ -181,8 +181,12 @@ def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tu
     now, which the driver would do anyway). Returns the pipeline and the local files (None for a
     remote input). Raises the ``zoo.errors`` error that says what is wrong."""
     import zoo
-    from zoo.errors import InputError, StageError
+    from zoo.doctor import spark_stack_problem
+    from zoo.errors import ConfigError, InputError, StageError
 
+    stack = spark_stack_problem()  # a pyarrow that cannot run would fail ~30 s into the first job
+    if stack:
+        raise ConfigError(f"Spark cannot run sparkzoo's jobs here: {stack}")
     out = _local_path(args.output) if args.output else None
     incremental = getattr(args, "incremental", False)
     if out is not None and out.exists() and not args.overwrite and not incremental:
@@ -222,6 +226,10 @@ def _write(result, out: str, overwrite: bool) -> None:
     tmp = target.parent / f".{target.name}.zoo-new-{uuid.uuid4().hex[:12]}"
     try:
         result.write.parquet(str(tmp))
+    except BaseException:
+        _discard(tmp, result.sparkSession)
+        raise
+    try:
         if target.exists():
             grave = target.parent / f".{target.name}.zoo-old-{uuid.uuid4().hex[:12]}"
             os.rename(target, grave)
@@ -230,7 +238,26 @@ def _write(result, out: str, overwrite: bool) -> None:
         else:
             os.rename(tmp, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # written, so no task is still writing into it
+
+
+def _discard(folder: Path, spark) -> None:
+    """Remove what a failed or cancelled write left. Cancelled tasks can still be writing for a
+    moment after the job has failed (Spark 3.5 aborts them asynchronously), so the folder is removed
+    until no job runs and it stays gone (at most ~30 s)."""
+    import shutil
+
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.monotonic() + 30
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            busy = bool(tracker.getActiveJobsIds()) or bool(tracker.getActiveStageIds())
+        except Exception:
+            busy = False
+        if (not busy and not folder.exists()) or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:

@@ -390,6 +390,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Where the documentation pages are installed (the reference the README links to)."""
+    from importlib.resources import files
+
+    folder = files("zoo.docs")
+    pages = sorted(p.name for p in folder.iterdir() if p.name.endswith(".md"))
+    if args.json:
+        _print_json({"folder": str(folder), "pages": pages})
+    else:
+        print(f"sparkzoo's documentation (Markdown) is in {folder}:")
+        for page in pages:
+            print(f"  {page}")
+    return 0
+
+
 def cmd_check_model(args: argparse.Namespace) -> int:
     from zoo.cli.featurize import _conf_pairs, _spark
     from zoo.consistency import check_model
@@ -510,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="label set, e.g. imagenet")
     p.add_argument("--task", help="what the model does, e.g. image-classification (default; or the existing entry's), "
                                   "feature-extraction, object-detection")
+
+    add("docs", cmd_docs, "where sparkzoo's documentation is installed, and its pages")
 
     p = add("mirror", cmd_mirror, "export cached models as a mirror folder (DIR/sha256/<hex> + registry.json)")
     p.add_argument("dir", metavar="DIR")

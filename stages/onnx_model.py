@@ -55,7 +55,8 @@ def _softmax(scores: Column) -> Column:
 
 def _argmax(scores: Column) -> Column:
     """Index of the largest element of an array column (the first of equal maxima, as numpy's argmax)."""
-    return F.array_position(scores, F.array_max(scores)) - 1
+    # through call_function: PySpark 3.5's array_position takes only a literal as the value to find
+    return F.call_function("array_position", scores, F.array_max(scores)) - 1
 
 
 def _dim_names(shape) -> tuple:

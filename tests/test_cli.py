@@ -167,4 +167,4 @@ def test_check_model_on_a_node_without_sparkzoo_is_a_clear_error(tmp_path):
     assert done.returncode == 2, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("zoo: error: the executors' Python (") and "cannot import 'pluggy'" in last
-    assert "README: Running on a cluster" in last
+    assert "docs/cluster.md" in last

@@ -21,9 +21,9 @@ from conftest import PHOTOS, zoo_cmd
 STARTING = "starting Spark"
 
 
-def _before_spark(*args: str, code: int) -> str:
+def _before_spark(*args: str, code: int, env: dict | None = None) -> str:
     """Run `zoo ARGS`; it must exit with ``code`` without having started Spark. Its stderr."""
-    result = zoo_cmd(*args, check=code)
+    result = zoo_cmd(*args, env_extra=env, check=code)
     assert STARTING not in result.stderr, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     return result.stderr
@@ -209,3 +209,26 @@ def test_an_hf_download_asks_no_host_but_the_configured_endpoint(zoo_env, monkey
     url, headers = sources.hf_to_https("hf://org/repo/model.onnx@main", settings())
     assert url.startswith("https://hub.internal.example/org/repo/resolve/main/model.onnx")
     assert headers["authorization"] == "Bearer hf_secret_test_token" and asked == []
+
+
+def test_a_spark_35_install_with_numpy_2_is_caught_by_doctor_and_before_spark(mnv2, tmp_path):
+    """What `pip install 'pyspark==3.5.*' sparkzoo` gave users: pyspark 3.5 beside NumPy 2 and a
+    pyarrow built for it. The package records are faked at the edge (a dist-info folder first on
+    PYTHONPATH, which is what importlib.metadata reads); the numpy and pyarrow are the real ones."""
+    site = tmp_path / "site"
+    info = site / "pyspark-3.5.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pyspark\nVersion: 3.5.9\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    import numpy
+
+    doctor = zoo_cmd("doctor", env_extra=env, check=None)
+    line = next(x for x in doctor.stdout.splitlines() if "spark libraries" in x)
+    if numpy.__version__.startswith("1."):  # a Spark 3.5 environment (CI's second one): this set fits
+        assert line.startswith("ok"), line
+        return
+    assert line.startswith("BAD") and "pyspark 3.5.9" in line and "needs numpy>=1.22,<2" in line, line
+    assert "pip install 'sparkzoo[spark35]'" in line and doctor.returncode == 1
+    said = _before_spark("featurize", str(PHOTOS), "--model", mnv2, "--output", str(tmp_path / "o"), code=2, env=env)
+    assert "Spark cannot run sparkzoo's jobs here" in said and "sparkzoo[spark35]" in said
+

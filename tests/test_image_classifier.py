@@ -44,9 +44,10 @@ def test_zoo_predict_prints_a_table_or_writes_parquet(spark, mnv2, tmp_path, cap
     assert main(["predict", str(PHOTOS), "--glob", "n01[56]*.JPEG", "--model", mnv2, "--master", "local[2]"]) == 0
     printed = capsys.readouterr()
     lines = printed.out.splitlines()
-    assert lines[0].split() == ["FILE", "LABEL", "SCORE"]
+    assert lines[0].split() == ["FILE", "RANK", "LABEL", "SCORE"]
     photos = sorted(PHOTOS.glob("n01[56]*.JPEG"))
-    assert [line.split()[0] for line in lines[1:]] == [str(p) for p in photos]
+    assert [line.split()[0] for line in lines[1:] if not line.startswith(" ")] == [str(p) for p in photos]
+    assert len(lines) == 1 + 5 * len(photos)  # the top 5 (the default --top) of each image
     assert all(any(name in line for name in IMAGENET) for line in lines[1:])
     assert f"{len(photos)} files found: {len(photos)} classified, 0 failed" in printed.err
 

@@ -1,6 +1,6 @@
 """sparkzoo: pretrained ONNX networks for Apache Spark.
 
-The public API is what README.md documents::
+The public API is what docs/python-api.md documents::
 
     import zoo
     path = zoo.pull("resnet50")        # verified local file, downloaded once per node

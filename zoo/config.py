@@ -1,7 +1,7 @@
 """The one place sparkzoo reads its configuration from: environment variables.
 
 Settings are read when an operation starts (not at import), so a Spark executor, a test or a
-subprocess sees whatever environment it was given. Every variable is documented in README.md.
+subprocess sees whatever environment it was given. Every variable is documented in docs/configuration.md.
 """
 
 from __future__ import annotations

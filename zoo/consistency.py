@@ -79,7 +79,7 @@ def reference_images(count: int = 8, size: tuple[int, int] = (384, 512), seed: i
 
 
 def default_tolerance(quantized: bool, fast_decode: bool) -> float:
-    """The cosine similarity every node must reach (documented in README)."""
+    """The cosine similarity every node must reach (documented in docs/cli.md)."""
     if fast_decode:
         return FAST_DECODE_TOLERANCE
     return INT8_TOLERANCE if quantized else FP32_TOLERANCE

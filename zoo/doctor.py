@@ -70,6 +70,63 @@ def _check_locking(cache: ModelCache) -> Check:
         probe.unlink(missing_ok=True)
 
 
+#: What each Spark line needs of the Python libraries its Arrow path loads (checked by `zoo doctor`
+#: and before `zoo featurize`/`predict` start Spark). PySpark 3.5 is built against NumPy 1 and
+#: refuses pyarrow releases built for NumPy 2 ("PyArrow >= 4.0.0 must be installed", ~30 s into the
+#: first job); `pip install 'sparkzoo[spark35]'` installs a matching set.
+SPARK_STACKS = {
+    "3.5": {"numpy": ("1.22", "2"), "pyarrow": ("11", "20"), "install": "pip install 'sparkzoo[spark35]'"},
+    "4": {"numpy": ("1.22", None), "pyarrow": ("11", None), "install": "pip install -U 'pyspark>=4' pyarrow"},
+}
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def spark_stack_problem() -> str | None:
+    """What is wrong with the installed pyspark / pyarrow / numpy for running sparkzoo's jobs, with
+    the command that fixes it; None when they fit together. Reads versions and imports pyarrow (a
+    pyarrow built for another NumPy fails right there); starts no Spark."""
+    from packaging.version import Version
+
+    spark = _version("pyspark")
+    if spark is None:
+        return "pyspark is not installed: pip install 'sparkzoo' (or 'sparkzoo[spark35]' for Spark 3.5)"
+    line = "3.5" if Version(spark) < Version("4") else "4"
+    if Version(spark) < Version("3.5"):
+        return f"pyspark {spark} is older than sparkzoo supports (3.5 and 4.x): pip install 'sparkzoo[spark35]'"
+    stack = SPARK_STACKS[line]
+    problems = []
+    for dist in ("numpy", "pyarrow"):
+        have = _version(dist)
+        low, high = stack[dist]
+        if have is None:
+            problems.append(f"{dist} is not installed")
+        elif Version(have) < Version(low) or (high is not None and Version(have) >= Version(high)):
+            wanted = f">={low}" + (f",<{high}" if high else "")
+            problems.append(f"{dist} {have} does not fit pyspark {spark} (needs {dist}{wanted})")
+    if not problems:
+        try:
+            import pyarrow  # noqa: F401 - a pyarrow built for another NumPy fails on import
+        except Exception as exc:
+            problems.append(f"pyarrow cannot be imported: {type(exc).__name__}: {str(exc)[:200]}")
+    if not problems:
+        return None
+    return f"{'; '.join(problems)}. Fix: {stack['install']}"
+
+
+def _check_spark_stack() -> Check:
+    problem = spark_stack_problem()
+    versions = ", ".join(f"{d} {_version(d) or 'missing'}" for d in ("pyspark", "pyarrow", "numpy"))
+    return Check("spark libraries", problem is None, versions if problem is None else f"{versions}: {problem}")
+
+
 def _check_onnxruntime() -> Check:
     """The ONNX Runtime version and its execution providers, and which of them really run here:
     onnxruntime-gpu lists CUDA and TensorRT even on a machine without a GPU, so CUDA is probed."""
@@ -141,6 +198,7 @@ def run(settings: Settings) -> list[Check]:
             checks.append(Check(f"mirror {sources.describe(mirror)}", ok, f"{detail} in {time.monotonic() - started:.2f} s"))
         ok, detail = sources.probe(settings.hf_endpoint, settings)
         checks.append(Check(f"hub {settings.hf_endpoint}", ok, detail))
+    checks.append(_check_spark_stack())
     checks.append(_check_onnxruntime())
     checks.append(_check_java())
     if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):

@@ -2,7 +2,7 @@
 
 Every error the library raises on purpose is a :class:`ZooError`. Messages say what went wrong,
 name the model, file, URL or field involved, and say what to do next. The CLI maps each class to
-an exit code (``exit_code``), documented in README.md.
+an exit code (``exit_code``), documented in docs/cli.md.
 """
 
 from __future__ import annotations
@@ -158,4 +158,10 @@ def essence(exc: BaseException) -> str:
     python = [ln for ln in errors if not ln.startswith(_JVM)]
     if python:
         return python[-1][:300]
+    # the JVM's root cause ("Caused by: ..." last) says what went wrong; the top line is Spark's
+    # wrapper ("Job aborted due to stage failure: ..."), which Spark 3.5 cuts before the cause
+    causes = [re.sub(r"^Caused by:\s*", "", ln.strip()) for ln in str(exc).splitlines()
+              if ln.strip().startswith("Caused by:") and ln.strip()[len("Caused by:"):].strip().startswith(_JVM)]
+    if causes:
+        return causes[-1][:300]
     return (errors[0] if errors else lines[0] if lines else "")[:300]

@@ -86,7 +86,7 @@ def executor_error(exc: BaseException, python: str | None = None) -> errors.ZooE
             "install sparkzoo into that Python on every node and point Spark at it (PYSPARK_PYTHON or "
             "--conf spark.pyspark.python=/path/on/the/nodes/bin/python), or ship an environment with the job: "
             "`zoo cluster-env env.tar.gz`, then spark-submit --archives env.tar.gz#env "
-            "--conf spark.pyspark.python=./env/bin/python (README: Running on a cluster)"
+            "--conf spark.pyspark.python=./env/bin/python (docs/cluster.md)"
         )
         out.spark_exception = exc  # type: ignore[attr-defined]
         return out

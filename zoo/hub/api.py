@@ -1,4 +1,4 @@
-"""The hub's public functions (README "Python API"): pull, models, info, cuts, cut, add, verify,
+"""The hub's public functions (docs/python-api.md): pull, models, info, cuts, cut, add, verify,
 remove and the cache commands. ``zoo.pull`` and friends are these functions."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ against the graph's structure, the cut model's blob by its sha256 and its stamp)
 they do not fit. The driver pins the cut model's sha256, and an executor that builds it again
 must get the same bytes.
 
-What a "layer" is (README, "Layer cuts"): walking back from the model's output along the data
+What a "layer" is (docs/python-api.md, "Layer cuts"): walking back from the model's output along the data
 input of each node, every node of these kinds is one layer:
 
 * dense: ``Gemm``, ``MatMul``, ``MatMulInteger``, ``QLinearMatMul``; a following bias ``Add`` /

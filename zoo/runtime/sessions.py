@@ -119,7 +119,7 @@ def task_gpu() -> tuple[bool, int | None]:
 NO_GPU_ASSIGNED = (
     "device='cuda' was requested but Spark assigned no GPU to this task: set "
     "spark.executor.resource.gpu.amount, spark.task.resource.gpu.amount and a GPU discovery script "
-    "(README: GPUs), or set ZOO_CUDA_DEVICE to a GPU number where Spark does not schedule GPUs (local mode)"
+    "(docs/cluster.md: GPUs), or set ZOO_CUDA_DEVICE to a GPU number where Spark does not schedule GPUs (local mode)"
 )
 
 
