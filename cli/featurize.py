@@ -27,6 +27,7 @@ def _conf_pairs(values: list[str]) -> list[tuple[str, str]]:
 def _spark(master: str, conf: list[tuple[str, str]]):
     from pyspark.sql import SparkSession
 
+    import zoo
     from zoo.cluster.delivery import is_local
     from zoo.java import ensure_java
 
@@ -44,8 +45,12 @@ def _spark(master: str, conf: list[tuple[str, str]]):
 
         quiet = files("zoo.cli") / "log4j2-cli.properties"
         builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{quiet}")
+    jars = dict(conf).get("spark.jars")
+    # sparkzoo's SQL functions from the start: no ADD JAR and no job to prove them on the first featurization
+    builder = builder.config("spark.jars", ",".join(filter(None, [jars, str(zoo.spark_jar())])))
     for key, value in conf:
-        builder = builder.config(key, value)
+        if key != "spark.jars":
+            builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
@@ -184,6 +189,7 @@ def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tu
     from zoo.doctor import spark_stack_problem
     from zoo.errors import ConfigError, InputError, StageError
 
+    _conf_pairs(args.conf or [])  # a malformed --conf, said first
     stack = spark_stack_problem()  # a pyarrow that cannot run would fail ~30 s into the first job
     if stack:
         raise ConfigError(f"Spark cannot run sparkzoo's jobs here: {stack}")
@@ -263,6 +269,7 @@ def _discard(folder: Path, spark) -> None:
 def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
     """Featurize (or, with ``predict``, classify) ``args.input``; a summary of what was done. Without
     ``args.output`` (predict only) the summary holds each file's label and score."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     import zoo
@@ -305,6 +312,10 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
                 if incremental:
                     pass
                 elif out is not None:
+                    # counted while written (Spark's Observation): no second job reading the output back
+                    observed = Observation("zoo featurize")
+                    result = result.observe(observed, F.count(F.lit(1)).alias("n"),
+                                            *([F.count("error").alias("failed")] if keep else []))
                     _write(result, out, args.overwrite)
                 else:
                     predictions = [{"path": r["path"], "label": r["label"],
@@ -315,9 +326,11 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
                                    .orderBy("path").collect()]
             elapsed = time.perf_counter() - started
             if predictions is None:
-                written = spark.read.parquet(str(out))
-                counts = written.agg(F.count(F.lit(1)).alias("n"),
-                                     *([F.count("error").alias("failed")] if keep else [])).first()
+                if report is not None:  # the whole output: the rows kept and those made now
+                    counts = spark.read.parquet(str(out)).agg(
+                        F.count(F.lit(1)).alias("n"), *([F.count("error").alias("failed")] if keep else [])).first()
+                else:
+                    counts = observed.get
                 rows, failures = counts["n"], counts["failed"] if keep else 0
             else:
                 rows, failures = len(predictions), sum(p["error"] is not None for p in predictions)

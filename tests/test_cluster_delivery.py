@@ -185,3 +185,35 @@ def test_submit_sh_cluster_mode_gives_the_driver_the_archive_and_the_zoo_setting
 def test_submit_sh_explains_that_spark_has_no_python_cluster_mode_there(master):
     done = _submit(master, "/in", "/out", DEPLOY_MODE="cluster", ENV_ARCHIVE="env.tar.gz")
     assert done.returncode == 2 and "only on YARN and Kubernetes" in done.stderr
+
+
+@pytest.mark.slow
+def test_watch_reports_a_failed_task_from_a_plain_script_without_logging_set_up(tmp_path):
+    """What the docs promise a user's own script: one `zoo: WARNING:` line per failed task, with no
+    logging configured by the application (the zoo logger's NullHandler must not swallow it)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent('''
+        from pyspark import TaskContext
+        from pyspark.sql import SparkSession
+        import zoo
+
+        spark = SparkSession.builder.master("local[1,2]").getOrCreate()  # a failed task is retried once
+
+        def flaky(batches):
+            if TaskContext.get().attemptNumber() == 0:
+                raise RuntimeError("the first attempt fails")
+            yield from batches
+
+        with zoo.cluster.watch(spark):
+            print(spark.range(3).mapInArrow(flaky, "id long").count())
+        spark.stop()
+    '''))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}  # the executors' Python: this environment's
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0 and done.stdout.strip().endswith("3"), done.stderr[-3000:]
+    warned = [line for line in done.stderr.splitlines() if line.startswith("zoo: WARNING:")]
+    assert len(warned) == 1 and "the first attempt fails" in warned[0], done.stderr[-3000:]

@@ -35,6 +35,7 @@ _WHERE = {
     "model_loads": "zoo.runtime.sessions",
     "spark_jar": "zoo.runtime.jvm_functions",
     "pipeline": "zoo.pipelines", "read_images": "zoo.pipelines", "list_images": "zoo.pipelines",
+    "read_images_stream": "zoo.pipelines",
     "provenance": "zoo.lineage",
     "featurize_incremental": "zoo.incremental", "IncrementalReport": "zoo.incremental",
     "StageInfo": "zoo.plugins.stage_registry", "stage": "zoo.plugins.stage_registry",
@@ -60,5 +61,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
 __all__ = [
     "Cut", "IncrementalReport", "featurize_incremental", "ModelEntry", "StageInfo", "VerifyResult", "add", "cache_dir", "cache_size", "cluster", "cut", "cuts",
     "errors", "export_mirror", "hookimpl", "hookspec", "info", "list_images", "model_loads", "models", "pipeline", "provenance", "prune_cache",
-    "pull", "read_images", "remove", "spark_jar", "stage", "stages", "verify", "__version__",
+    "pull", "read_images", "read_images_stream", "remove", "spark_jar", "stage", "stages", "verify", "__version__",
 ]

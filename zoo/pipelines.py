@@ -6,6 +6,7 @@ average) around a head you give; ``zoo.stage(name)`` is the way to build any reg
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pyspark.ml import Pipeline
@@ -73,14 +74,17 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
     whatever the partition size. Give a number to choose the partitions yourself (with
     ``content=True`` only fewer than Spark's own take effect), or 0 to keep Spark's packing.
     """
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(bool(recursive)).lower())
     if glob and not case_sensitive:
         glob = any_case(glob)
+    if content is None:
+        content = not _local(spark, path)
+    if not content and partitions != 0 and _jvm(spark) is not None and _local(spark, path):
+        return _listed_in_python(spark, path, recursive=recursive, glob=glob, case_sensitive=True,
+                                 partitions=partitions)
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(bool(recursive)).lower())
     if glob:
         reader = reader.option("pathGlobFilter", glob)
     df = reader.load(path)
-    if content is None:
-        content = not _local(spark, path)
     if not content:
         df = df.select("path", "modificationTime", "length")  # binaryFile opens no file for these
     files = df.inputFiles() if partitions is None or not content else []
@@ -99,6 +103,27 @@ def read_images(spark: SparkSession, path: str, *, recursive: bool = True, glob:
         rows = spark.createDataFrame([row[:len(df.columns)] for row in empty], df.schema)
         df = df.unionByName(rows)
     return df
+
+
+def read_images_stream(spark: SparkSession, path: str, *, glob: str | None = None, recursive: bool = True,
+                       max_files_per_trigger: int | None = None, case_sensitive: bool = False) -> DataFrame:
+    """Image files arriving in a folder, as a Structured Streaming DataFrame with the columns of
+    ``read_images(..., content=True)``: ``path``, ``modificationTime``, ``length``, ``content``.
+
+    Spark's file source: each micro-batch reads the files that appeared since the last one, and a
+    query with a checkpoint resumes where it stopped, every file once. ``max_files_per_trigger``
+    bounds a micro-batch (Spark's ``maxFilesPerTrigger``: the first batch of a full folder would
+    otherwise hold every file in it). ``glob`` matches any letter case unless ``case_sensitive``.
+    Producers must move finished files into ``path`` (a rename); a file written in place can be
+    read half-written. Unlike :func:`read_images`, a 0-byte file gets no row: Spark's file source
+    skips empty files and a stream cannot add them (docs/python-api.md, "Streaming")."""
+    reader = (spark.readStream.format("binaryFile").schema(_listing_schema(content=True))
+              .option("recursiveFileLookup", str(bool(recursive)).lower()))
+    if glob:
+        reader = reader.option("pathGlobFilter", glob if case_sensitive else any_case(glob))
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", int(max_files_per_trigger))
+    return reader.load(path)
 
 
 def any_case(glob: str) -> str:
@@ -132,48 +157,104 @@ def list_images(path: str, *, glob: str | None = None, recursive: bool = True, c
 
     Raises :class:`zoo.errors.InputError` when ``path`` does not exist. ``glob`` matches file names
     in any letter case unless ``case_sensitive``."""
+    return [uri for uri, _ in _local_files(path, glob=glob, recursive=recursive, case_sensitive=case_sensitive)]
+
+
+def _local_files(path: str, *, glob: str | None, recursive: bool, case_sensitive: bool) -> list[tuple[str, os.stat_result]]:
+    """(``file:`` URI, stat) of every file Spark's ``binaryFile`` source would list under a local
+    ``path`` (0-byte files too), sorted: hidden names skipped as Spark skips them, symlinked folders
+    followed as Hadoop's local file system follows them (each real folder once)."""
     import fnmatch
     import glob as globbing
-    import os
     from urllib.parse import urlsplit
 
     from zoo.errors import InputError
 
     root = urlsplit(path).path if urlsplit(path).scheme == "file" else path
+    root = os.path.expanduser(root)
     tops = sorted(globbing.glob(root)) if globbing.has_magic(root) else [root] if os.path.exists(root) else []
     if not tops:
         raise InputError(f"input {path!r} does not exist" + ("" if os.path.isabs(root) else f" (from {os.getcwd()})"))
-    patterns = _braces(glob if case_sensitive or not glob else any_case(glob)) if glob else []
-    found = []
+    patterns = _braces(glob if case_sensitive else any_case(glob)) if glob else []
+    found, seen = [], set()
     for top in tops:
         if os.path.isfile(top):
             candidates = [top]
         else:
             candidates = []
-            for folder, dirs, files in os.walk(top):
+            for folder, dirs, files in os.walk(top, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:  # a link back up the tree
+                    dirs[:] = []
+                    continue
+                seen.add(real)
                 dirs[:] = sorted(d for d in dirs if not _hidden(d)) if recursive else []
                 candidates.extend(os.path.join(folder, f) for f in sorted(files) if not _hidden(f))
-        found.extend(c for c in candidates
-                     if not patterns or any(fnmatch.fnmatchcase(os.path.basename(c), p) for p in patterns))
-    return [f"file:{os.path.abspath(f)}" for f in found]
+        for c in candidates:
+            if patterns and not any(fnmatch.fnmatchcase(os.path.basename(c), p) for p in patterns):
+                continue
+            try:
+                st = os.stat(c)
+            except OSError:  # a dangling link: Spark's listing skips it too
+                continue
+            found.append((f"file:{os.path.abspath(c)}", st))
+    return sorted(found)
+
+
+def _listing_schema(content: bool = False):
+    """``binaryFile``'s columns (built in Python: parsing a DDL string costs a JVM round trip, 0.4 s
+    on the first call of a session)."""
+    from pyspark.sql import types as T
+
+    fields = [T.StructField("path", T.StringType()), T.StructField("modificationTime", T.TimestampType()),
+              T.StructField("length", T.LongType())]
+    return T.StructType(fields + ([T.StructField("content", T.BinaryType())] if content else []))
+
+
+def _listed_in_python(spark: SparkSession, path: str, *, recursive: bool, glob: str | None,
+                      case_sensitive: bool, partitions: int | None) -> DataFrame:
+    """``read_images`` of a local folder without Spark listing it: the files listed here and handed
+    to Spark as rows, evenly over the partitions. Spark's own listing of a folder runs a job (32
+    tasks once it holds more than 32 folders) and a second one to spread it; a 100-photo job was
+    mostly such fixed costs (benchmarks/RESULTS.md)."""
+    import datetime as dt
+
+    schema = _listing_schema()
+    utc = dt.timezone.utc
+    rows = []
+    for uri, st in _local_files(path, glob=glob, recursive=recursive, case_sensitive=case_sensitive):
+        ms = st.st_mtime_ns // 1_000_000  # Hadoop's local file system says milliseconds: the same keys as before
+        rows.append((uri, dt.datetime.fromtimestamp(ms // 1000, utc) + dt.timedelta(milliseconds=ms % 1000), st.st_size))
+    empty = sum(1 for r in rows if r[2] == 0)
+    if empty:
+        get_logger("images").info("%d empty (0-byte) files under %s: they are featurized as invalid", empty, path)
+    if partitions is None:
+        cores = _parallelism(spark) or 1
+        partitions = default_partitions(len(rows), cores)
+    df = _parallelized(spark, rows, schema, partitions)
+    return df.withMetadata("path", {**df.schema["path"].metadata, FILES_MARK: True})
 
 
 def _even(spark: SparkSession, listing: DataFrame, partitions: int) -> DataFrame:
     """``listing`` (a few bytes per file) in ``partitions`` partitions whose counts differ by at most one.
 
-    The rows are collected and handed back with ``parallelize``, so no shuffle: a shuffle's cleanup
-    at shutdown made a failing cluster application print Netty's RejectedExecutionException after
-    sparkzoo's own one-line error. The JVM unpickles the parallelized rows itself, as PySpark's
-    ``createDataFrame`` does for a local list: ``createDataFrame(rdd)`` would run a Python worker in
-    every task only to convert them (MobileNet on 300 photos: 303 -> 346 img/s; benchmarks/RESULTS.md).
-    Under Spark Connect (no SparkContext) Spark's packing is coalesced.
-    """
-    try:
-        context = spark.sparkContext
-    except Exception:  # Spark Connect
+    The rows are collected and handed back with :func:`_parallelized`, so no shuffle: a shuffle's
+    cleanup at shutdown made a failing cluster application print Netty's RejectedExecutionException
+    after sparkzoo's own one-line error. Under Spark Connect (no SparkContext) Spark's packing is
+    coalesced."""
+    if _jvm(spark) is None:  # Spark Connect
         return listing.coalesce(partitions)
-    schema = listing.schema
-    rows = sorted(tuple(r) for r in listing.collect())  # by path: the same partitions every time
+    return _parallelized(spark, [tuple(r) for r in listing.collect()], listing.schema, partitions)
+
+
+def _parallelized(spark: SparkSession, rows: list[tuple], schema, partitions: int) -> DataFrame:
+    """``rows`` as a DataFrame of ``partitions`` partitions (sorted by the first column: the same
+    partitions every time), whose counts differ by at most one. The JVM unpickles the rows itself,
+    as PySpark's ``createDataFrame`` does for a local list: ``createDataFrame(rdd)`` would run a
+    Python worker in every task only to convert them (MobileNet on 300 photos: 303 -> 346 img/s;
+    benchmarks/RESULTS.md)."""
+    context = spark.sparkContext
+    rows = sorted(rows)
     parallel = context.parallelize([schema.toInternal(r) for r in rows], max(1, min(partitions, len(rows))))
     try:
         serde = context._jvm.SerDeUtil

@@ -102,7 +102,7 @@ class ImageInput:
             if isinstance(value, dict):
                 value = value.get("origin")
             if value:  # "file /a/b.jpg", not "file file:/a/b.jpg"
-                return f"file {value.removeprefix('file:') if value.startswith('file:/') else value}"
+                return f"file {value[5:] if isinstance(value, str) and value.startswith('file:/') else value}"
         from pyspark import TaskContext
 
         ctx = TaskContext.get()

@@ -177,6 +177,9 @@ def node_caches_hold(spark, *shas: str) -> str | None:
         return None
     if sc.getConf().get("spark.dynamicAllocation.enabled", "false").lower() == "true":
         return None  # executors that start later would not have been asked
+    known = _HELD.get((sc.applicationId, shas))
+    if known is not None:  # asked already in this application: each job would pay a probe task per executor
+        return known
     executors = registered_executors(sc)
     if executors <= 0:
         return None
@@ -199,7 +202,14 @@ def node_caches_hold(spark, *shas: str) -> str | None:
         return None
     if len({(host, pid) for host, pid, _, _ in answers}) < executors or not all(h for *_, h in answers):
         return None
-    return ", ".join(sorted({f"{host}:{home}" for host, _, home, _ in answers}))
+    held = ", ".join(sorted({f"{host}:{home}" for host, _, home, _ in answers}))
+    _HELD[(sc.applicationId, shas)] = held
+    return held
+
+
+#: (application, model files) -> every executor's node cache held them when asked (a cache only
+#: grows while an application runs, and a blob that went bad is fetched again on the executor)
+_HELD: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
 # -- on the executor ----------------------------------------------------------------------------

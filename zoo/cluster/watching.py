@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from zoo import errors
-from zoo.log import get_logger
+from zoo.log import get_logger, warn_user
 
 log = get_logger("cluster")
 
@@ -116,7 +116,7 @@ class Watch:
 
     def __init__(self, spark, *, report: Callable[[str], None] | None = None, interval: float = 0.5):
         self.spark = spark
-        self.report = report or log.warning
+        self.report = report or (lambda line: warn_user(log, line))
         self.interval = interval
         self.failures: list[str] = []
         self.events: Any = None
@@ -221,5 +221,6 @@ class Watch:
 def watch(spark, *, report: Callable[[str], None] | None = None) -> Watch:
     """A :class:`Watch` for the actions (and transforms) run inside ``with``: see the module doc.
 
-    ``report`` receives each one-line failure report (default: the ``zoo`` logger at WARNING)."""
+    ``report`` receives each one-line failure report (default: the ``zoo`` logger at WARNING where the
+    application configured logging, else one ``zoo: WARNING:`` line on stderr)."""
     return Watch(spark, report=report)

@@ -8,7 +8,8 @@ which wraps the array into Spark ML's vector layout without touching its element
 
 The jar is optional. On first use in a session sparkzoo registers the catalog under the name
 ``sparkzoo`` (``spark.sql.catalog.sparkzoo``, a runtime setting), adds the jar with ``ADD JAR``
-when the session was not started with it (``spark.jars``), and proves the function on one row.
+when the session was not started with it (``spark.jars``), and proves the function on one row
+(started with it, resolving the function on the driver is proof enough: no job).
 If any of that fails (an older Spark, a remote Spark Connect server that cannot read the jar's
 path, a catalog of that name already taken, ``ZOO_JVM_FUNCTIONS=0``) stages use Spark's own
 ``array_to_vector``: same vectors, slower.
@@ -72,6 +73,9 @@ def _enable(spark: SparkSession) -> bool:
         log.warning("%s is %s, not sparkzoo's functions: using Spark's array_to_vector (slower)", key, current)
         return False
     spark.conf.set(key, CATALOG_CLASS)
+    if _started_with_jar(spark) and _resolves(spark):  # spark.jars gives every executor the jar: no job to prove it
+        log.debug("sparkzoo JVM functions usable (as started): spark.jars holds the jar and the driver resolves them")
+        return True
     if _works(spark, "as started"):
         return True
     try:
@@ -86,6 +90,25 @@ def _enable(spark: SparkSession) -> bool:
     log.info("sparkzoo's JVM functions are not usable in this session: vectors are built with Spark's "
              "array_to_vector (slower; start Spark with spark.jars=%s to use them)", JAR)
     return False
+
+
+def _started_with_jar(spark: SparkSession) -> bool:
+    try:
+        jars = spark.sparkContext.getConf().get("spark.jars", "") or ""
+    except Exception:  # Spark Connect
+        return False
+    return any(Path(j.removeprefix("file:")).name == JAR.name for j in jars.split(",") if j)
+
+
+def _resolves(spark: SparkSession) -> bool:
+    """Whether the driver resolves ``dense_vector`` (analysis only: loads the catalog class, runs no job)."""
+    probe = F.call_function(f"{CATALOG}.dense_vector", F.array(F.lit(1.5), F.lit(-2.0)))
+    try:
+        spark.range(1).select(probe.alias("v")).schema
+    except Exception as exc:
+        log.debug("sparkzoo JVM functions do not resolve: %s", _first_line(exc))
+        return False
+    return True
 
 
 def _works(spark: SparkSession, when: str) -> bool:
