@@ -74,21 +74,25 @@ def test_globs_match_any_letter_case_in_python_and_in_spark(spark, tmp_path):
     assert zoo.read_images(spark, str(folder), glob="*.jpg", case_sensitive=True).count() == 1
 
 
-@pytest.mark.slow
-def test_predict_prints_the_top_k_classes_of_each_image(mnv2, tmp_path):
+def test_predict_prints_the_top_k_classes_of_each_image(spark, mnv2, tmp_path, capsys):
+    """Through the CLI's entry point in this process (the suite's Spark session is reused, as inside a
+    running application); the README quick start runs `zoo predict --top 3` as a separate process."""
+    from zoo.cli.main import main
+
     photos = tmp_path / "photos"
     photos.mkdir()
     for p in sorted(PHOTOS.glob("n01[45]*.JPEG"))[-2:]:
         shutil.copy(p, photos / p.name)
-    result = zoo_cmd("predict", str(photos), "--model", mnv2, "--top", "3", "--master", "local[1]")
-    table = [line for line in result.stdout.splitlines() if line.strip()]
+    assert main(["predict", str(photos), "--model", mnv2, "--top", "3"]) == 0
+    printed = capsys.readouterr()
+    table = [line for line in printed.out.splitlines() if line.strip()]
     assert table[0].split() == ["FILE", "RANK", "LABEL", "SCORE"]
     at = table[0].index("RANK")
     ranks = [line[at:at + 4].strip() for line in table[1:]]
     assert ranks == ["1", "2", "3", "1", "2", "3"], table
-    assert "brambling" in result.stdout and STARTING in result.stderr
-    as_json = json.loads(zoo_cmd("predict", str(photos), "--model", mnv2, "--top", "2", "--json",
-                                 "--master", "local[1]").stdout)
+    assert "brambling" in printed.out
+    assert main(["predict", str(photos), "--model", mnv2, "--top", "2", "--json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
     assert [len(p["top"]) for p in as_json["predictions"]] == [2, 2]
 
 

@@ -127,9 +127,9 @@ def test_a_jvm_error_is_reported_by_its_own_words(spark):
 
 
 def test_fuzz_shrinking_is_bounded_and_still_reports_a_failing_input(spark, monkeypatch):
-    import zoo.testing
+    import zoo.testing.kit
 
-    monkeypatch.setattr(zoo.testing, "SHRINK_SECONDS", 0.0)  # report the first failing input found
+    monkeypatch.setattr(zoo.testing.kit, "SHRINK_SECONDS", 0.0)  # report the first failing input found
     (failure,) = check_stage(broken.CrashesOnNull, spark, checks=["fuzz"], fuzz_examples=10)
     assert "crashed with TypeError" in failure.message and "smallest input found: rows=[" in failure.message
 
