@@ -121,6 +121,7 @@ class _Interrupt:
 
     def __init__(self, spark):
         self.spark, self.asked = spark, False
+        self.done = threading.Event()
 
     def _handle(self, signum, frame) -> None:
         if self.asked:
@@ -130,10 +131,17 @@ class _Interrupt:
         threading.Thread(target=self._cancel, daemon=True).start()
 
     def _cancel(self) -> None:
-        try:
-            self.spark.sparkContext.cancelAllJobs()
-        except Exception:
-            pass
+        """Cancel until the interrupted block is over: a job submitted just after a first cancel (the
+        write's job starts a moment after its output folder appears) is cancelled too."""
+        while True:
+            try:
+                self.spark.sparkContext.cancelAllJobs()
+            except Exception as exc:  # the session is stopping
+                from zoo.log import get_logger
+
+                get_logger("cli").debug("cancelling Spark's jobs: %s", exc)
+            if self.done.wait(0.3):
+                return
 
     def __enter__(self):
         import signal
@@ -145,10 +153,11 @@ class _Interrupt:
     def __exit__(self, kind, value, tb) -> bool:
         import signal
 
+        self.done.set()
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
-        if self.asked and kind is not None:
-            raise KeyboardInterrupt from None  # the cancelled job's error is the interruption
+        if self.asked:  # interrupted: say so (exit 130) even if the last job finished before its cancel
+            raise KeyboardInterrupt from None
         return False
 
 

@@ -74,8 +74,12 @@ def test_the_readme_quick_start_runs_as_written(spark, mnv2, tmp_path, monkeypat
             args += ["--master", "local[1]"]
         done = zoo_cmd(*args[1:], check=None)
         assert done.returncode == 0, (command, done.stderr[-3000:])
-        if args[1] == "predict":  # the top 3 of each photo, one line each
-            assert sum(1 for line in done.stdout.splitlines()[1:] if line.strip()) == 3 * len(list(PHOTOS.glob("*.JPEG")))
+        if args[1] in ("predict", "featurize"):
+            assert "starting Spark" in done.stderr  # said at once, before Spark's 10-40 s start
+        if args[1] == "predict":  # the top 3 of each photo, one line each; a file that is no image, one line
+            others = [p for p in PHOTOS.iterdir() if p.suffix != ".JPEG"]
+            lines = [line for line in done.stdout.splitlines()[1:] if line.strip()]
+            assert len(lines) == 3 * len(list(PHOTOS.glob("*.JPEG"))) + len(others), done.stdout[-2000:]
     assert (tmp_path / "features.parquet" / "_SUCCESS").exists()
 
     (code,) = [b for b in _blocks(text, "python") if "zoo.pipeline" in b]
