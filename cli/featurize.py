@@ -195,13 +195,10 @@ def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tu
     now, which the driver would do anyway). Returns the pipeline and the local files (None for a
     remote input). Raises the ``zoo.errors`` error that says what is wrong."""
     import zoo
-    from zoo.doctor import spark_stack_problem
-    from zoo.errors import ConfigError, InputError, StageError
+    from zoo.errors import InputError, StageError
 
     _conf_pairs(args.conf or [])  # a malformed --conf, said first
-    stack = spark_stack_problem()  # a pyarrow that cannot run would fail ~30 s into the first job
-    if stack:
-        raise ConfigError(f"Spark cannot run sparkzoo's jobs here: {stack}")
+    check_spark_libraries()
     out = _local_path(args.output) if args.output else None
     incremental = getattr(args, "incremental", False)
     if out is not None and out.exists() and not args.overwrite and not incremental:
@@ -221,6 +218,17 @@ def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tu
     return built, files
 
 
+def check_spark_libraries() -> None:
+    """ConfigError, with the fix, when pyspark/pyarrow/numpy cannot run sparkzoo's jobs together (a
+    pyarrow built for another NumPy fails ~30 s into the first job, after Spark's start)."""
+    from zoo.doctor import spark_stack_problem
+    from zoo.errors import ConfigError
+
+    stack = spark_stack_problem()
+    if stack:
+        raise ConfigError(f"Spark cannot run sparkzoo's jobs here: {stack}")
+
+
 def _cut(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -231,6 +239,8 @@ def _write(result, out: str, overwrite: bool) -> None:
     previous output as it was."""
     import shutil
     import uuid
+
+    from zoo.hub.fsutil import replace_folder
 
     target = _local_path(out)
     if target is None:  # a remote file system: Spark's own commit protocol
@@ -245,13 +255,7 @@ def _write(result, out: str, overwrite: bool) -> None:
         _discard(tmp, result.sparkSession)
         raise
     try:
-        if target.exists():
-            grave = target.parent / f".{target.name}.zoo-old-{uuid.uuid4().hex[:12]}"
-            os.rename(target, grave)
-            os.rename(tmp, target)
-            shutil.rmtree(grave, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        replace_folder(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # written, so no task is still writing into it
 

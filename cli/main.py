@@ -406,11 +406,17 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_check_model(args: argparse.Namespace) -> int:
-    from zoo.cli.featurize import _conf_pairs, _spark
+    from zoo.cli.featurize import _conf_pairs, _cut, _spark, check_spark_libraries
     from zoo.consistency import check_model
+    from zoo.errors import InputError
     from zoo.log import quiet_spark
 
-    spark = _spark(args.master, _conf_pairs(args.conf or []))
+    conf = _conf_pairs(args.conf or [])  # what can be checked without Spark, before its 25-40 s start
+    check_spark_libraries()
+    zoo.cut(args.model, _cut(args.cut))  # a mistyped model or an impossible cut
+    if args.inputs and not zoo.list_images(args.inputs):
+        raise InputError(f"--inputs {args.inputs!r} holds no files")
+    spark = _spark(args.master, conf)
     quiet_spark(spark)
     try:  # a node that cannot run the check (no sparkzoo in its Python, ...): zoo's one-paragraph error
         with zoo.cluster.watch(spark):

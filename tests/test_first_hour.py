@@ -149,21 +149,27 @@ def test_re_adding_a_name_refuses_another_file_and_never_drops_what_was_given(zo
         "Apache-2.0", "imagenet", "our camera-trap model")
 
 
-def test_offline_a_name_that_does_not_resolve_is_tried_once_per_source_and_says_zoo_offline(zoo_env, monkeypatch,
-                                                                                             capsys):
-    """DNS is faked at the system edge (socket.getaddrinfo): tests reach no network, and a
-    resolver's answer for a name is exactly what this is about."""
+@pytest.fixture
+def no_dns(monkeypatch) -> list[str]:
+    """A resolver that knows no name, faked at the system edge (socket.getaddrinfo): tests reach no
+    network, and a resolver's answer is exactly what these tests are about. The names asked."""
     import socket
-
-    from zoo.cli.main import main
 
     asked: list[str] = []
 
-    def no_dns(host, *args, **kwargs):
+    def resolve(host, *args, **kwargs):
         asked.append(host)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return asked
+
+
+def test_offline_a_name_that_does_not_resolve_is_tried_once_per_source_and_says_zoo_offline(zoo_env, monkeypatch,
+                                                                                             capsys, no_dns):
+    from zoo.cli.main import main
+
+    asked = no_dns
     monkeypatch.setenv("ZOO_HF_ENDPOINT", "https://hub.example")
     monkeypatch.setenv("ZOO_RETRIES", "3")
     assert main(["pull", "resnet50"]) == 6
@@ -193,21 +199,13 @@ def test_the_cli_says_sizes_names_and_paths_as_people_read_them(mnv2, tmp_path):
         assert len(described.split()) > 3, (command, option, described)
 
 
-def test_an_hf_download_asks_no_host_but_the_configured_endpoint(zoo_env, monkeypatch):
+def test_an_hf_download_asks_no_host_but_the_configured_endpoint(zoo_env, monkeypatch, no_dns):
     """huggingface_hub's header builder fetches huggingface.co/api/agent-harnesses; an air-gapped
-    cluster pointed at an internal endpoint must not reach out (DNS faked at the system edge)."""
-    import socket
-
+    cluster pointed at an internal endpoint must not reach out."""
     from zoo.config import settings
     from zoo.hub import sources
 
-    asked: list[str] = []
-
-    def no_dns(host, *args, **kwargs):
-        asked.append(host)
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    asked = no_dns
     monkeypatch.setenv("ZOO_HF_ENDPOINT", "https://hub.internal.example")
     monkeypatch.setenv("HF_TOKEN", "hf_secret_test_token")
     url, headers = sources.hf_to_https("hf://org/repo/model.onnx@main", settings())
@@ -236,3 +234,10 @@ def test_a_spark_35_install_with_numpy_2_is_caught_by_doctor_and_before_spark(mn
     said = _before_spark("featurize", str(PHOTOS), "--model", mnv2, "--output", str(tmp_path / "o"), code=2, env=env)
     assert "Spark cannot run sparkzoo's jobs here" in said and "sparkzoo[spark35]" in said
 
+
+
+def test_check_model_reports_a_typo_an_impossible_cut_and_missing_inputs_before_spark(mnv2, tmp_path):
+    """The same class in another command that starts Spark: `zoo check-model`."""
+    assert "Did you mean 'mnv2-local'" in _before_spark("check-model", "mnv2-locl", code=4)
+    assert "has no cut 99" in _before_spark("check-model", mnv2, "--cut", "99", code=9)
+    assert "does not exist" in _before_spark("check-model", mnv2, "--inputs", str(tmp_path / "none"), code=13)

@@ -104,6 +104,7 @@ def featurize_incremental(spark: Any, images: Any, output: str, model: Any, *, b
     from pyspark.sql import functions as F
 
     from zoo.config import settings
+    from zoo.hub.fsutil import replace_folder
     from zoo.hub.locks import BlobLock, read_owner
     from zoo.lineage import conflict, of
 
@@ -172,13 +173,7 @@ def featurize_incremental(spark: Any, images: Any, output: str, model: Any, *, b
         steps.done("featurized and written")
         (tmp / MARKER).write_text(json.dumps({"provenance": made, "by_content": by_content, "rows": found,
                                               "written": time.time()}))
-        if out.exists():  # swap: two renames; a run that dies between them is put back by the next (_recover)
-            grave = out.parent / f".{out.name}.zoo-old-{uuid.uuid4().hex[:12]}"
-            os.rename(out, grave)
-            os.rename(tmp, out)
-            shutil.rmtree(grave, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        replace_folder(tmp, out)  # two renames; a run that dies between them is put back by the next (_recover)
         steps.done("swapped in")
         return IncrementalReport(str(out), found, kept_n, todo_n, old_n - kept_n, full, reason,
                                  round(time.perf_counter() - started, 3))

@@ -125,3 +125,20 @@ def lstat_regular(path: Path) -> os.stat_result | None:
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
         raise UnsafeEntry(errno.EPERM, f"{path} is {kind}")
     return st
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put the folder ``new`` (written beside ``target``, same file system) in ``target``'s place:
+    the previous ``target`` is renamed aside to ``.NAME.zoo-old-*`` and removed once ``new`` is in.
+    A process that dies between the two renames leaves the previous folder under that name, which
+    ``zoo.incremental`` puts back on its next run; a reader never sees a half-written folder."""
+    import shutil
+    import uuid
+
+    if target.exists():
+        grave = target.parent / f".{target.name}.zoo-old-{uuid.uuid4().hex[:12]}"
+        os.rename(target, grave)
+        os.rename(new, target)
+        shutil.rmtree(grave, ignore_errors=True)
+    else:
+        os.rename(new, target)
