@@ -61,8 +61,8 @@ class _Progress:
     files are spread evenly over the tasks (read_images), so finished tasks x files per task is the
     count of images done, to within a task."""
 
-    def __init__(self, spark, enabled: bool, desc: str, images: int | None):
-        self.desc, self.images = desc, images
+    def __init__(self, spark, enabled: bool, desc: str, images: int | None, *, every: float = 15.0):
+        self.desc, self.images, self.every = desc, images, every
         self.tracker = spark.sparkContext.statusTracker()
         self.enabled = enabled
         self.stop = threading.Event()
@@ -96,7 +96,7 @@ class _Progress:
                 bar.total = self.images or total
                 bar.n = n
                 bar.refresh()
-            elif time.monotonic() - last_line >= 15:
+            elif time.monotonic() - last_line >= self.every:
                 last_line = time.monotonic()
                 rate = n / (last_line - started)
                 print(f"{self.desc}: {n:,}/{self.images or total:,} {'images' if self.images else 'tasks'}"

@@ -241,3 +241,23 @@ def test_check_model_reports_a_typo_an_impossible_cut_and_missing_inputs_before_
     assert "Did you mean 'mnv2-local'" in _before_spark("check-model", "mnv2-locl", code=4)
     assert "has no cut 99" in _before_spark("check-model", mnv2, "--cut", "99", code=9)
     assert "does not exist" in _before_spark("check-model", mnv2, "--inputs", str(tmp_path / "none"), code=13)
+
+
+def test_progress_counts_images_with_a_rate_where_stderr_is_no_terminal(spark, capsys):
+    """The CLI's progress reporter on a real Spark job (8 tasks of 12.5 "images", 1 s each, on the
+    suite's local[2]), its interval shortened from 15 s: lines in images, rising, with a rate."""
+    import re
+
+    from zoo.cli.featurize import _Progress
+
+    def slow(batches):
+        import time as t
+
+        t.sleep(1.0)
+        yield from batches
+
+    with _Progress(spark, True, "featurizing", 100, every=0.4):
+        spark.range(0, 8, 1, 8).mapInArrow(slow, "id long").collect()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("featurizing:")]
+    counts = [int(re.match(r"featurizing: ([\d,]+)/100 images \([\d.]+/s\)$", line).group(1)) for line in lines]
+    assert counts and counts == sorted(counts) and 0 < counts[-1] <= 100, lines
