@@ -203,6 +203,10 @@ def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tu
     incremental = getattr(args, "incremental", False)
     if out is not None and out.exists() and not args.overwrite and not incremental:
         raise StageError(f"{out} exists; pass --overwrite to replace it")
+    if incremental:  # a folder another run wrote, or one on s3a:// and the like, said now
+        from zoo.incremental import check_output
+
+        check_output(args.output)
     files = None
     if _local_path(args.input) is not None:
         files = zoo.list_images(args.input, glob=args.glob)

@@ -261,3 +261,15 @@ def test_progress_counts_images_with_a_rate_where_stderr_is_no_terminal(spark, c
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("featurizing:")]
     counts = [int(re.match(r"featurizing: ([\d,]+)/100 images \([\d.]+/s\)$", line).group(1)) for line in lines]
     assert counts and counts == sorted(counts) and 0 < counts[-1] <= 100, lines
+
+
+def test_an_incremental_output_it_cannot_use_is_reported_before_spark(mnv2, tmp_path):
+    """The same class again: `--incremental` into a folder another run wrote, or onto s3a://."""
+    other = tmp_path / "features.parquet"
+    other.mkdir()
+    (other / "part-0.parquet").write_bytes(b"someone else's")
+    said = _before_spark("featurize", str(PHOTOS), "--model", mnv2, "--output", str(other), "--incremental", code=10)
+    assert "an incremental run did not write it" in said
+    said = _before_spark("featurize", str(PHOTOS), "--model", mnv2, "--output", "s3a://bucket/f", "--incremental",
+                         code=10)
+    assert "cannot be swapped in atomically" in said

@@ -96,6 +96,20 @@ def _cores(spark: Any) -> int | None:
         return None
 
 
+def check_output(output: str) -> Path | None:
+    """What an incremental run can write to ``output``: its marker when a previous incremental run
+    wrote it, None when it does not exist yet. StageError for a folder another run wrote or one on a
+    file system it cannot swap in (what ``zoo featurize --incremental`` checks before Spark starts)."""
+    out = _local(output)
+    if not out.exists():
+        return None
+    marker = out / MARKER
+    if not marker.is_file():
+        raise StageError(f"{output} exists but an incremental run did not write it (no {MARKER}); choose "
+                         "another output, or remove it to start over")
+    return marker
+
+
 def featurize_incremental(spark: Any, images: Any, output: str, model: Any, *, by_content: bool = False,
                           features_col: str = "features") -> IncrementalReport:
     """Bring ``output`` up to date with ``images`` (``zoo.read_images`` rows) featurized by ``model``
@@ -132,11 +146,8 @@ def featurize_incremental(spark: Any, images: Any, output: str, model: Any, *, b
             raise StageError(f"the model's column {features_col!r} carries no provenance: incremental runs need a "
                              "sparkzoo featurizer to know when the features change")
         old, full, reason = None, True, "first run: every file featurized"
-        if out.exists():
-            marker = out / MARKER
-            if not marker.is_file():
-                raise StageError(f"{output} exists but an incremental run did not write it (no {MARKER}); choose "
-                                 "another output, or remove it to start over")
+        marker = check_output(output)
+        if marker is not None:
             previous = json.loads(marker.read_text())
             why = conflict(previous.get("provenance") or {}, made)
             if why:

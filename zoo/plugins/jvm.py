@@ -27,8 +27,7 @@ def is_jvm_backed(stage_or_class: Any) -> bool:
 def spark_class(cls: type) -> type:
     """The class of Spark's own that a wrapper extends (the one whose Scala twin does the work)."""
     for base in cls.__mro__:
-        if base.__module__.startswith("pyspark.ml.") and is_jvm_backed(base) and "_java_obj" not in vars(base) \
-                and base.__module__ != "pyspark.ml.wrapper":
+        if base.__module__.startswith("pyspark.ml.") and base.__module__ != "pyspark.ml.wrapper" and is_jvm_backed(base):
             return base
     raise TypeError(f"{cls.__qualname__} does not extend one of Spark's JVM-backed stages")
 
