@@ -162,6 +162,7 @@ class _Interrupt:
 
 
 PREDICTION_COLUMNS = ["path", "prediction", "label", "probability", "topK"]
+DETECTION_COLUMNS = ["path", "detections"]
 
 
 def _local_path(path: str) -> Path | None:
@@ -189,7 +190,8 @@ def _nothing_found(path: str, glob: str | None) -> str:
     return f"no file matches in {searched}: it holds {len(everything):,} files ({there}); adjust --glob"
 
 
-def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tuple[Any, list[str] | None]:
+def check_before_spark(args: argparse.Namespace, *, predict: bool = False,
+                       detect: bool = False) -> tuple[Any, list[str] | None]:
     """Everything that can be checked without Spark, before its 25-40 s start: the output, the input
     (a local one is listed here), the model reference and the cut (the model is fetched and verified
     now, which the driver would do anyway). Returns the pipeline and the local files (None for a
@@ -213,13 +215,35 @@ def check_before_spark(args: argparse.Namespace, *, predict: bool = False) -> tu
         if not files:
             raise InputError(_nothing_found(args.input, args.glob))
     params = dict(handleInvalid=args.handle_invalid, batchSize=args.batch_size, device=args.device,
-                  fastDecode=args.fast_decode, shipModel=args.ship_model, preprocess=args.preprocess)
+                  fastDecode=getattr(args, "fast_decode", False), shipModel=args.ship_model, preprocess=args.preprocess)
+    if detect:
+        del params["fastDecode"]
+        built = zoo.pipeline(args.model, detect=True, scoreThreshold=args.threshold, maxDetections=args.max_detections,
+                             **({"classes": args.classes} if args.classes else {}), **params)
+        from zoo.stages.object_detector import detector_of
+
+        detector_of(args.model, labels="")  # a classifier, or a recipe that does not fit the graph, said now
+        return built, files
     if predict:
+        _refuse_detector(args.model)
         built = zoo.pipeline(args.model, predict=True, k=args.top, **params)
     else:
         built = zoo.pipeline(args.model, args.cut, outputFormat=args.format, **params)
     zoo.cut(args.model, 0 if predict else _cut(args.cut))  # a typo'd model or an impossible cut, said now
     return built, files
+
+
+def _refuse_detector(model: str) -> None:
+    import zoo
+    from zoo.errors import StageError, ZooError
+
+    try:
+        entry = zoo.info(model)
+    except ZooError:  # a file or an unknown sha256: nothing says it is a detector
+        return
+    if entry.get("detection") or entry.get("task") == "object-detection":
+        raise StageError(f"model {model!r} is an object detector, not a classifier: use `zoo detect INPUT --model "
+                         f"{model}` (boxes, labels and scores; --draw DIR to look at them)")
 
 
 def check_spark_libraries() -> None:
@@ -283,9 +307,10 @@ def _discard(folder: Path, spark) -> None:
         time.sleep(0.2)
 
 
-def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
-    """Featurize (or, with ``predict``, classify) ``args.input``; a summary of what was done. Without
-    ``args.output`` (predict only) the summary holds each file's label and score."""
+def run(args: argparse.Namespace, *, predict: bool = False, detect: bool = False) -> dict[str, Any]:
+    """Featurize (or, with ``predict``, classify; with ``detect``, find objects in) ``args.input``; a
+    summary of what was done. Without ``args.output`` (predict and detect) the summary holds each
+    file's labels and scores (and boxes)."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -294,7 +319,7 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
     from zoo.log import quiet_spark
 
     checked = time.perf_counter()
-    built, files = check_before_spark(args, predict=predict)
+    built, files = check_before_spark(args, predict=predict, detect=detect)
     out = args.output
     incremental = getattr(args, "incremental", False)
     from pyspark.sql import SparkSession
@@ -318,13 +343,14 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
             keep = args.handle_invalid == "keep"
             started = time.perf_counter()
             predictions, report = None, None
-            with zoo.cluster.watch(spark) as watched, _Progress(spark, progress, "classifying" if predict else
-                                                                "featurizing", len(files) if files else None):
+            doing = "detecting" if detect else "classifying" if predict else "featurizing"
+            with zoo.cluster.watch(spark) as watched, _Progress(spark, progress, doing, len(files) if files else None):
                 if incremental:  # only new and changed files; the output is swapped in atomically
                     report = zoo.featurize_incremental(spark, df, str(out), built, by_content=args.by_content)
                 else:
                     result = built.fit(df).transform(df)
-                    result = result.select(*PREDICTION_COLUMNS, *(["error"] if keep else [])) if predict else \
+                    columns = DETECTION_COLUMNS if detect else PREDICTION_COLUMNS if predict else None
+                    result = result.select(*columns, *(["error"] if keep else [])) if columns else \
                         result.drop("content")
                 if incremental:
                     pass
@@ -334,6 +360,11 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
                     result = result.observe(observed, F.count(F.lit(1)).alias("n"),
                                             *([F.count("error").alias("failed")] if keep else []))
                     _write(result, out, args.overwrite)
+                elif detect:
+                    predictions = [{"path": r["path"], "error": r["error"] if keep else None,
+                                    "detections": [d.asDict() for d in r["detections"]]
+                                    if r["detections"] is not None else None}
+                                   for r in result.orderBy("path").collect()]
                 else:
                     predictions = [{"path": r["path"], "label": r["label"],
                                     "top": [{"label": t["label"], "score": t["score"]} for t in (r["topK"] or [])],
@@ -366,7 +397,10 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
             "images_per_second": round(computed / elapsed, 2) if elapsed >= 2 and computed >= 50 else None,
             "nodes": [str(n) for n in watched.nodes], "task_failures": watched.failures,
         }
-        if predict:
+        if detect:
+            summary.update(detected=found - failed, detections=predictions,
+                           boxes=sum(len(p["detections"] or []) for p in predictions) if predictions else None)
+        elif predict:
             summary.update(top=args.top, predicted=found - failed, predictions=predictions)
         else:
             summary.update(cut=args.cut, featurized=found - failed if report is None else report.featurized)
@@ -376,6 +410,16 @@ def run(args: argparse.Namespace, *, predict: bool = False) -> dict[str, Any]:
     finally:
         if owned:
             spark.stop()
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
 
 
 def _at_least(low: int):
@@ -392,11 +436,19 @@ def _at_least(low: int):
     return parse
 
 
-def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
-    """The arguments of ``zoo featurize`` (or, with ``predict``, of ``zoo predict``)."""
+def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False, detect: bool = False) -> None:
+    """The arguments of ``zoo featurize`` (or, with ``predict``, of ``zoo predict``; with ``detect``, of ``zoo detect``)."""
     p.add_argument("input", metavar="INPUT", help="a folder of images (searched recursively) or a glob")
     p.add_argument("--model", required=True, help="a zoo name or alias (`zoo ls`), sha256:HEX or an .onnx path")
-    if predict:
+    if detect:
+        p.add_argument("--threshold", type=_fraction, default=-1.0,
+                       help="the lowest score a box may have, 0..1 (default: what the model's authors use)")
+        p.add_argument("--max-detections", type=_at_least(1), default=100, help="boxes per image at most (default 100)")
+        p.add_argument("--classes", nargs="+", metavar="NAME", help="only these class names, e.g. person dog")
+        p.add_argument("--output", help="parquet folder to write (path, detections[, error]); default: print a table")
+        p.add_argument("--draw", metavar="DIR", help="also write each image with its boxes and labels drawn into DIR "
+                                                     "(JPEG, same relative names), to look at what was found")
+    elif predict:
         p.add_argument("--top", type=_at_least(1), default=5, help="classes per image, printed and in topK (default 5)")
         p.add_argument("--output", help="parquet folder to write (path, prediction, label, probability, topK[, error]); "
                                         "default: print a table of file, label and score")
@@ -423,8 +475,9 @@ def add_arguments(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     p.add_argument("--preprocess", default="", metavar="PRESET|JSON",
                    help="how images are prepared: a preset (imagenet, efficientnet-lite, none) or a JSON recipe; "
                         "default: the registry entry's (required for a model that has none, such as a bare .onnx file)")
-    p.add_argument("--fast-decode", action="store_true",
-                   help="decode large JPEGs at reduced scale (faster; slightly different pixels, see README)")
+    if not detect:
+        p.add_argument("--fast-decode", action="store_true",
+                       help="decode large JPEGs at reduced scale (faster; slightly different pixels, see README)")
     p.add_argument("--handle-invalid", choices=["keep", "skip", "error"], default="keep",
                    help="undecodable images: keep (null features + error column, counted; default), skip, error")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import asdict
 from typing import Any, Sequence
 
 import zoo
 from zoo import log
 from zoo.errors import ZooError, capped
+from zoo.hub.presets import DETECTOR_FAMILIES
 from zoo.version import __version__
 
 
@@ -199,6 +201,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         aliases=args.alias or (),
         task=args.task,
         replace=args.replace,
+        detector=args.detector,
     )
     if args.json:
         _print_json(entry.to_dict() | {"origin": entry.origin})
@@ -390,6 +393,71 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    from zoo.cli.featurize import run
+
+    summary = run(args, detect=True)
+    if args.draw and summary["detections"] is None:  # written to parquet: read back what was found
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(summary["output"], columns=["path", "detections"]).to_pylist()
+        summary["detections"] = [{"path": r["path"], "detections": r["detections"]} for r in table]
+    drawn = _draw(summary, args.input, args.draw) if args.draw else 0
+    if args.json:
+        _print_json(summary | {"drawn": drawn} if args.draw else summary)
+        return 0
+    if summary["detections"] is not None and not summary["output"]:
+        rows = []
+        for p in summary["detections"]:
+            name = p["path"].removeprefix("file:")
+            if p.get("error") is not None:
+                rows.append([name, "", f"(failed: {p['error']})", "", ""])
+            elif not p["detections"]:
+                rows.append([name, "", "(nothing found)", "", ""])
+            for k, d in enumerate(p["detections"] or []):
+                box = f"{d['x0']:.0f},{d['y0']:.0f},{d['x1']:.0f},{d['y1']:.0f}"
+                rows.append([name if k == 0 else "", str(k + 1), d["label"] or str(d["classIndex"]),
+                             f"{d['score']:.3f}", box])
+        _table(rows, ["FILE", "#", "LABEL", "SCORE", "BOX (x0,y0,x1,y1)"])
+    target = f" -> {summary['output']}" if summary["output"] else ""
+    boxes = sum(len(p["detections"] or []) for p in summary["detections"] or [])
+    found = f"{boxes:,} boxes in " if summary["detections"] is not None else ""
+    drew = f"; {drawn:,} drawn into {args.draw}" if args.draw else ""
+    print(f"{summary['found']:,} files found{target}: {found}{summary['detected']:,} images, {summary['failed']:,} "
+          f"failed in {_timing(summary)}{drew}", file=sys.stderr if not target else sys.stdout)
+    return 0
+
+
+def _draw(summary: dict, root: str, folder: str) -> int:
+    """Each image with its boxes drawn, as JPEG under ``folder`` by its path relative to ``root``."""
+    import cv2
+    import numpy as np
+
+    from zoo.runtime.detection import draw
+
+    base = Path(root).expanduser().resolve()
+    base = base if base.is_dir() else base.parent
+    out = Path(folder).expanduser()
+    written = 0
+    for p in summary["detections"] or []:
+        if p["detections"] is None:
+            continue
+        source = Path(p["path"].removeprefix("file:"))
+        pixels = cv2.imdecode(np.fromfile(str(source), np.uint8), cv2.IMREAD_COLOR)
+        if pixels is None:
+            continue
+        try:
+            relative = source.resolve().relative_to(base)
+        except ValueError:
+            relative = Path(source.name)
+        target = (out / relative).with_suffix(".jpg")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ok, data = cv2.imencode(".jpg", draw(pixels, p["detections"]), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        target.write_bytes(data.tobytes())
+        written += 1
+    return written
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     """Where the documentation pages are installed (the reference the README links to)."""
     from importlib.resources import files
@@ -528,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", action="append", help="an extra name (repeatable)")
     p.add_argument("--description", help="one line for `zoo ls` (default: the file's name)")
     p.add_argument("--license", help="default: what the source publishes, else unknown")
-    p.add_argument("--labels", help="label set, e.g. imagenet")
+    p.add_argument("--labels", help="label set, e.g. imagenet, coco-80, or a label file")
+    p.add_argument("--detector", choices=DETECTOR_FAMILIES, help="an object detector of this family: its authors' "
+                   "preprocessing for the model's input size, decoding and label set (`zoo detect` runs it)")
     p.add_argument("--task", help="what the model does, e.g. image-classification (default; or the existing entry's), "
                                   "feature-extraction, object-detection")
 
@@ -586,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf", action="append", metavar="KEY=VALUE", help="a Spark setting (repeatable)")
     add_arguments(add("predict", cmd_predict, "what is in each image: class names and scores from a zoo classifier "
                                               "(Spark), printed or written to parquet"), predict=True)
+    add_arguments(add("detect", cmd_detect, "what is where in each image: boxes, labels and scores from a zoo object "
+                                            "or face detector (Spark), printed, written to parquet, or drawn"),
+                  detect=True)
     return parser
 
 

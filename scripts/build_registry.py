@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from zoo.hub.presets import EFFICIENTNET_LITE, IMAGENET  # noqa: E402
+from zoo.hub.presets import EFFICIENTNET_LITE, IMAGENET, detector  # noqa: E402
 
 GITHUB = "https://github.com/onnx/models/raw/main/"
 # The entries sparkzoo has always had: (file stem, aliases, description, preprocess)
@@ -60,6 +60,18 @@ RUNNABLE = [
     (re.compile(r"^efficientnet-lite4-"), EFFICIENTNET_LITE),
     (re.compile(r"^arcfaceresnet100-"), ARCFACE),
 ]
+# Detectors sparkzoo's object_detector runs, by file stem: the recipe family of zoo.hub.presets.detector.
+# Not yet: YOLOv3 (NMS in the graph, a second image_shape input), YOLOv4 (three raw heads), Faster/Mask R-CNN
+# (no batch axis, any input size) and RetinaNet (raw anchor heads).
+DETECTORS = [
+    (re.compile(r"^version-RFB-(320|640)(-int8)?$"), "ultraface"),
+    (re.compile(r"^ssd-1[02](-int8|-qdq)?$"), "ssd-resnet34"),
+    (re.compile(r"^ssd_mobilenet_v1_1[023]"), "tf-ssd"),
+    (re.compile(r"^tinyyolov2-"), "yolov2-voc"),
+    (re.compile(r"^yolov2-coco-"), "yolov2-coco"),
+]
+TF_OUTPUTS = {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
+              "count": "num_detections"}
 # task by the manifest's folder, then by its family tag
 TASKS = {"vision/classification": "image-classification", "vision/object_detection_segmentation": "object-detection",
          "vision/style_transfer": "style-transfer", "vision/super_resolution": "super-resolution",
@@ -125,6 +137,14 @@ def entry(m: dict, chosen: tuple | None = None) -> dict:
     out["preprocess"] = pre
     out["labels"] = "imagenet" if task == "image-classification" and classes in (1000, None) and \
         folder == "vision/classification" and family != "mnist" else None
+    family = next((f for pattern, f in DETECTORS if pattern.search(stem)), None)
+    if family is not None and image_input is not None:
+        size = image_input["shape"][1:3] if image_input["layout"] == "NHWC" else image_input["shape"][2:4]
+        out["preprocess"], out["detection"], out["labels"] = detector(family, tuple(size))
+        if family == "tf-ssd":  # the names differ between exports (":0" suffixes)
+            names = [o["name"] for o in outputs]
+            out["detection"]["outputs"] = {role: next(n for n in names if n.split(":")[0] == base)
+                                           for role, base in TF_OUTPUTS.items()}
     out["opset"] = m["opset_version"]
     out["homepage"] = f"https://huggingface.co/onnxmodelzoo/{stem}"
     return out

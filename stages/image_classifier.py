@@ -102,6 +102,15 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
             return "logits"
         return output.get("activation", "logits")
 
+    def _refuse_detector(self) -> None:
+        """A detector's outputs are boxes, not class scores: say which stage runs it, before Spark does."""
+        from zoo.hub import registry
+
+        entry = registry.load().get(self.getModelName())
+        if entry is not None and (entry.detection is not None or entry.task == "object-detection"):
+            raise StageError(f"{self._describe()}: model {self.getModelName()!r} is an object detector, not a "
+                             "classifier: use object_detector (`zoo detect`, zoo.pipeline(..., detect=True))")
+
     def _classes(self) -> int:
         """How many scores the model outputs per image."""
         from zoo.hub.api import cuts
@@ -152,6 +161,7 @@ class ImageClassifier(ZooTransformer, HasModel, HasImageInput, HasEmbeddedModel,
         from zoo.stages.workers.images import featurize_images, top_k_columns
 
         schema = self.transformSchema(dataset.schema)
+        self._refuse_detector()
         names = self._label_set()
         classes = self._classes()
         if classes not in (-1, len(names)):

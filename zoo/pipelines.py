@@ -19,6 +19,8 @@ from zoo.stages.group_average import GroupAverage
 from zoo.stages.image_augmenter import ImageAugmenter
 from zoo.stages.image_classifier import ImageClassifier
 from zoo.stages.image_featurizer import ImageFeaturizer
+from zoo.stages.object_detector import ObjectDetector
+from zoo.stages.detection_crops import DetectionCrops
 from zoo.stages.workers.image_input import FILES_MARK
 
 FILES_PER_PARTITION = 128
@@ -359,6 +361,10 @@ def pipeline(
     head: Any = None,
     embed: bool = False,
     predict: bool = False,
+    detect: bool = False,
+    then: str | None = None,
+    then_cut: int | str | None = None,
+    margin: float = 0.1,
     **stage_params: Any,
 ) -> Pipeline:
     """A ``Pipeline``: (augmenter) -> featurizer -> (``head``, e.g. LogisticRegression) -> (group average).
@@ -374,7 +380,16 @@ def pipeline(
     ``cut`` defaults to 1 (features). ``predict=True`` classifies instead, with the whole model
     (``cut`` must be 0 or left out): an ``image_classifier`` adds ``prediction``, ``probability``,
     ``label`` and ``topK`` (``k``, ``labels`` and ``activation`` are its params; ``inputCol`` is kept).
+
+    ``detect=True`` runs ``name`` as an object detector (``detections``: boxes in the image's pixels;
+    ``scoreThreshold``, ``nmsIou``, ``maxDetections``, ``classes`` are its params). With ``then``, the
+    camera-trap flow: each detection is cut out (``margin``: a fraction of the box added on each side)
+    into its own row, keeping the image's columns and the box (``detection``), and ``then`` classifies
+    the crops (``prediction``, ``label``, ``topK``), or with ``then_cut`` featurizes them (``features``)
+    for ``head`` (any SparkML learner). One pipeline: it fits, saves and loads as a whole.
     """
+    if detect:
+        return _detection_pipeline(name, inputCol, outputCol, then, then_cut, margin, head, embed, stage_params)
     if predict and (cut not in (None, 0) or head is not None or ensemble_by):
         raise StageError("zoo.pipeline(predict=True) classifies with the whole model: leave cut out (or 0), and use "
                          "head/ensemble_by with features (predict=False)")
@@ -395,6 +410,33 @@ def pipeline(
         if head is not None and head.hasParam("probabilityCol"):
             averaged = head.getOrDefault(head.getParam("probabilityCol"))
         stages.append(GroupAverage(inputCol=averaged, keyCol=ensemble_by, outputCol=f"{averaged}_avg"))
+    return Pipeline(stages=stages)
+
+
+def _detection_pipeline(name: str, input_col: str, output_col: str, then: str | None, then_cut: int | str | None,
+                        margin: float, head: Any, embed: bool, params: dict[str, Any]) -> Pipeline:
+    """object_detector (-> detection_crops -> image_classifier | image_featurizer (-> head))."""
+    if embed:
+        raise StageError("zoo.pipeline(detect=True): embed is not available for detectors yet; the saved pipeline "
+                         "pins the detector's sha256 (served by the cache or ZOO_MIRRORS)")
+    if then is None and (then_cut is not None or head is not None):
+        raise StageError("zoo.pipeline(detect=True): then_cut and head act on the crops: name the crop model with then=")
+    stages: list[Any] = [_built(ObjectDetector, dict(inputCol=input_col, modelName=name, modelSha256=pin(name),
+                                                      **params))]
+    if then is None:
+        return Pipeline(stages=stages)
+    stages.append(DetectionCrops(inputCol=input_col, margin=margin))
+    crops = dict(inputCol="crop", modelName=then, modelSha256=pin(then), handleInvalid="keep", errorCol="crop_error")
+    if then_cut is None:
+        if head is not None:
+            raise StageError("zoo.pipeline(detect=True, head=...): a head learns from features: give then_cut (e.g. 1)")
+        stages.append(_built(ImageClassifier, crops))
+        return Pipeline(stages=stages)
+    stages.append(_built(ImageFeaturizer, {**crops, "cut": then_cut, "outputCol": output_col}))
+    if head is not None:
+        if head.hasParam("featuresCol"):
+            head.set(head.getParam("featuresCol"), output_col)
+        stages.append(head)
     return Pipeline(stages=stages)
 
 

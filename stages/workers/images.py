@@ -72,6 +72,7 @@ class BatchRows:
         self.reduction = pre.reduction if job.fast_decode else None
         self.valid = np.zeros(batch.num_rows, dtype=bool)
         self.errors: list[str | None] = [None] * batch.num_rows
+        self.sizes = np.zeros((batch.num_rows, 2), dtype=np.int64)  # each decoded image's (height, width)
 
     def prepare(self, start: int, buf: np.ndarray) -> list[int]:
         """Rows ``start:start + step`` into ``buf``, in order; the indices of the rows that made it."""
@@ -82,7 +83,9 @@ class BatchRows:
         for i, item in enumerate(items, start):
             try:
                 pixels = decoded[i - start]
-                self.pre(image.pixels(item, self.reduction) if pixels is None else pixels, buf[len(rows)])
+                pixels = image.pixels(item, self.reduction) if pixels is None else pixels
+                self.sizes[i] = pixels.shape[:2]
+                self.pre(pixels, buf[len(rows)])
             except ImageError as exc:
                 self._invalid(i, str(exc), hint=True)
                 continue

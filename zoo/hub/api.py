@@ -20,6 +20,7 @@ from zoo.hub import registry, resolver
 from zoo.hub.cache import ModelCache, PruneReport, hash_file, model_cache
 from zoo.hub.download import progress_bar
 from zoo.hub.fsutil import atomic_write_bytes
+from zoo.hub.presets import detector as detector_preset
 from zoo.hub.presets import preset
 from zoo.hub.registry import ModelEntry, Registry
 
@@ -130,6 +131,7 @@ def add(
     labels: str | None = None,
     aliases: Iterable[str] = (),
     replace: bool = False,
+    detector: str | None = None,
 ) -> ModelEntry:
     """Register a model under ``name`` in the user registry and import it into the cache.
 
@@ -140,7 +142,9 @@ def add(
     shape, dtype and layout are read from the model. ``preprocess`` is a preset name (``imagenet``,
     ``efficientnet-lite``, ``none``) or a full dict; left out, a local file gets ``imagenet`` and a
     URL what its source publishes (an error if it publishes none). ``labels`` is a shipped label set
-    or a label file. On any error nothing is written.
+    or a label file. ``detector`` (``yolox``, ``ultraface``, ...; :func:`zoo.hub.presets.detector`) registers
+    an object detector: its authors' preprocessing for the model's input size, its decoding recipe and label
+    set (each unless given), task ``object-detection``. On any error nothing is written.
 
     A name already in the user registry: the same file again updates the fields given and keeps the
     others (licence, labels, description, aliases, preprocessing, task); another file is refused
@@ -155,7 +159,8 @@ def add(
         registry.check_name(alias, "alias")
     cache = model_cache(s)
     previous = _user_entry(cache, name)
-    task = task or (previous.task if previous is not None else None) or "image-classification"
+    task = task or (previous.task if previous is not None else None) or \
+        ("object-detection" if detector else "image-classification")
     try:
         remote = publishing.fetch(str(path), cache, s) if publishing.is_url(str(path)) else None
     except ZooError as exc:  # name the model being added, keep the class (and its exit code)
@@ -174,6 +179,17 @@ def add(
             source, recipe = src.as_uri(), preset("imagenet" if preprocess is None else preprocess)
         label_spec = _label_spec(labels, name) if labels else (remote.labels if remote is not None else None)
         described = describe_model(src)
+        detection = None
+        if detector:
+            shape = described["input"]["shape"]
+            size = shape[1:3] if described["input"]["layout"] == "NHWC" else shape[2:4]
+            if not all(isinstance(d, int) for d in size):
+                raise RegistryError(f"model {name!r}: its input {described['input']['name']!r} has no fixed size "
+                                    f"({shape}); give --preprocess with the size its authors use")
+            pixels, detection, family_labels = detector_preset(detector, tuple(size))
+            recipe = recipe if preprocess is not None else pixels
+            if label_spec is None and family_labels:
+                label_spec = family_labels
         parts = bundles.file_parts(src, external_locations(src)) if remote is None else ()
         sha = hash_file(src)
         if previous is not None and previous.sha256 != sha and not replace:
@@ -203,6 +219,10 @@ def add(
             "labels": label_spec,
             **described,
         }
+        if detection is not None:
+            data["detection"] = detection
+        elif previous is not None and previous.detection is not None:
+            data["detection"] = previous.detection
         if parts:  # weights in files beside it: each pinned, and cached with it
             data["external_data"] = {p.location: p.as_file() for p in parts}
         if not data["aliases"]:
@@ -244,6 +264,8 @@ def _user_entry(cache: Any, name: str) -> ModelEntry | None:
 def _check_classes(entry: ModelEntry, found: Any, output: dict[str, Any] | None) -> None:
     """A label set must name every class the model scores (when its output shape says how many)."""
     dims = (output or {}).get("shape") or []
+    if entry.detection is not None:  # a detector's classes are one axis of its outputs: object_detector checks them
+        return
     if len(dims) < 2 or not all(isinstance(d, int) for d in dims[1:]):
         return
     classes = 1

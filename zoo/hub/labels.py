@@ -25,8 +25,16 @@ from zoo.errors import ChecksumError, ModelNotFoundError, RegistryError
 # name -> (file in zoo/hub/labelsets, its sha256); aliases share the entry
 SHIPPED: dict[str, tuple[str, str]] = {
     "imagenet": ("imagenet-1k.txt", "e697a491aa735cc6c2aaf982f8e86e8fc7b0a1ea7750a2cc6a2bdfc1e109012f"),
+    # detectors: COCO's 80 classes in training order (YOLO, YOLOX, SSD-ResNet34 after its offset), COCO's 91
+    # category ids with 'N/A' at the ten unused ids (TF Object Detection API, torchvision), Pascal VOC's 20,
+    # and a face detector's (background, face)
+    "coco-80": ("coco-80.txt", "bd17f1ee35d5f3c862a4894605855abbb9dda4b0621fdb0ac4c2c8c7bb7e730a"),
+    "coco-91": ("coco-91.txt", "fdfc5be993842af86b0386414458faeebbe6df751c0d442c2a08fb642d599031"),
+    "voc-20": ("voc-20.txt", "f14861775969fd006b382e005f96dc811ef062ea4a37356efb70d7775e90f743"),
+    "face": ("face.txt", "4906796f240d09d35ca93217806fa4ecbb150f976f58dc1cde1bca45986bc18a"),
 }
 SHIPPED["imagenet-1k"] = SHIPPED["imagenet"]
+SHIPPED["coco"] = SHIPPED["coco-80"]
 MAX_BYTES = 16 << 20
 MAX_LABELS = 1_000_000
 

@@ -207,6 +207,11 @@ def describe_model(path: Path) -> dict[str, Any]:
     return out
 
 
+def graph_outputs(path: Path) -> list[tuple[str, list[Any]]]:
+    """(name, shape) of every output of an ONNX model, in the graph's order (external data not read)."""
+    return [(o.name, _dims(o)) for o in _load(path).graph.output]
+
+
 # -- stamps: the derivation key a model sparkzoo made carries in its metadata -----------------------
 _METADATA_FIELD = 14  # ModelProto.metadata_props: repeated StringStringEntryProto (key = 1, value = 2)
 _MAX_TOP_FIELDS = 1 << 16  # a ModelProto has a dozen top-level fields, plus one per metadata entry

@@ -41,3 +41,50 @@ def preset(name_or_spec: str | dict[str, Any] | None) -> dict[str, Any] | None:
         return copy.deepcopy(PRESETS[name_or_spec])
     except KeyError:
         raise ConfigError(f"unknown preprocess preset {name_or_spec!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+# -- detectors: (preprocess, detection, label set) as their authors publish them, for an input of (height, width)
+def _detector_pixels(size: tuple[int, int], color: str, mode: str = "exact", scale: float = 1.0,
+                     mean: float = 0.0, std: float = 1.0, interpolation: str = "opencv-bilinear",
+                     **letterbox: Any) -> dict[str, Any]:
+    return {"color_order": color, "resize": {"mode": mode, "size": [int(size[0]), int(size[1])],
+                                              "interpolation": interpolation, **letterbox},
+            "crop": None, "scale": scale, "mean": [mean] * 3, "std": [std] * 3}
+
+
+def detector(family: str, size: tuple[int, int]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """The recipe of a detector family for a model input of ``size`` (height, width):
+    ``zoo add FILE --detector yolox`` and the built-in registry's detector entries use these.
+
+    - ``yolox`` (Megvii's demo ``preproc``): BGR, letterbox at the top left, padding 114, 0-255 floats;
+    - ``ultraface`` (the Ultra-Light detectors' ``run_ultra_light_onnx.py``): RGB, plain resize, (x - 127) / 128;
+    - ``yolov2-voc`` / ``yolov2-coco``: RGB, plain resize; the CoreML tiny-YOLOv2 scales 0-255 inside its
+      graph, the PyTorch YOLOv2 takes x / 255 (the anchors are Darknet's, in 32-pixel cells);
+    - ``ssd-resnet34`` (MLPerf): RGB, Pillow bilinear, ImageNet mean/std, labels 1..80;
+    - ``tf-ssd`` (TF Object Detection API): uint8 RGB at 300x300 (the graph resizes to 300 itself),
+      normalised ymin/xmin/ymax/xmax boxes, COCO category ids, ``num_detections``."""
+    if family == "yolox":
+        return (_detector_pixels(size, "BGR", "letterbox", pad=114, align="top_left"),
+                {"family": "yolox"}, "coco-80")
+    if family == "ultraface":
+        return _detector_pixels(size, "RGB", mean=127.0, std=128.0), {"family": "ultraface"}, "face"
+    if family == "yolov2-voc":
+        return (_detector_pixels(size, "RGB"), {"family": "yolo_region", "anchors": [
+            [1.08, 1.19], [3.42, 4.41], [6.63, 11.38], [9.42, 5.11], [16.62, 10.52]], "class_aware": False,
+            "score_threshold": 0.3, "nms_iou": 0.5}, "voc-20")
+    if family == "yolov2-coco":
+        return (_detector_pixels(size, "RGB", scale=1.0 / 255.0), {"family": "yolo_region", "anchors": [
+            [0.57273, 0.677385], [1.87446, 2.06253], [3.33843, 5.47434], [7.88282, 3.52778], [9.77052, 9.16828]],
+            "class_aware": False, "score_threshold": 0.5, "nms_iou": 0.4}, "coco-80")
+    if family == "ssd-resnet34":
+        return (_detector_pixels(size, "RGB", interpolation="bilinear") | {
+            "scale": 1.0 / 255.0, "mean": list(IMAGENET["mean"]), "std": list(IMAGENET["std"])},
+            {"family": "decoded", "outputs": {"boxes": "bboxes", "scores": "scores", "classes": "labels"},
+             "class_offset": -1, "score_threshold": 0.5}, "coco-80")
+    if family == "tf-ssd":
+        return (_detector_pixels((300, 300), "RGB"), {"family": "decoded", "box_format": "yxyx", "score_threshold": 0.5},
+                "coco-91")
+    raise ConfigError(f"unknown detector family {family!r}; choose one of {', '.join(DETECTOR_FAMILIES)}")
+
+
+DETECTOR_FAMILIES = ("yolox", "ultraface", "yolov2-voc", "yolov2-coco", "ssd-resnet34", "tf-ssd")

@@ -67,6 +67,7 @@ class ModelEntry:
     files: dict[str, Any] | None = None  # role -> a file pinned by sha256 (zoo.hub.sidecars)
     external_data: dict[str, Any] | None = None  # location -> a weights file pinned by sha256 (zoo.hub.bundles)
     tolerance: float | None = None  # the smallest cosine `zoo check-model` accepts (zoo.consistency)
+    detection: dict[str, Any] | None = None  # a detector's postprocessing (zoo.runtime.detection)
     origin: str = field(default="", compare=False)
 
     @classmethod
@@ -91,6 +92,7 @@ class ModelEntry:
             files=data.get("files"),
             external_data=data.get("external_data"),
             tolerance=data.get("tolerance"),
+            detection=data.get("detection"),
             origin=origin,
         )
 
@@ -117,7 +119,7 @@ class ModelEntry:
         )
         if self.input is not None:
             out["input"] = self.input
-        for key in ("output", "opset", "homepage", "files", "external_data", "tolerance"):
+        for key in ("output", "opset", "homepage", "files", "external_data", "tolerance", "detection"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.cuts is not None:

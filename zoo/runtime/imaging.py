@@ -32,7 +32,8 @@ import numpy as np
 from zoo.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
-_INTERPOLATION = {"nearest": 0, "bilinear": 1, "bicubic": 2, "area": 3, "lanczos": 4}  # cv2.INTER_*
+# cv2.INTER_*; "opencv-bilinear" is cv2.resize's default INTER_LINEAR, what detectors' authors feed their models
+_INTERPOLATION = {"nearest": 0, "bilinear": 1, "bicubic": 2, "area": 3, "lanczos": 4, "opencv-bilinear": 1}
 _ANTIALIASED = {"bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling: BILINEAR, BICUBIC, LANCZOS
 # Part of the provenance identity (zoo.lineage): bump when resampling changes the pixels it makes.
 RESAMPLER = "pillow-antialias/1"
@@ -161,6 +162,8 @@ class Preprocessor:
         resize = p.get("resize") or {"mode": "exact", "size": [spatial[0] or 224, spatial[1] or 224]}
         self.resize_mode = resize["mode"]
         self.resize_size = resize["size"]
+        self.pad = int(round(resize.get("pad", 0)))  # letterbox
+        self.centered = resize.get("align", "top_left") == "center"
         interpolation = resize.get("interpolation", "bilinear")
         self.interpolation = _INTERPOLATION[interpolation]
         self.antialias_filter = _ANTIALIASED.get(interpolation)
@@ -192,6 +195,23 @@ class Preprocessor:
                 return f
         return 1
 
+    def _letterboxed(self, h: int, w: int) -> tuple[float, int, int, int, int]:
+        """(ratio, resized height, width, top, left) of an ``h`` x ``w`` image letterboxed into the input:
+        the ratio and the truncated sizes of the YOLOX and YOLOv3 reference code."""
+        ratio = min(self.height / h, self.width / w)
+        nh, nw = max(1, int(h * ratio)), max(1, int(w * ratio))
+        top, left = ((self.height - nh) // 2, (self.width - nw) // 2) if self.centered else (0, 0)
+        return ratio, nh, nw, top, left
+
+    def box_transform(self, h: int, w: int) -> tuple[float, float, float, float]:
+        """(sx, sy, ox, oy): a box in model-input pixels maps to ``((x - ox) * sx, (y - oy) * sy)`` in the
+        original ``h`` x ``w`` image. For plain (``exact``) and letterboxed resizes; a crop loses the
+        mapping, so detectors are refused one when their recipe is read (zoo.runtime.detection)."""
+        if self.resize_mode == "letterbox":
+            ratio, _, _, top, left = self._letterboxed(h, w)
+            return 1.0 / ratio, 1.0 / ratio, float(left), float(top)
+        return w / self.width, h / self.height, 0.0, 0.0
+
     def geometry(self, img: np.ndarray) -> np.ndarray:
         """Color order, resize and crop: uint8 HxWxC ready for the arithmetic."""
         import cv2
@@ -201,6 +221,11 @@ class Preprocessor:
         elif self.color == "GRAY":
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None]
         h, w = img.shape[:2]
+        if self.resize_mode == "letterbox":
+            _, nh, nw, top, left = self._letterboxed(h, w)
+            canvas = np.full((self.height, self.width, img.shape[2]), self.pad, dtype=np.uint8)
+            canvas[top:top + nh, left:left + nw] = self._resized(img, nw, nh)
+            return canvas
         if self.resize_mode == "shorter_side":
             size = int(self.resize_size if isinstance(self.resize_size, int) else self.resize_size[0])
             if w <= h:
@@ -215,15 +240,18 @@ class Preprocessor:
             if ch > nh or cw > nw:
                 raise ImageError(f"cannot center-crop {ch}x{cw} from the resized {nh}x{nw} image")
             top, left = int(round((nh - ch) / 2.0)), int(round((nw - cw) / 2.0))
-        if (nh, nw) == (h, w):
-            return img[top:top + ch, left:left + cw]
+        return self._resized(img, nw, nh)[top:top + ch, left:left + cw]
+
+    def _resized(self, img: np.ndarray, nw: int, nh: int) -> np.ndarray:
+        import cv2
+
+        if img.shape[:2] == (nh, nw):
+            return img
         if self.antialias_filter is not None:
             img = _resample(img, (nw, nh), self.antialias_filter)
         else:
             img = cv2.resize(img, (nw, nh), interpolation=self.interpolation)
-        if img.ndim == 2:
-            img = img[:, :, None]
-        return img[top:top + ch, left:left + cw]
+        return img[:, :, None] if img.ndim == 2 else img
 
     def __call__(self, img: np.ndarray, out: np.ndarray) -> None:
         """Write the preprocessed image into ``out`` (one row of the batch buffer, model layout)."""

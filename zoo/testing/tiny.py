@@ -143,3 +143,64 @@ TINY_LABELS = ["snow leopard", "ibex", "blue sheep", "red fox", "empty"]  # the 
 def tiny_labels_path() -> str:
     """A label file (one name per line) for the tiny model's five classes."""
     return _written("tiny-labels.txt", "".join(f"{name}\n" for name in TINY_LABELS).encode("utf-8"))
+
+
+# -- a tiny face detector in the Ultra-Light layout ------------------------------------------------------
+DETECTOR_SIZE = (24, 32)  # input height, width
+DETECTOR_PREPROCESS = {
+    "color_order": "RGB", "resize": {"mode": "exact", "size": list(DETECTOR_SIZE), "interpolation": "opencv-bilinear"},
+    "crop": None, "scale": 1.0, "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0],
+}
+DETECTOR_RECIPE = {"family": "ultraface", "score_threshold": 0.5, "nms_iou": 0.3}
+
+
+def tiny_detector_bytes() -> bytes:
+    """Scores ``[N, 4, 2]`` and boxes ``[N, 4, 4]`` like the Ultra-Light detectors: one candidate box
+    per image quadrant (normalised corners), scored by the quadrant's brightness, so brighter
+    quadrants are "faces" and what the stage reports follows from the pixels."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = DETECTOR_SIZE
+    quads = np.array([[0, 0, .5, .5], [.5, 0, 1, .5], [0, .5, .5, 1], [.5, .5, 1, 1]], np.float32)[None]
+    inits = [numpy_helper.from_array(quads, "quads"),
+             numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+             numpy_helper.from_array(np.array([1.0], np.float32), "one"),
+             numpy_helper.from_array(np.array([4.0], np.float32), "gain")]
+    nodes = [
+        helper.make_node("AveragePool", ["input"], ["pooled"], kernel_shape=[h // 2, w // 2], strides=[h // 2, w // 2]),
+        helper.make_node("ReduceMean", ["pooled"], ["bright"], axes=[1], keepdims=1),  # [N, 1, 2, 2]
+        helper.make_node("Shape", ["bright"], ["bshape"]),
+        helper.make_node("Slice", ["bshape", "zero_i", "one_i"], ["n"]),
+        helper.make_node("Concat", ["n", "four_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["bright", "target"], ["q"]),  # [N, 4, 1]
+        helper.make_node("Mul", ["q", "gain"], ["qg"]),
+        helper.make_node("Sigmoid", ["qg"], ["face"]),
+        helper.make_node("Sub", ["one", "face"], ["background"]),
+        helper.make_node("Concat", ["background", "face"], ["scores"], axis=2),
+        helper.make_node("Mul", ["q", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "quads"], ["boxes"]),  # [N, 4, 4]
+    ]
+    inits += [numpy_helper.from_array(np.array([0], np.int64), "zero_i"),
+              numpy_helper.from_array(np.array([1], np.int64), "one_i"),
+              numpy_helper.from_array(np.array([4, 1], np.int64), "four_one")]
+    graph = helper.make_graph(
+        nodes, "tiny-detector",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, h, w])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4, 2]),
+         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["N", 4, 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="sparkzoo-tiny")
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@lru_cache(maxsize=1)
+def tiny_detector_path() -> str:
+    """The tiny detector written once per process (its path is a valid modelName)."""
+    return _written("tiny-detector.onnx", tiny_detector_bytes())
+
+
+@lru_cache(maxsize=1)
+def tiny_detector_labels_path() -> str:
+    return _written("tiny-detector-labels.txt", b"background\nface\n")

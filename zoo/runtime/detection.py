@@ -1,0 +1,329 @@
+"""From a detector's raw outputs to boxes in the original image, as the model's authors decode them.
+
+A registry entry's ``detection`` (:class:`Recipe`) names a decoder family and its parameters; the
+families follow the authors' published postprocessing:
+
+- ``ultraface`` (Ultra-Light-Fast-Generic-Face-Detector): ``scores`` [N, boxes, classes] and
+  ``boxes`` [N, boxes, 4], corner form normalised to the input; per class, scores above the
+  threshold, the best ``candidates`` (200), hard NMS (IoU 0.3 in their demo);
+- ``yolox`` (Megvii YOLOX): one output [N, anchors, 5 + classes] in grid units over strides 8, 16,
+  32; x, y = (out + grid) * stride, w, h = exp(out) * stride; score = objectness x class score;
+  class-aware NMS with the +1-pixel IoU of their ``demo_utils.nms``;
+- ``decoded``: the graph computed boxes, scores and classes itself (SSD-ResNet34, the TF Object
+  Detection API's SSD-MobileNet with ``num_detections``, Faster R-CNN without a batch axis); the
+  recipe says the box order and units and where class ids start;
+- ``yolo_region``: YOLOv2's region layer, [N, anchors * (5 + classes), S, S]: x = (sigmoid(tx) +
+  cx) cells, w = anchor_w * exp(tw) cells, score = sigmoid(to) x softmax(classes).
+
+Everything is vectorised over the batch and the candidates in numpy; the greedy NMS loops once per
+*kept* box with one vectorised IoU against the rest (what every reference does, in C speed per
+step). Executor code: numpy only, no Spark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from zoo.errors import InvalidModelError
+
+FAMILIES = ("ultraface", "yolox", "decoded", "yolo_region")
+# the outputs each family reads, in the order the graphs the family names list them
+ROLES = {"ultraface": ("scores", "boxes"), "yolox": ("grid",), "decoded": ("boxes", "scores", "classes", "count"),
+         "yolo_region": ("grid",)}
+_OPTIONAL = {"count"}
+DEFAULTS = {"ultraface": dict(score_threshold=0.7, nms_iou=0.3, candidates=200, background_class=0),
+            "yolox": dict(score_threshold=0.3, nms_iou=0.45, pixel_iou=True),
+            "decoded": dict(score_threshold=0.5, nms_iou=0.5, nms_in_graph=True),
+            "yolo_region": dict(score_threshold=0.3, nms_iou=0.45, best_class=True)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A detector's postprocessing (the registry's ``detection`` object; see its schema)."""
+
+    family: str
+    outputs: tuple[tuple[str, str], ...] = ()  # role -> graph output, where the family's order does not hold
+    box_format: str = "xyxy"
+    box_units: str = "normalized"
+    batched: bool = True
+    class_offset: int = 0
+    background_class: int = -1
+    strides: tuple[int, ...] = (8, 16, 32)
+    anchors: tuple[tuple[float, float], ...] = ()
+    nms_in_graph: bool = False
+    class_aware: bool = True
+    best_class: bool = False
+    pixel_iou: bool = False
+    candidates: int = 0
+    score_threshold: float = 0.5
+    nms_iou: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], label: str) -> "Recipe":
+        family = data.get("family")
+        if family not in FAMILIES:
+            raise InvalidModelError(f"model {label}: detection family {family!r} is not one of {', '.join(FAMILIES)}")
+        values: dict[str, Any] = {**DEFAULTS[family], **{k: v for k, v in data.items() if k != "family"}}
+        unknown = set(values) - {f for f in cls.__dataclass_fields__ if f not in ("family", "extra")}
+        if unknown:
+            raise InvalidModelError(f"model {label}: unknown detection field(s) {', '.join(sorted(unknown))}")
+        values["outputs"] = tuple(sorted(dict(values.get("outputs") or {}).items()))
+        values["strides"] = tuple(int(s) for s in values.get("strides", cls.strides))
+        values["anchors"] = tuple((float(a), float(b)) for a, b in values.get("anchors", ()))
+        recipe = cls(family=family, **values)
+        if family == "yolo_region" and not recipe.anchors:
+            raise InvalidModelError(f"model {label}: a yolo_region detector needs its anchors")
+        return recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "extra"}
+        out["outputs"] = dict(self.outputs)
+        out["strides"] = list(self.strides)
+        out["anchors"] = [list(a) for a in self.anchors]
+        return out
+
+    def bind(self, graph_outputs: Sequence[tuple[str, list]], label: str) -> dict[str, str]:
+        """role -> graph output name, checked against the graph's outputs (name, shape): an
+        :class:`InvalidModelError` naming the model and the output that does not fit the recipe."""
+        names = [n for n, _ in graph_outputs]
+        shapes = dict(graph_outputs)
+        given = dict(self.outputs)
+        roles = ROLES[self.family]
+        bound: dict[str, str] = {}
+        for i, role in enumerate(roles):
+            name = given.get(role) or (names[i] if i < len(names) and not given else None)
+            if name is None:
+                if role in _OPTIONAL:
+                    continue
+                raise InvalidModelError(f"model {label}: the {self.family} recipe needs a {role!r} output, and the graph's "
+                                        f"outputs are {names}; name it in the recipe's outputs")
+            if name not in shapes:
+                raise InvalidModelError(f"model {label}: the recipe's {role} output {name!r} is not an output of the graph "
+                                        f"(its outputs: {names})")
+            bound[role] = name
+        problem = self._shape_problem({r: shapes[n] for r, n in bound.items()})
+        if problem:
+            raise InvalidModelError(f"model {label}: output {problem[0]!r} ({bound[problem[0]]!r}, shape "
+                                    f"{shapes[bound[problem[0]]]}) does not fit the {self.family} recipe: {problem[1]}")
+        return bound
+
+    def _shape_problem(self, shapes: dict[str, list]) -> tuple[str, str] | None:
+        def last(role: str):
+            s = shapes[role]
+            return s[-1] if s else None
+
+        lead = 1 if self.batched else 0
+        if self.family == "ultraface":
+            if len(shapes["boxes"]) != 3 or last("boxes") not in (4, None):
+                return "boxes", "expected [batch, boxes, 4]"
+            if len(shapes["scores"]) != 3:
+                return "scores", "expected [batch, boxes, classes]"
+        elif self.family == "yolox":
+            if len(shapes["grid"]) != 3 or (isinstance(last("grid"), int) and last("grid") < 6):
+                return "grid", "expected [batch, anchors, 5 + classes]"
+        elif self.family == "yolo_region":
+            s = shapes["grid"]
+            if len(s) != 4 or (isinstance(s[1], int) and s[1] % len(self.anchors)):
+                return "grid", f"expected [batch, {len(self.anchors)} anchors x (5 + classes), S, S]"
+        elif self.family == "decoded":
+            if len(shapes["boxes"]) != 2 + lead or last("boxes") not in (4, None):
+                return "boxes", f"expected {'[batch, boxes, 4]' if lead else '[boxes, 4]'}"
+            for role in ("scores", "classes"):
+                if len(shapes[role]) != 1 + lead:
+                    return role, f"expected {'[batch, boxes]' if lead else '[boxes]'}"
+        return None
+
+    def classes(self, outputs_shape: dict[str, list]) -> int | None:
+        """How many classes the graph scores (None where the graph does not say)."""
+        if self.family == "ultraface":
+            return outputs_shape["scores"][-1] if isinstance(outputs_shape["scores"][-1], int) else None
+        if self.family == "yolox":
+            width = outputs_shape["grid"][-1]
+            return width - 5 if isinstance(width, int) else None
+        if self.family == "yolo_region":
+            depth = outputs_shape["grid"][1]
+            return depth // len(self.anchors) - 5 if isinstance(depth, int) else None
+        return None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One image's boxes before thresholds and NMS: corners in model-input pixels, scores, class ids
+    (already offset to index the label set)."""
+
+    boxes: np.ndarray  # [K, 4] float32 x0, y0, x1, y1
+    scores: np.ndarray  # [K] float32
+    classes: np.ndarray  # [K] int32
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _per_class(boxes: np.ndarray, scores: np.ndarray, threshold: float, skip: int, best: bool = False) -> Candidates:
+    """Every (box, class) pair scoring above ``threshold`` (``best``: only each box's best class):
+    boxes [K, 4], scores [K, C]."""
+    mask = scores > threshold
+    if 0 <= skip < scores.shape[1]:
+        mask[:, skip] = False
+    if best:
+        mask &= scores >= scores.max(axis=1, keepdims=True)
+    rows, cls = np.nonzero(mask)
+    return Candidates(boxes[rows].astype(np.float32), scores[rows, cls].astype(np.float32), cls.astype(np.int32))
+
+
+def decode(recipe: Recipe, outputs: dict[str, np.ndarray], size: tuple[int, int], threshold: float) -> list[Candidates]:
+    """Per image of the batch, the candidates scoring above ``threshold``; ``size``: the model
+    input's (height, width) in pixels."""
+    h, w = size
+    scale = np.array([w, h, w, h], dtype=np.float32)
+    offset = recipe.class_offset
+    if recipe.family == "ultraface":
+        boxes, scores = outputs["boxes"], outputs["scores"]
+        found = [_per_class(b * scale, s, threshold, recipe.background_class) for b, s in zip(boxes, scores)]
+    elif recipe.family == "yolox":
+        grid = outputs["grid"].astype(np.float32)
+        cells, strides = [], []
+        for stride in recipe.strides:
+            ys, xs = np.meshgrid(np.arange(h // stride), np.arange(w // stride), indexing="ij")
+            cells.append(np.stack([xs, ys], axis=-1).reshape(-1, 2))
+            strides.append(np.full((cells[-1].shape[0], 1), stride))
+        cell, stride = np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
+        if cell.shape[0] != grid.shape[1]:
+            raise InvalidModelError(f"the yolox grid has {grid.shape[1]} anchors, but strides {list(recipe.strides)} over "
+                                    f"a {h}x{w} input make {cell.shape[0]}")
+        xy = (grid[..., :2] + cell) * stride
+        wh = np.exp(grid[..., 2:4]) * stride
+        corners = np.concatenate([xy - wh / 2, xy + wh / 2], axis=-1)
+        scores = grid[..., 4:5] * grid[..., 5:]
+        found = [_per_class(b, s, threshold, recipe.background_class) for b, s in zip(corners, scores)]
+    elif recipe.family == "yolo_region":
+        grid = outputs["grid"].astype(np.float32)
+        n, depth, gh, gw = grid.shape
+        a = len(recipe.anchors)
+        g = grid.reshape(n, a, depth // a, gh, gw).transpose(0, 3, 4, 1, 2)  # [n, y, x, anchor, 5 + classes]
+        ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+        anchors = np.asarray(recipe.anchors, np.float32)
+        cx = (_sigmoid(g[..., 0]) + xs[..., None]) * (w / gw)
+        cy = (_sigmoid(g[..., 1]) + ys[..., None]) * (h / gh)
+        bw = np.exp(g[..., 2]) * anchors[:, 0] * (w / gw)
+        bh = np.exp(g[..., 3]) * anchors[:, 1] * (h / gh)
+        logits = g[..., 5:]
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        scores = (_sigmoid(g[..., 4])[..., None] * probs).reshape(n, -1, probs.shape[-1])
+        corners = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=-1).reshape(n, -1, 4)
+        found = [_per_class(b, s, threshold, recipe.background_class, recipe.best_class)
+                 for b, s in zip(corners, scores)]
+    else:
+        found = _decoded(recipe, outputs, scale, threshold)
+    if offset:
+        found = [Candidates(c.boxes, c.scores, c.classes + offset) for c in found]
+    return found
+
+
+def _decoded(recipe: Recipe, outputs: dict[str, np.ndarray], scale: np.ndarray, threshold: float) -> list[Candidates]:
+    boxes, scores, classes = outputs["boxes"], outputs["scores"], outputs["classes"]
+    if not recipe.batched:
+        boxes, scores, classes = boxes[None], scores[None], classes[None]
+    counts = outputs.get("count")
+    found = []
+    for i in range(boxes.shape[0]):
+        k = int(counts.reshape(-1)[i]) if counts is not None else boxes.shape[1]
+        b, s, c = boxes[i, :k].astype(np.float32), scores[i, :k].astype(np.float32), classes[i, :k]
+        if recipe.box_format == "yxyx":
+            b = b[:, [1, 0, 3, 2]]
+        elif recipe.box_format == "cxcywh":
+            b = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
+        if recipe.box_units == "normalized":
+            b = b * scale
+        keep = (s > threshold) & (np.rint(c) != recipe.background_class)
+        found.append(Candidates(b[keep], s[keep], np.rint(c[keep]).astype(np.int32)))
+    return found
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, *, pixel: bool = False, eps: float = 1e-5) -> np.ndarray:
+    """Indices of the boxes greedy NMS keeps, best first: the best box stays, every box overlapping it
+    by more than ``iou`` goes, repeat. ``pixel``: widths and heights count both end pixels (+1)."""
+    one = 1.0 if pixel else 0.0
+    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.clip(x1 - x0 + one, 0, None) * np.clip(y1 - y0 + one, 0, None)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]) + one, 0, None)
+        ih = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]) + one, 0, None)
+        inter = iw * ih
+        overlap = inter / (areas[i] + areas[rest] - inter + (0.0 if pixel else eps))
+        order = rest[overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def select(found: Candidates, recipe: Recipe, iou: float, max_detections: int,
+           allowed: "np.ndarray | None" = None) -> Candidates:
+    """Class filter, the best ``candidates`` per class, NMS (per class or across classes, unless the
+    graph ran it) and the ``max_detections`` best, sorted by score."""
+    b, s, c = found.boxes, found.scores, found.classes
+    if allowed is not None:
+        keep = np.isin(c, allowed)
+        b, s, c = b[keep], s[keep], c[keep]
+    if recipe.candidates and s.size:
+        order = np.lexsort((-s, c))  # by class, best first within each
+        sorted_c = c[order]
+        starts = np.searchsorted(sorted_c, sorted_c, side="left")
+        rank = np.arange(order.size) - starts
+        chosen = order[rank < recipe.candidates]
+        b, s, c = b[chosen], s[chosen], c[chosen]
+    if not recipe.nms_in_graph and s.size:
+        if recipe.class_aware:  # one pass: boxes of different classes shifted apart never overlap
+            span = float(np.abs(b).max()) + 2.0
+            keep = nms(b + (c.astype(np.float32) * span)[:, None], s, iou, pixel=recipe.pixel_iou)
+        else:
+            keep = nms(b, s, iou, pixel=recipe.pixel_iou)
+        b, s, c = b[keep], s[keep], c[keep]
+    order = np.argsort(-s, kind="stable")[:max_detections]
+    return Candidates(b[order], s[order], c[order])
+
+
+def to_image(found: Candidates, transform: tuple[float, float, float, float]) -> Candidates:
+    """The candidates with their boxes in the original image's pixels (``Preprocessor.box_transform``).
+    NMS runs after this, as the authors' code does: an IoU with +1-pixel sizes depends on the scale."""
+    sx, sy, ox, oy = transform
+    b = (found.boxes - np.array([ox, oy, ox, oy], np.float32)) * np.array([sx, sy, sx, sy], np.float32)
+    return Candidates(b.astype(np.float32), found.scores, found.classes)
+
+
+def clip(found: Candidates, height: int, width: int) -> Candidates:
+    """Boxes clipped to the image (the authors leave them overhanging; a crop cannot)."""
+    b = found.boxes.copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+    return Candidates(b, found.scores, found.classes)
+
+
+def draw(pixels: np.ndarray, detections: Sequence[dict[str, Any]]) -> np.ndarray:
+    """A copy of BGR ``pixels`` with each detection's box and ``label score`` drawn, one colour per class,
+    line widths and text scaled to the image: what ``zoo detect --draw`` writes for people to look at."""
+    import cv2
+
+    out = pixels.copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 300))
+    scale = max(0.4, min(h, w) / 900)
+    for d in sorted(detections, key=lambda d: d["score"]):  # the best drawn last, on top
+        hue = (int(d["classIndex"]) * 47) % 180
+        color = tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+        p0, p1 = (int(round(d["x0"])), int(round(d["y0"]))), (int(round(d["x1"])), int(round(d["y1"])))
+        cv2.rectangle(out, p0, p1, color, thick)
+        text = f"{d.get('label') or d['classIndex']} {d['score']:.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        top = max(p0[1] - th - base, 0)
+        cv2.rectangle(out, (p0[0], top), (p0[0] + tw, top + th + base), color, -1)
+        cv2.putText(out, text, (p0[0], top + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return out
