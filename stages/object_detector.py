@@ -84,7 +84,7 @@ def _detector(model: str, detection: str, labels: str, who: str) -> Detector:
     elif entry is not None and entry.detection:
         given = entry.detection
     elif entry is not None and entry.task != "object-detection":
-        raise StageError(f"{who}: model {name!r} is a {entry.task} model, not a detector; "
+        raise StageError(f"{who}: model {name!r} is not a detector (task {entry.task}); "
                          + ("use image_classifier (`zoo predict`) or image_featurizer" if entry.task ==
                             "image-classification" else "object_detector runs detectors (`zoo ls --task object-detection`)"))
     elif entry is not None:
@@ -231,7 +231,9 @@ class ObjectDetector(ZooTransformer, HasModel, HasImageInput, HasInputCol, HasOu
 
         provenance = record(self.zoo_name, job.spec, width=None, output=",".join(dict(job.bound).values()),
                             device=self.getDevice(), opencv=cv2.__version__)
-        provenance.update(detection=job.recipe.to_dict(), threshold=job.threshold, nms_iou=job.iou,
+        # as JSON text: Spark's column metadata holds no nested arrays (YOLOv2's anchors)
+        provenance.update(detection=json.dumps(job.recipe.to_dict(), sort_keys=True), threshold=job.threshold,
+                          nms_iou=job.iou,
                           labels_sha256=self._detector().labels_sha256)
         return attach(out, self.getOutputCol(), provenance)
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -60,3 +62,19 @@ def test_bench_derived_smoke(tmp_path, zoo_env):
     data = json.loads(out.read_text())
     assert data["check_s"] > 0 and data["image_s"] > 0 and 0 < data["share_of_1000"] < 1
     assert data["table_check_s"] > 0 and data["stamp_check_s"] > 0 and "1,000 photos" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_detect_smoke(tmp_path):
+    """bench_detect.py on 6 photos, once: both arms run and find the same boxes (no timing asserted)."""
+    from conftest import SHARED, missing
+
+    if not (SHARED / "models" / "yolox_nano.onnx").exists():
+        missing("the shared YOLOX-Nano is not beside the checkout")
+    out = tmp_path / "detect.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_detect.py"), "--photos", "6",
+                             "--copies", "1", "--repeat", "1", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["photos"] == 6 and set(data["seconds"]) == {"zoo", "predict_batch_udf"} and data["boxes"] >= 0

@@ -118,3 +118,15 @@ def test_score_sklearn_model_example_agrees_with_scikit_learn(tmp_path):
 def test_score_sklearn_model_notebook(tmp_path):
     _, nb = _notebook_beside_its_script(tmp_path, "score_sklearn_model")
     assert "569 of 569 labels equal scikit-learn's" in _outputs(nb)
+
+
+@pytest.mark.slow
+def test_camera_trap_notebook_detects_crops_and_learns(tmp_path):
+    """Detect, then classify, end to end on the shared photos: YOLOX-Nano's animals, their crops, MobileNet
+    features and a logistic regression, saved and loaded as one pipeline."""
+    folder, nb = _notebook_beside_its_script(tmp_path, "camera_trap")
+    text = _outputs(nb)
+    crops = int(text.split("crops: ")[1].split(" animals")[0])
+    assert crops >= 3, text[-2000:]
+    assert "training accuracy on the crops: " in text
+    assert (folder / "camera-trap-model" / "stages").is_dir()

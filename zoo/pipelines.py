@@ -364,6 +364,7 @@ def pipeline(
     detect: bool = False,
     then: str | None = None,
     then_cut: int | str | None = None,
+    then_params: dict[str, Any] | None = None,
     margin: float = 0.1,
     **stage_params: Any,
 ) -> Pipeline:
@@ -386,10 +387,12 @@ def pipeline(
     camera-trap flow: each detection is cut out (``margin``: a fraction of the box added on each side)
     into its own row, keeping the image's columns and the box (``detection``), and ``then`` classifies
     the crops (``prediction``, ``label``, ``topK``), or with ``then_cut`` featurizes them (``features``)
-    for ``head`` (any SparkML learner). One pipeline: it fits, saves and loads as a whole.
+    for ``head`` (any SparkML learner); ``then_params`` sets that stage's params (``k``, ``batchSize``, ...).
+    One pipeline: it fits, saves and loads as a whole.
     """
     if detect:
-        return _detection_pipeline(name, inputCol, outputCol, then, then_cut, margin, head, embed, stage_params)
+        return _detection_pipeline(name, inputCol, outputCol, then, then_cut, margin, head, embed, stage_params,
+                                   then_params or {})
     if predict and (cut not in (None, 0) or head is not None or ensemble_by):
         raise StageError("zoo.pipeline(predict=True) classifies with the whole model: leave cut out (or 0), and use "
                          "head/ensemble_by with features (predict=False)")
@@ -414,7 +417,8 @@ def pipeline(
 
 
 def _detection_pipeline(name: str, input_col: str, output_col: str, then: str | None, then_cut: int | str | None,
-                        margin: float, head: Any, embed: bool, params: dict[str, Any]) -> Pipeline:
+                        margin: float, head: Any, embed: bool, params: dict[str, Any],
+                        then_params: dict[str, Any]) -> Pipeline:
     """object_detector (-> detection_crops -> image_classifier | image_featurizer (-> head))."""
     if embed:
         raise StageError("zoo.pipeline(detect=True): embed is not available for detectors yet; the saved pipeline "
@@ -426,7 +430,8 @@ def _detection_pipeline(name: str, input_col: str, output_col: str, then: str | 
     if then is None:
         return Pipeline(stages=stages)
     stages.append(DetectionCrops(inputCol=input_col, margin=margin))
-    crops = dict(inputCol="crop", modelName=then, modelSha256=pin(then), handleInvalid="keep", errorCol="crop_error")
+    crops = dict(inputCol="crop", modelName=then, modelSha256=pin(then), handleInvalid="keep", errorCol="crop_error",
+                 **then_params)
     if then_cut is None:
         if head is not None:
             raise StageError("zoo.pipeline(detect=True, head=...): a head learns from features: give then_cut (e.g. 1)")

@@ -177,6 +177,7 @@ class Preprocessor:
         std = np.resize(np.asarray(p.get("std", [1.0]), np.float32), channels)
         self._mul = (scale / std).astype(np.float32)  # x * scale / std - mean / std: one multiply-add
         self._add = (-mean / std).astype(np.float32)
+        self._identity = bool((self._mul == 1).all() and (self._add == 0).all())
 
     @property
     def row_shape(self) -> tuple[int, int, int]:
@@ -256,10 +257,12 @@ class Preprocessor:
     def __call__(self, img: np.ndarray, out: np.ndarray) -> None:
         """Write the preprocessed image into ``out`` (one row of the batch buffer, model layout)."""
         pixels = self.geometry(img)
-        if self.layout == "NCHW":
+        if self._identity:  # raw 0-255 pixels (a uint8 input, as the TF Object Detection API's): a copy
+            out[...] = pixels.transpose(2, 0, 1) if self.layout == "NCHW" else pixels
+        elif self.layout == "NCHW":
             for c in range(self.channels):  # strided reads, contiguous writes, no temporaries
                 np.multiply(pixels[:, :, c], self._mul[c], out=out[c], casting="unsafe")
-                out[c] += self._add[c]
+                np.add(out[c], self._add[c], out=out[c], casting="unsafe")
         else:
             np.multiply(pixels, self._mul, out=out, casting="unsafe")
-            out += self._add
+            np.add(out, self._add, out=out, casting="unsafe")

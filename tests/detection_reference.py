@@ -1,0 +1,247 @@
+"""The detector authors' published postprocessing, rewritten from their demo code, independent of sparkzoo.
+
+Nothing here imports ``zoo``: these functions are what sparkzoo's object_detector is compared with.
+
+- Ultra-Light-Fast-Generic-Face-Detector-1MB (``run_ultra_light_onnx.py`` and ``vision/utils/box_utils_numpy.py``):
+  cv2 BGR -> RGB, ``cv2.resize`` to the input, (x - 127) / 128; per class above the threshold, ``hard_nms``
+  over the best 200 (IoU with an epsilon of 1e-5, in normalised coordinates), boxes scaled to the image;
+- YOLOX (``demo/ONNXRuntime/onnx_inference.py`` and ``yolox/utils/demo_utils.py``): ``preproc`` (letterbox
+  at the top left, padding 114, BGR 0-255), ``demo_postprocess`` (grids and strides), boxes divided by the
+  ratio, ``multiclass_nms`` class-aware with the +1-pixel ``nms``;
+- YOLOv2's region layer (Darknet's ``get_region_boxes`` as the CoreML and PyTorch ports write it), one cell
+  and anchor at a time: the most literal reading, slow on purpose;
+- the TF Object Detection API's outputs (``num_detections``, ymin/xmin/ymax/xmax normalised).
+
+The authors leave boxes overhanging the image; sparkzoo clips them, so :func:`clip` is applied to these
+references before comparing (said where it is used).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+# -- Ultra-Light -------------------------------------------------------------------------------------------
+def _area_of(left_top, right_bottom):
+    hw = np.clip(right_bottom - left_top, 0.0, None)
+    return hw[..., 0] * hw[..., 1]
+
+
+def _iou_of(boxes0, boxes1, eps=1e-5):
+    overlap_left_top = np.maximum(boxes0[..., :2], boxes1[..., :2])
+    overlap_right_bottom = np.minimum(boxes0[..., 2:], boxes1[..., 2:])
+    overlap_area = _area_of(overlap_left_top, overlap_right_bottom)
+    area0 = _area_of(boxes0[..., :2], boxes0[..., 2:])
+    area1 = _area_of(boxes1[..., :2], boxes1[..., 2:])
+    return overlap_area / (area0 + area1 - overlap_area + eps)
+
+
+def _hard_nms(box_scores, iou_threshold, top_k=-1, candidate_size=200):
+    scores = box_scores[:, -1]
+    boxes = box_scores[:, :-1]
+    picked = []
+    indexes = np.argsort(scores)
+    indexes = indexes[-candidate_size:]
+    while len(indexes) > 0:
+        current = indexes[-1]
+        picked.append(current)
+        if 0 < top_k == len(picked) or len(indexes) == 1:
+            break
+        current_box = boxes[current, :]
+        indexes = indexes[:-1]
+        rest_boxes = boxes[indexes, :]
+        iou = _iou_of(rest_boxes, np.expand_dims(current_box, axis=0))
+        indexes = indexes[iou <= iou_threshold]
+    return box_scores[picked, :]
+
+
+def ultraface(session, path: str, size: tuple[int, int], prob_threshold=0.7, iou_threshold=0.3):
+    """[(label index, score, x0, y0, x1, y1)] of one image, as the authors' demo computes them."""
+    orig_image = cv2.imread(path)
+    image = cv2.cvtColor(orig_image, cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (size[1], size[0]))
+    image = (image - np.array([127, 127, 127])) / 128
+    image = np.transpose(image, [2, 0, 1])
+    image = np.expand_dims(image, axis=0).astype(np.float32)
+    confidences, boxes = session.run(None, {session.get_inputs()[0].name: image})
+    confidences, boxes = confidences[0], boxes[0]
+    height, width = orig_image.shape[:2]
+    picked_box_probs, picked_labels = [], []
+    for class_index in range(1, confidences.shape[1]):
+        probs = confidences[:, class_index]
+        mask = probs > prob_threshold
+        probs = probs[mask]
+        if probs.shape[0] == 0:
+            continue
+        subset_boxes = boxes[mask, :]
+        box_probs = np.concatenate([subset_boxes, probs.reshape(-1, 1)], axis=1)
+        box_probs = _hard_nms(box_probs, iou_threshold=iou_threshold)
+        picked_box_probs.append(box_probs)
+        picked_labels.extend([class_index] * box_probs.shape[0])
+    if not picked_box_probs:
+        return []
+    picked = np.concatenate(picked_box_probs)
+    picked[:, 0] *= width
+    picked[:, 1] *= height
+    picked[:, 2] *= width
+    picked[:, 3] *= height
+    return [(label, float(p[4]), *map(float, p[:4])) for label, p in zip(picked_labels, picked)]
+
+
+# -- YOLOX ---------------------------------------------------------------------------------------------------
+def _preproc(img, input_size, swap=(2, 0, 1)):
+    padded_img = np.ones((input_size[0], input_size[1], 3), dtype=np.uint8) * 114
+    r = min(input_size[0] / img.shape[0], input_size[1] / img.shape[1])
+    resized_img = cv2.resize(img, (int(img.shape[1] * r), int(img.shape[0] * r)),
+                             interpolation=cv2.INTER_LINEAR).astype(np.uint8)
+    padded_img[: int(img.shape[0] * r), : int(img.shape[1] * r)] = resized_img
+    padded_img = padded_img.transpose(swap)
+    return np.ascontiguousarray(padded_img, dtype=np.float32), r
+
+
+def _demo_postprocess(outputs, img_size):
+    grids, expanded_strides = [], []
+    strides = [8, 16, 32]
+    hsizes = [img_size[0] // stride for stride in strides]
+    wsizes = [img_size[1] // stride for stride in strides]
+    for hsize, wsize, stride in zip(hsizes, wsizes, strides):
+        xv, yv = np.meshgrid(np.arange(wsize), np.arange(hsize))
+        grid = np.stack((xv, yv), 2).reshape(1, -1, 2)
+        grids.append(grid)
+        expanded_strides.append(np.full((*grid.shape[:2], 1), stride))
+    grids = np.concatenate(grids, 1)
+    expanded_strides = np.concatenate(expanded_strides, 1)
+    outputs[..., :2] = (outputs[..., :2] + grids) * expanded_strides
+    outputs[..., 2:4] = np.exp(outputs[..., 2:4]) * expanded_strides
+    return outputs
+
+
+def _nms(boxes, scores, nms_thr):
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        w = np.maximum(0.0, xx2 - xx1 + 1)
+        h = np.maximum(0.0, yy2 - yy1 + 1)
+        inter = w * h
+        ovr = inter / (areas[i] + areas[order[1:]] - inter)
+        inds = np.where(ovr <= nms_thr)[0]
+        order = order[inds + 1]
+    return keep
+
+
+def _multiclass_nms(boxes, scores, nms_thr, score_thr):
+    final_dets = []
+    for cls_ind in range(scores.shape[1]):
+        cls_scores = scores[:, cls_ind]
+        valid_score_mask = cls_scores > score_thr
+        if valid_score_mask.sum() == 0:
+            continue
+        valid_scores = cls_scores[valid_score_mask]
+        valid_boxes = boxes[valid_score_mask]
+        keep = _nms(valid_boxes, valid_scores, nms_thr)
+        if keep:
+            cls_inds = np.ones((len(keep), 1)) * cls_ind
+            final_dets.append(np.concatenate([valid_boxes[keep], valid_scores[keep, None], cls_inds], 1))
+    return np.concatenate(final_dets, 0) if final_dets else None
+
+
+def yolox(session, path: str, size=(416, 416), score_thr=0.3, nms_thr=0.45):
+    """[(class index, score, x0, y0, x1, y1)] of one image, as YOLOX's ONNX Runtime demo computes them."""
+    origin_img = cv2.imread(path)
+    img, ratio = _preproc(origin_img, size)
+    output = session.run(None, {session.get_inputs()[0].name: img[None, :, :, :]})
+    predictions = _demo_postprocess(output[0], size)[0]
+    boxes = predictions[:, :4]
+    scores = predictions[:, 4:5] * predictions[:, 5:]
+    boxes_xyxy = np.ones_like(boxes)
+    boxes_xyxy[:, 0] = boxes[:, 0] - boxes[:, 2] / 2.
+    boxes_xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2.
+    boxes_xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2.
+    boxes_xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2.
+    boxes_xyxy /= ratio
+    dets = _multiclass_nms(boxes_xyxy, scores, nms_thr=nms_thr, score_thr=score_thr)
+    if dets is None:
+        return []
+    return [(int(d[5]), float(d[4]), *map(float, d[:4])) for d in dets]
+
+
+# -- YOLOv2 region layer, one cell and anchor at a time ----------------------------------------------------------
+def yolo_region(grid, anchors, size, threshold, nms_thr, image_hw):
+    """[(class index, score, x0, y0, x1, y1)] from one image's [A * (5 + C), S, S] output; a box keeps only
+    its best class; class-agnostic NMS (the CoreML tiny-YOLOv2 demo's)."""
+    a = len(anchors)
+    depth, gh, gw = grid.shape
+    classes = depth // a - 5
+    h, w = size
+    found = []
+    for cy in range(gh):
+        for cx in range(gw):
+            for k in range(a):
+                base = k * (5 + classes)
+                tx, ty, tw, th, to = (float(grid[base + j, cy, cx]) for j in range(5))
+                x = (cx + 1 / (1 + np.exp(-tx))) * w / gw
+                y = (cy + 1 / (1 + np.exp(-ty))) * h / gh
+                bw = np.exp(tw) * anchors[k][0] * w / gw
+                bh = np.exp(th) * anchors[k][1] * h / gh
+                logits = [float(grid[base + 5 + c, cy, cx]) for c in range(classes)]
+                top = max(logits)
+                exps = [np.exp(v - top) for v in logits]
+                best = int(np.argmax(exps))
+                score = (1 / (1 + np.exp(-to))) * exps[best] / sum(exps)
+                if score > threshold:
+                    found.append((best, score, x - bw / 2, y - bh / 2, x + bw / 2, y + bh / 2))
+    found.sort(key=lambda f: -f[1])
+    kept = []
+    for f in found:
+        if all(_iou(f[2:], g[2:]) <= nms_thr for g in kept):
+            kept.append(f)
+    sy, sx = image_hw[0] / h, image_hw[1] / w
+    return [(c, s, x0 * sx, y0 * sy, x1 * sx, y1 * sy) for c, s, x0, y0, x1, y1 in kept]
+
+
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-5)
+
+
+# -- comparing -----------------------------------------------------------------------------------------------------
+def clip(dets, height, width):
+    return [(c, s, min(max(x0, 0), width), min(max(y0, 0), height), min(max(x1, 0), width), min(max(y1, 0), height))
+            for c, s, x0, y0, x1, y1 in dets]
+
+
+def iou(a, b) -> float:
+    return _iou(a, b)
+
+
+def match(ours, reference) -> tuple[int, float, float]:
+    """(matched count, smallest IoU among matches, largest score difference) pairing each reference box with
+    the best-overlapping unused box of the same class."""
+    used: set[int] = set()
+    worst_iou, worst_score, matched = 1.0, 0.0, 0
+    for c, s, *box in sorted(reference, key=lambda r: -r[1]):
+        best, best_iou = None, 0.0
+        for j, (oc, os_, *obox) in enumerate(ours):
+            if j in used or oc != c:
+                continue
+            v = _iou(box, obox)
+            if v > best_iou:
+                best, best_iou = j, v
+        if best is None:
+            continue
+        used.add(best)
+        matched += 1
+        worst_iou = min(worst_iou, best_iou)
+        worst_score = max(worst_score, abs(ours[best][1] - s))
+    return matched, worst_iou, worst_score
