@@ -245,3 +245,71 @@ def match(ours, reference) -> tuple[int, float, float]:
         worst_iou = min(worst_iou, best_iou)
         worst_score = max(worst_score, abs(ours[best][1] - s))
     return matched, worst_iou, worst_score
+
+
+# -- YOLOv4 (the ONNX Model Zoo's notebook: postprocess_bbbox, postprocess_boxes, nms) --------------------------------
+def yolov4(heads, anchors, strides, xyscale, org_img_shape, input_size=416, score_threshold=0.25, iou_threshold=0.213):
+    """[(class index, score, x0, y0, x1, y1)] from one image's three heads [1, S, S, 3, 85]."""
+    pred_bbox = []
+    for i, pred in enumerate(heads):
+        pred = pred.astype(np.float64).copy()
+        output_size = pred.shape[1]
+        conv_raw_dxdy = pred[:, :, :, :, 0:2]
+        conv_raw_dwdh = pred[:, :, :, :, 2:4]
+        xy_grid = np.meshgrid(np.arange(output_size), np.arange(output_size))
+        xy_grid = np.expand_dims(np.stack(xy_grid, axis=-1), axis=2)
+        xy_grid = np.tile(np.expand_dims(xy_grid, axis=0), [1, 1, 1, 3, 1]).astype(float)
+        pred_xy = ((1 / (1 + np.exp(-conv_raw_dxdy)) * xyscale[i]) - 0.5 * (xyscale[i] - 1) + xy_grid) * strides[i]
+        pred_wh = np.exp(conv_raw_dwdh) * np.asarray(anchors[3 * i:3 * i + 3])
+        pred[:, :, :, :, 0:4] = np.concatenate([pred_xy, pred_wh], axis=-1)
+        pred_bbox.append(np.reshape(pred, (-1, pred.shape[-1])))
+    pred_bbox = np.concatenate(pred_bbox, axis=0)
+    pred_xywh, pred_conf, pred_prob = pred_bbox[:, 0:4], pred_bbox[:, 4], pred_bbox[:, 5:]
+    pred_coor = np.concatenate([pred_xywh[:, :2] - pred_xywh[:, 2:] * 0.5, pred_xywh[:, :2] + pred_xywh[:, 2:] * 0.5],
+                               axis=-1)
+    org_h, org_w = org_img_shape
+    resize_ratio = min(input_size / org_w, input_size / org_h)
+    dw = (input_size - resize_ratio * org_w) / 2
+    dh = (input_size - resize_ratio * org_h) / 2
+    pred_coor[:, 0::2] = 1.0 * (pred_coor[:, 0::2] - dw) / resize_ratio
+    pred_coor[:, 1::2] = 1.0 * (pred_coor[:, 1::2] - dh) / resize_ratio
+    pred_coor = np.concatenate([np.maximum(pred_coor[:, :2], [0, 0]),
+                                np.minimum(pred_coor[:, 2:], [org_w - 1, org_h - 1])], axis=-1)
+    invalid_mask = np.logical_or((pred_coor[:, 0] > pred_coor[:, 2]), (pred_coor[:, 1] > pred_coor[:, 3]))
+    pred_coor[invalid_mask] = 0
+    bboxes_scale = np.sqrt(np.multiply.reduce(pred_coor[:, 2:4] - pred_coor[:, 0:2], axis=-1))
+    scale_mask = np.logical_and((0 < bboxes_scale), (bboxes_scale < np.inf))
+    classes = np.argmax(pred_prob, axis=-1)
+    scores = pred_conf * pred_prob[np.arange(len(pred_coor)), classes]
+    mask = np.logical_and(scale_mask, scores > score_threshold)
+    bboxes = np.concatenate([pred_coor[mask], scores[mask][:, np.newaxis], classes[mask][:, np.newaxis]], axis=-1)
+    best_bboxes = []
+    for cls in list(set(bboxes[:, 5])):
+        cls_bboxes = bboxes[bboxes[:, 5] == cls]
+        while len(cls_bboxes) > 0:
+            max_ind = np.argmax(cls_bboxes[:, 4])
+            best_bbox = cls_bboxes[max_ind]
+            best_bboxes.append(best_bbox)
+            cls_bboxes = np.concatenate([cls_bboxes[: max_ind], cls_bboxes[max_ind + 1:]])
+            boxes1, boxes2 = best_bbox[np.newaxis, :4], cls_bboxes[:, :4]
+            area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])
+            area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])
+            left_up = np.maximum(boxes1[..., :2], boxes2[..., :2])
+            right_down = np.minimum(boxes1[..., 2:], boxes2[..., 2:])
+            inter = np.maximum(right_down - left_up, 0.0)
+            inter_area = inter[..., 0] * inter[..., 1]
+            iou = np.maximum(1.0 * inter_area / (area1 + area2 - inter_area), np.finfo(np.float32).eps)
+            weight = np.ones((len(iou),), dtype=np.float32)
+            weight[iou > iou_threshold] = 0.0
+            cls_bboxes[:, 4] = cls_bboxes[:, 4] * weight
+            cls_bboxes = cls_bboxes[cls_bboxes[:, 4] > 0.]
+    return [(int(b[5]), float(b[4]), *map(float, b[:4])) for b in best_bboxes]
+
+
+# -- YOLOv3 of the ONNX Model Zoo (its README's loop over the selected indices) ------------------------------------
+def yolov3_selected(boxes, scores, indices):
+    out = []
+    for idx_ in indices.reshape(-1, 3):
+        y0, x0, y1, x1 = boxes[(idx_[0], idx_[2])]
+        out.append((int(idx_[1]), float(scores[tuple(idx_)]), float(x0), float(y0), float(x1), float(y1)))
+    return out

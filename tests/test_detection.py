@@ -343,3 +343,151 @@ def test_small_images_and_the_fixed_batch_of_one(spark, zoo_env):
     assert rows["big"], "a 0.05 threshold finds something in a photo"
     for d in rows["small"]:
         assert 0 <= d.x0 <= d.x1 <= 40 and 0 <= d.y0 <= d.y1 <= 30
+
+
+def _jpeg(tmp_path, name: str, width: int, height: int, seed: int) -> Path:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    path = tmp_path / name
+    path.write_bytes(cv2.imencode(".jpg", rng.integers(0, 255, (height, width, 3), dtype=np.uint8))[1].tobytes())
+    return path
+
+
+def test_yolov4_heads_match_the_authors_notebook(spark, zoo_env, write_registry, tmp_path):
+    """yolov4's contract (NHWC 416 in; three heads [N, S, S, 3, 85] out, objectness and classes already
+    sigmoid): planted detections decoded by sparkzoo and by the ONNX Model Zoo notebook's postprocessing.
+    The photos' sizes put the letterboxed image on whole pixels: the notebook maps boxes back with a
+    fractional offset ((416 - ratio * w) / 2) while the image sits at an integer one, and sparkzoo follows
+    the pixels."""
+    import cv2
+    from onnx import TensorProto, helper, numpy_helper
+
+    from zoo.hub.presets import detector
+    from zoo.stages.object_detector import ObjectDetector
+
+    pre, recipe, labels = detector("yolov4", (416, 416))
+    rng = np.random.default_rng(11)
+    heads = []
+    for k, size in enumerate((52, 26, 13)):
+        head = np.zeros((size, size, 3, 85), np.float32)
+        head[..., :2] = rng.normal(0, 1, (size, size, 3, 2))
+        head[..., 2:4] = -2.5
+        head[..., 4] = 0.01
+        head[..., 5:] = rng.uniform(0, 0.2, (size, size, 3, 80))
+        for _ in range(6):  # confident cells near the middle, where every test photo has pixels
+            y, x, a = int(rng.integers(size * 2 // 5, size * 3 // 5)), int(rng.integers(size * 2 // 5, size * 3 // 5)), \
+                int(rng.integers(0, 3))
+            head[y, x, a, 4] = rng.uniform(0.5, 1.0)
+            head[y, x, a, 5 + int(rng.integers(0, 80))] = rng.uniform(0.6, 1.0)
+        heads.append(head)
+    nodes, inits = [], [numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+                        numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+    names = ("Identity:0", "Identity_1:0", "Identity_2:0")
+    for name, head in zip(names, heads):
+        _constant_per_image(name, head, "input_1:0", nodes, inits)
+    data = _graph([helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, ["N", 416, 416, 3])],
+                  [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", s, s, 3, 85])
+                   for n, s in zip(names, (52, 26, 13))], nodes, inits)
+    path = tmp_path / "yolov4-like.onnx"
+    path.write_bytes(data)
+    write_registry(entry("yolov4-like", data, [path.as_uri()], task="object-detection", preprocess=pre, labels=labels,
+                         detection=recipe,
+                         input={"name": "input_1:0", "layout": "NHWC", "shape": [None, 416, 416, 3], "dtype": "float32"}))
+    photos = [_jpeg(tmp_path, "square.jpg", 416, 416, 1), _jpeg(tmp_path, "tall.jpg", 200, 400, 2),
+              _jpeg(tmp_path, "wide.jpg", 832, 416, 3)]
+    df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in photos], "path string, content binary")
+    rows = ObjectDetector(modelName="yolov4-like", batchSize=2).transform(df).collect()
+    reference = {}
+    for p in photos:
+        h, w = cv2.imread(str(p)).shape[:2]
+        reference[p.as_uri()] = ref.clip(ref.yolov4([hd[None] for hd in heads], recipe["anchors"], recipe["strides"],
+                                                    recipe["xy_scale"], (h, w)), h, w)
+    total, low, high = _compare(_ours(rows), reference)
+    assert total >= 9 and low >= 0.99 and high <= 1e-4, (total, low, high)
+
+
+def test_yolov3_takes_each_images_size_and_reads_the_selected_indices(spark, zoo_env, write_registry, tmp_path):
+    """The ONNX Model Zoo YOLOv3's contract: the image and its (height, width) in, NMS inside the graph, boxes
+    (y0, x0, y1, x1) in the original image's pixels, scores [1, 80, boxes], selected (batch, class, box)
+    indices out. Here the boxes are fractions of the fed size, so a wrong size moves them."""
+    import cv2
+    from onnx import TensorProto, helper, numpy_helper
+
+    from zoo.hub.presets import detector
+    from zoo.stages.object_detector import ObjectDetector
+
+    fractions = np.array([[[0.1, 0.2, 0.5, 0.6], [0.3, 0.1, 0.9, 0.5], [0.0, 0.0, 1.0, 1.0]]], np.float32)
+    scores = np.zeros((1, 80, 3), np.float32)
+    scores[0, 0, 0], scores[0, 16, 1], scores[0, 2, 2] = 0.9, 0.7, 0.65
+    indices = np.array([[0, 0, 0], [0, 16, 1]], np.int32)  # the graph's NMS kept two of the three
+    inits = [numpy_helper.from_array(fractions, "fractions"), numpy_helper.from_array(scores, "score_values"),
+             numpy_helper.from_array(indices, "selected"), numpy_helper.from_array(np.array([0.0], np.float32), "zero")]
+    nodes = [helper.make_node("Concat", ["image_shape", "image_shape"], ["hwhw"], axis=1),
+             helper.make_node("Unsqueeze", ["hwhw", "one"], ["hwhw3"]),
+             helper.make_node("Mul", ["fractions", "hwhw3"], ["boxes"]),
+             helper.make_node("ReduceMean", ["input_1"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["score_values", "z"], ["scores"]),
+             helper.make_node("Identity", ["selected"], ["indices"])]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "one"))
+    data = _graph([helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["N", 3, "H", "W"]),
+                   helper.make_tensor_value_info("image_shape", TensorProto.FLOAT, ["N", 2])],
+                  [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, None, 4]),
+                   helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 80, None]),
+                   helper.make_tensor_value_info("indices", TensorProto.INT32, [None, 3])], nodes, inits)
+    path = tmp_path / "yolov3-like.onnx"
+    path.write_bytes(data)
+    pre, recipe, labels = detector("yolov3", (416, 416))
+    write_registry(entry("yolov3-like", data, [path.as_uri()], task="object-detection", preprocess=pre, labels=labels,
+                         detection=recipe,
+                         input={"name": "input_1", "layout": "NCHW", "shape": [None, 3, None, None], "dtype": "float32"}))
+    photos = [_jpeg(tmp_path, "a.jpg", 300, 200, 1), _jpeg(tmp_path, "b.jpg", 123, 457, 2)]
+    df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in photos], "path string, content binary")
+    rows = ObjectDetector(modelName="yolov3-like", batchSize=4).transform(df).collect()
+    reference = {}
+    for p in photos:
+        h, w = cv2.imread(str(p)).shape[:2]
+        reference[p.as_uri()] = ref.yolov3_selected(fractions * np.array([h, w, h, w], np.float32), scores, indices)
+    total, low, high = _compare(_ours(rows), reference)
+    assert total == 4 and low >= 0.99 and high <= 1e-4, (total, low, high)
+    assert {d.label for r in rows for d in r.detections} == {"person", "dog"}
+
+
+def test_zoo_add_registers_a_detector_of_a_known_family(zoo_env):
+    """`zoo add FILE --detector yolox`: the authors' pixels for the file's input size, the decoding recipe
+    and COCO's 80 names; a family the file's outputs do not fit is refused when the stage runs it."""
+    added = json.loads(zoo_cmd("add", str(_shared(YOLOX)), "--name", "yx", "--detector", "yolox", "--json").stdout)
+    assert added["task"] == "object-detection" and added["labels"] == "coco-80"
+    assert added["detection"] == {"family": "yolox"}
+    assert added["preprocess"]["resize"]["mode"] == "letterbox" and added["preprocess"]["color_order"] == "BGR"
+    info = json.loads(zoo_cmd("info", "yx", "--json").stdout)
+    assert info["detection"] == {"family": "yolox"} and info["label_set"]["count"] == 80
+    wrong = zoo_cmd("add", str(_shared(YOLOX)), "--name", "yx2", "--detector", "yolov5", check=None)
+    assert wrong.returncode == 2 and "invalid choice: 'yolov5'" in wrong.stderr
+
+
+def test_weights_listed_as_graph_inputs_become_constants_in_the_optimised_file(zoo_env):
+    """The Ultra-Light files list their ~200 weights as graph inputs: ONNX Runtime then may neither fold nor
+    fuse them (3-4x slower, benchmarks/RESULTS.md) and warns about each. The node's optimised file is built
+    from the graph without them: one input, the same outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    from zoo.hub import derived, optimized
+    from zoo.hub.cache import model_cache
+
+    rfb = _shared(SHARED / "models" / "version-RFB-320.onnx")
+    assert len(onnx.load(str(rfb)).graph.input) > 100
+    assert optimized._weights_as_constants(str(_shared(YOLOX))) == str(YOLOX)  # nothing to change: the file itself
+    cache = model_cache()
+    sha = hashlib.sha256(rfb.read_bytes()).hexdigest()
+    d = optimized.derivation(sha)
+    assert optimized.build(rfb, d, cache)
+    built = cache.optimized_path(derived.read(cache, d).output.sha256)
+    assert [i.name for i in onnx.load(str(built)).graph.input] == ["input"]
+    assert optimized.same_results(rfb, str(built)) is None
+    x = np.random.default_rng(0).random((1, 3, 240, 320), dtype=np.float32)
+    a = ort.InferenceSession(str(rfb), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    b = ort.InferenceSession(str(built), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert all(np.allclose(u, v, atol=1e-5) for u, v in zip(a, b))

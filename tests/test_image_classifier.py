@@ -95,7 +95,7 @@ def test_label_set_mistakes_are_named(spark, zoo_env, write_registry, tmp_path):
     from zoo.hub.cache import model_cache
 
     assert model_cache().lookup("0" * 64, None) is None, "nothing half-written in the cache"
-    with pytest.raises(StageError, match="model 'tiny-unknown': unknown label set 'nosuch'; shipped sets: imagenet"):
+    with pytest.raises(StageError, match="model 'tiny-unknown': unknown label set 'nosuch'; shipped sets: coco, coco-80, coco-91, face, imagenet"):
         zoo.stage("image_classifier", modelName="tiny-unknown").transform(df)
 
 

@@ -15,7 +15,7 @@ from zoo.errors import SchemaError, StageError
 
 BUILTIN = {"sql", "repartition", "cache", "select", "drop", "rename", "vector_assembler", "image_featurizer",
            "onnx_model", "image_transformer", "image_augmenter", "group_average", "text_featurizer", "tabular_featurizer",
-           "text_embedder", "image_classifier"}
+           "text_embedder", "image_classifier", "object_detector", "detection_crops"}
 
 
 def test_builtins_are_registered_through_the_entry_point():

@@ -59,7 +59,9 @@ def rows_per_call(job: DetectJob) -> int:
     from zoo.runtime import sessions
 
     fixed = (job.spec.input.get("shape") or [None])[0]
-    return 1 if fixed == 1 else sessions.rows_per_call(job.batch_size, job.runtime.device)
+    if fixed == 1 or job.recipe.image_shape_input:  # YOLOv3's boxes output holds one image
+        return 1
+    return sessions.rows_per_call(job.batch_size, job.runtime.device)
 
 
 def _column(found: list[Candidates | None], job: DetectJob):
@@ -108,10 +110,14 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
             if not rows:
                 continue
             session = session or session_for(spec, job.runtime, on_executor=True)
-            outputs = dict(zip(roles, session.run(names, {spec.input["name"]: buf[: len(rows)]})))
+            feed = {spec.input["name"]: buf[: len(rows)]}
+            if job.recipe.image_shape_input:  # the graph maps its boxes to each image's size itself
+                feed[job.recipe.image_shape_input] = rows_of.sizes[rows].astype(np.float32)
+            outputs = dict(zip(roles, session.run(names, feed)))
             for i, cand in zip(rows, decode(job.recipe, outputs, (pre.height, pre.width), job.threshold)):
                 h, w = (int(v) for v in rows_of.sizes[i])
-                mapped = to_image(cand, pre.box_transform(h, w))
+                in_image = job.recipe.box_units == "image_pixels"
+                mapped = cand if in_image else to_image(cand, pre.box_transform(h, w))
                 found[i] = clip(select(mapped, job.recipe, job.iou, job.max_detections, allowed), h, w)
         seen += n
         columns, out_names = [*batch.columns, _column(found, job)], [*batch.schema.names, job.output_col]

@@ -61,6 +61,10 @@ def detector(family: str, size: tuple[int, int]) -> tuple[dict[str, Any], dict[s
     - ``yolov2-voc`` / ``yolov2-coco``: RGB, plain resize; the CoreML tiny-YOLOv2 scales 0-255 inside its
       graph, the PyTorch YOLOv2 takes x / 255 (the anchors are Darknet's, in 32-pixel cells);
     - ``ssd-resnet34`` (MLPerf): RGB, Pillow bilinear, ImageNet mean/std, labels 1..80;
+    - ``yolov3`` (the ONNX Model Zoo's keras-yolo3 export): RGB, Pillow bicubic letterbox centred on 128, x / 255;
+      the graph runs NMS and takes each image's size as a second input;
+    - ``yolov4`` (the ONNX Model Zoo's TF export): RGB, letterbox centred on 128, x / 255, NHWC; three heads
+      with Darknet's anchors (pixels) and x/y scales 1.2, 1.1, 1.05;
     - ``tf-ssd`` (TF Object Detection API): uint8 RGB at 300x300 (the graph resizes to 300 itself),
       normalised ymin/xmin/ymax/xmax boxes, COCO category ids, ``num_detections``."""
     if family == "yolox":
@@ -81,10 +85,18 @@ def detector(family: str, size: tuple[int, int]) -> tuple[dict[str, Any], dict[s
             "scale": 1.0 / 255.0, "mean": list(IMAGENET["mean"]), "std": list(IMAGENET["std"])},
             {"family": "decoded", "outputs": {"boxes": "bboxes", "scores": "scores", "classes": "labels"},
              "class_offset": -1, "score_threshold": 0.5}, "coco-80")
+    if family == "yolov3":
+        return (_detector_pixels(size, "RGB", "letterbox", scale=1.0 / 255.0, interpolation="bicubic", pad=128,
+                                 align="center"), {"family": "yolov3_nms"}, "coco-80")
+    if family == "yolov4":
+        return (_detector_pixels(size, "RGB", "letterbox", scale=1.0 / 255.0, pad=128, align="center"),
+                {"family": "yolov4", "anchors": [[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146],
+                                                 [142, 110], [192, 243], [459, 401]],
+                 "strides": [8, 16, 32], "xy_scale": [1.2, 1.1, 1.05]}, "coco-80")
     if family == "tf-ssd":
         return (_detector_pixels((300, 300), "RGB"), {"family": "decoded", "box_format": "yxyx", "score_threshold": 0.5},
                 "coco-91")
     raise ConfigError(f"unknown detector family {family!r}; choose one of {', '.join(DETECTOR_FAMILIES)}")
 
 
-DETECTOR_FAMILIES = ("yolox", "ultraface", "yolov2-voc", "yolov2-coco", "ssd-resnet34", "tf-ssd")
+DETECTOR_FAMILIES = ("yolox", "ultraface", "yolov2-voc", "yolov2-coco", "yolov3", "yolov4", "ssd-resnet34", "tf-ssd")

@@ -29,15 +29,18 @@ import numpy as np
 
 from zoo.errors import InvalidModelError
 
-FAMILIES = ("ultraface", "yolox", "decoded", "yolo_region")
+FAMILIES = ("ultraface", "yolox", "decoded", "yolo_region", "yolov3_nms", "yolov4")
 # the outputs each family reads, in the order the graphs the family names list them
 ROLES = {"ultraface": ("scores", "boxes"), "yolox": ("grid",), "decoded": ("boxes", "scores", "classes", "count"),
-         "yolo_region": ("grid",)}
+         "yolo_region": ("grid",), "yolov3_nms": ("boxes", "scores", "indices"), "yolov4": ("grid", "grid2", "grid3")}
 _OPTIONAL = {"count"}
 DEFAULTS = {"ultraface": dict(score_threshold=0.7, nms_iou=0.3, candidates=200, background_class=0),
             "yolox": dict(score_threshold=0.3, nms_iou=0.45, pixel_iou=True),
             "decoded": dict(score_threshold=0.5, nms_iou=0.5, nms_in_graph=True),
-            "yolo_region": dict(score_threshold=0.3, nms_iou=0.45, best_class=True)}
+            "yolo_region": dict(score_threshold=0.3, nms_iou=0.45, best_class=True),
+            "yolov3_nms": dict(score_threshold=0.0, nms_iou=1.0, nms_in_graph=True, box_format="yxyx",
+                               box_units="image_pixels", image_shape_input="image_shape"),
+            "yolov4": dict(score_threshold=0.25, nms_iou=0.213, best_class=True, xy_scale=(1.2, 1.1, 1.05))}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Recipe:
     candidates: int = 0
     score_threshold: float = 0.5
     nms_iou: float = 0.5
+    image_shape_input: str | None = None  # yolov3_nms: a second input, each image's (height, width)
+    xy_scale: tuple[float, ...] = ()  # yolov4: per head, the scale of sigmoid(x, y) around the cell
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -74,9 +79,12 @@ class Recipe:
         values["outputs"] = tuple(sorted(dict(values.get("outputs") or {}).items()))
         values["strides"] = tuple(int(s) for s in values.get("strides", cls.strides))
         values["anchors"] = tuple((float(a), float(b)) for a, b in values.get("anchors", ()))
+        values["xy_scale"] = tuple(float(s) for s in values.get("xy_scale", ()))
         recipe = cls(family=family, **values)
-        if family == "yolo_region" and not recipe.anchors:
-            raise InvalidModelError(f"model {label}: a yolo_region detector needs its anchors")
+        if family in ("yolo_region", "yolov4") and not recipe.anchors:
+            raise InvalidModelError(f"model {label}: a {family} detector needs its anchors")
+        if family == "yolov4" and (len(recipe.anchors) != 3 * len(recipe.strides) or len(recipe.xy_scale) != len(recipe.strides)):
+            raise InvalidModelError(f"model {label}: a yolov4 recipe needs 3 anchors and one xy_scale per stride")
         return recipe
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +92,7 @@ class Recipe:
         out["outputs"] = dict(self.outputs)
         out["strides"] = list(self.strides)
         out["anchors"] = [list(a) for a in self.anchors]
+        out["xy_scale"] = list(self.xy_scale)
         return out
 
     def bind(self, graph_outputs: Sequence[tuple[str, list]], label: str) -> dict[str, str]:
@@ -129,6 +138,17 @@ class Recipe:
             s = shapes["grid"]
             if len(s) != 4 or (isinstance(s[1], int) and s[1] % len(self.anchors)):
                 return "grid", f"expected [batch, {len(self.anchors)} anchors x (5 + classes), S, S]"
+        elif self.family == "yolov3_nms":
+            if len(shapes["boxes"]) != 3 or last("boxes") not in (4, None):
+                return "boxes", "expected [1, boxes, 4]"
+            if len(shapes["scores"]) != 3:
+                return "scores", "expected [1, classes, boxes]"
+            if len(shapes["indices"]) not in (2, 3) or last("indices") not in (3, None):
+                return "indices", "expected [selected, 3] or [1, selected, 3] (batch, class, box)"
+        elif self.family == "yolov4":
+            for role in ("grid", "grid2", "grid3"):
+                if len(shapes[role]) != 5 or shapes[role][3] not in (3, None):
+                    return role, "expected [batch, S, S, 3, 5 + classes]"
         elif self.family == "decoded":
             if len(shapes["boxes"]) != 2 + lead or last("boxes") not in (4, None):
                 return "boxes", f"expected {'[batch, boxes, 4]' if lead else '[boxes, 4]'}"
@@ -147,6 +167,12 @@ class Recipe:
         if self.family == "yolo_region":
             depth = outputs_shape["grid"][1]
             return depth // len(self.anchors) - 5 if isinstance(depth, int) else None
+        if self.family == "yolov3_nms":
+            classes = outputs_shape["scores"][1]
+            return classes if isinstance(classes, int) else None
+        if self.family == "yolov4":
+            width = outputs_shape["grid"][-1]
+            return width - 5 if isinstance(width, int) else None
         return None
 
 
@@ -219,10 +245,49 @@ def decode(recipe: Recipe, outputs: dict[str, np.ndarray], size: tuple[int, int]
         corners = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=-1).reshape(n, -1, 4)
         found = [_per_class(b, s, threshold, recipe.background_class, recipe.best_class)
                  for b, s in zip(corners, scores)]
+    elif recipe.family == "yolov4":
+        found = _yolov4(recipe, outputs, threshold)
+    elif recipe.family == "yolov3_nms":
+        found = _selected(recipe, outputs, threshold)
     else:
         found = _decoded(recipe, outputs, scale, threshold)
     if offset:
         found = [Candidates(c.boxes, c.scores, c.classes + offset) for c in found]
+    return found
+
+
+def _yolov4(recipe: Recipe, outputs: dict[str, np.ndarray], threshold: float) -> list[Candidates]:
+    """YOLOv4's three heads [N, S, S, 3, 5 + C] (the TF export: objectness and classes already sigmoid):
+    x, y = ((sigmoid(t) * s) - (s - 1) / 2 + cell) * stride, w, h = exp(t) * anchor (pixels)."""
+    levels = []
+    for k, role in enumerate(("grid", "grid2", "grid3")):
+        head = outputs[role].astype(np.float32)
+        n, gh, gw = head.shape[:3]
+        ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+        cell = np.stack([xs, ys], axis=-1)[:, :, None, :].astype(np.float32)
+        scale, stride = recipe.xy_scale[k], recipe.strides[k]
+        anchors = np.asarray(recipe.anchors[3 * k:3 * k + 3], np.float32)
+        xy = ((_sigmoid(head[..., :2]) * scale) - 0.5 * (scale - 1) + cell) * stride
+        wh = np.exp(head[..., 2:4]) * anchors
+        corners = np.concatenate([xy - wh / 2, xy + wh / 2], axis=-1).reshape(n, -1, 4)
+        levels.append((corners, (head[..., 4:5] * head[..., 5:]).reshape(n, corners.shape[1], -1)))
+    boxes = np.concatenate([b for b, _ in levels], axis=1)
+    scores = np.concatenate([s for _, s in levels], axis=1)
+    return [_per_class(b, s, threshold, recipe.background_class, recipe.best_class) for b, s in zip(boxes, scores)]
+
+
+def _selected(recipe: Recipe, outputs: dict[str, np.ndarray], threshold: float) -> list[Candidates]:
+    """YOLOv3 of the ONNX Model Zoo: NMS ran in the graph; ``indices`` rows (batch, class, box) pick the
+    boxes (y0, x0, y1, x1 in the original image, fed as ``image_shape``) and their scores [N, C, boxes]."""
+    boxes, scores = outputs["boxes"], outputs["scores"]
+    picked = outputs["indices"].reshape(-1, 3).astype(np.int64)
+    found = []
+    for i in range(boxes.shape[0]):
+        mine = picked[picked[:, 0] == i]
+        b = boxes[i, mine[:, 2]][:, [1, 0, 3, 2]].astype(np.float32)
+        s = scores[i, mine[:, 1], mine[:, 2]].astype(np.float32)
+        keep = s > threshold
+        found.append(Candidates(b[keep], s[keep], mine[keep, 1].astype(np.int32)))
     return found
 
 
