@@ -250,13 +250,16 @@ def test_a_classifier_is_no_detector_and_a_detector_no_classifier(spark, face_mi
         ObjectDetector(modelName=str(_shared(YOLOX))).transform(df)
 
 
-@pytest.mark.slow
-def test_zoo_detect_prints_writes_and_draws_and_points_classifiers_elsewhere(face_mirror, mnv2, tmp_path):
-    """The real command: a table, parquet, drawn images, no ONNX Runtime warnings about weights listed
-    as graph inputs (the Ultra-Light files print ~200 lines per session load), and each task's command
-    named when the other is asked for, before Spark starts."""
+def test_zoo_detect_prints_writes_and_draws_and_points_classifiers_elsewhere(spark, face_mirror, mnv2, tmp_path,
+                                                                             capsys):
+    """Through the CLI's entry point in this process (the suite's Spark session is reused, as inside a
+    running application; the README quick start runs `zoo detect --draw` as a separate process, and checks
+    that no ONNX Runtime warning about weights listed as graph inputs reaches the user): parquet, drawn
+    images, a table, and each task's command named when the other is asked for, before Spark runs."""
     import cv2
     import pyarrow.parquet as pq
+
+    from zoo.cli.main import main
 
     faces = tmp_path / "faces"
     faces.mkdir()
@@ -264,28 +267,29 @@ def test_zoo_detect_prints_writes_and_draws_and_points_classifiers_elsewhere(fac
         shutil.copy(_shared(FACES / n), faces / n)
     (faces / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     drawn, out = tmp_path / "drawn", tmp_path / "faces.parquet"
-    done = zoo_cmd("detect", str(faces), "--model", "version-RFB-320", "--master", "local[1]", "--output", str(out),
-                   "--draw", str(drawn))
-    assert "appears in graph inputs" not in done.stderr and "[W:onnxruntime" not in done.stderr
-    assert "3 files found" in done.stdout and "1 failed" in done.stdout and "2 drawn into" in done.stdout
-    table = pq.read_table(out).to_pylist()
-    by_name = {Path(r["path"]).name: r for r in table}
+    assert main(["detect", str(faces), "--model", "version-RFB-320", "--output", str(out), "--draw", str(drawn)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 files found" in printed and "1 failed" in printed and "2 drawn into" in printed
+    by_name = {Path(r["path"]).name: r for r in pq.read_table(out).to_pylist()}
     assert by_name["broken.jpg"]["detections"] is None and "JPEG" in by_name["broken.jpg"]["error"]
     assert by_name["face-5.jpg"]["detections"] and by_name["face-2.jpg"]["detections"]
     for name in ("face-2.jpg", "face-5.jpg"):
         original, marked = cv2.imread(str(faces / name)), cv2.imread(str(drawn / name))
         box = by_name[name]["detections"][0]
-        edge = marked[int(box["y0"]):int(box["y1"]), int(box["x0"])]  # the box's left edge is drawn
-        assert original.shape == marked.shape and np.abs(edge.astype(int) - original[
-            int(box["y0"]):int(box["y1"]), int(box["x0"])].astype(int)).mean() > 30
-    printed = zoo_cmd("detect", str(faces), "--model", "version-RFB-320", "--master", "local[1]", "--threshold", "0.9")
-    assert "FILE" in printed.stdout and "face" in printed.stdout and "(failed:" in printed.stdout
-    wrong = zoo_cmd("predict", str(faces), "--model", "version-RFB-320", check=None)
-    assert wrong.returncode != 0 and "use `zoo detect INPUT --model version-RFB-320`" in wrong.stderr
-    assert "starting Spark" not in wrong.stderr
-    other = zoo_cmd("detect", str(faces), "--model", mnv2, check=None)
-    assert other.returncode != 0 and "use image_classifier (`zoo predict`)" in other.stderr
-    assert "starting Spark" not in other.stderr
+        rows, x = slice(int(box["y0"]), int(box["y1"])), int(box["x0"])  # the box's left edge is drawn
+        assert original.shape == marked.shape
+        assert np.abs(marked[rows, x].astype(int) - original[rows, x].astype(int)).mean() > 30
+    assert main(["detect", str(faces), "--model", "version-RFB-320", "--threshold", "0.9", "--classes", "face"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["FILE", "#", "LABEL", "SCORE"] and "(failed:" in "\n".join(table)
+    assert sum(" face " in line for line in table) == len(by_name["face-5.jpg"]["detections"]) + \
+        len([d for d in by_name["face-2.jpg"]["detections"] if d["score"] > 0.9])
+    assert main(["predict", str(faces), "--model", "version-RFB-320"]) == 10  # a stage error
+    wrong = capsys.readouterr().err
+    assert "use `zoo detect INPUT --model version-RFB-320`" in wrong and "starting Spark" not in wrong
+    assert main(["detect", str(faces), "--model", mnv2]) == 10
+    other = capsys.readouterr().err
+    assert "use image_classifier (`zoo predict`)" in other and "starting Spark" not in other
 
 
 # -- detect, then classify -----------------------------------------------------------------------------------------
