@@ -61,7 +61,6 @@ RUNNABLE = [
     (re.compile(r"^arcfaceresnet100-"), ARCFACE),
 ]
 # Detectors sparkzoo's object_detector runs, by file stem: the recipe family of zoo.hub.presets.detector.
-# Not yet: Faster/Mask R-CNN (no batch axis, any input size) and RetinaNet (raw anchor heads).
 DETECTORS = [
     (re.compile(r"^version-RFB-(320|640)(-int8)?$"), "ultraface"),
     (re.compile(r"^ssd-1[02](-int8|-qdq)?$"), "ssd-resnet34"),
@@ -70,7 +69,10 @@ DETECTORS = [
     (re.compile(r"^yolov2-coco-"), "yolov2-coco"),
     (re.compile(r"^(tiny-)?yolov3-1[012]"), "yolov3"),
     (re.compile(r"^yolov4$"), "yolov4"),
+    (re.compile(r"^(Faster|Mask)RCNN-1[02]"), "faster-rcnn"),
+    (re.compile(r"^retinanet-9$"), "retinanet"),
 ]
+RCNN_INPUT = {"name": "image", "layout": "NCHW", "shape": [3, None, None], "dtype": "float32"}
 # YOLOv3's two inputs (the image, its size): the image input by name, its size the authors' 416
 YOLOV3_INPUT = {"name": "input_1", "layout": "NCHW", "shape": [None, 3, None, None], "dtype": "float32"}
 TF_OUTPUTS = {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
@@ -143,14 +145,18 @@ def entry(m: dict, chosen: tuple | None = None) -> dict:
     family = next((f for pattern, f in DETECTORS if pattern.search(stem)), None)
     if family == "yolov3":
         out["input"] = image_input = dict(YOLOV3_INPUT)
+    if family == "faster-rcnn":  # one image of any size, without a batch axis
+        out["input"] = image_input = dict(RCNN_INPUT)
     if family is not None and image_input is not None:
         size = image_input["shape"][1:3] if image_input["layout"] == "NHWC" else image_input["shape"][2:4]
-        size = [416, 416] if family == "yolov3" else size
+        size = [416, 416] if family == "yolov3" else [800, 800] if family == "faster-rcnn" else size
         out["preprocess"], out["detection"], out["labels"] = detector(family, tuple(size))
         if family == "tf-ssd":  # the names differ between exports (":0" suffixes)
             names = [o["name"] for o in outputs]
             out["detection"]["outputs"] = {role: next(n for n in names if n.split(":")[0] == base)
                                            for role, base in TF_OUTPUTS.items()}
+        if family == "faster-rcnn":  # boxes, labels, scores (Mask R-CNN: then masks), in the graph's order
+            out["detection"]["outputs"] = dict(zip(("boxes", "classes", "scores"), (o["name"] for o in outputs)))
         if family == "yolov3":  # boxes, scores, selected indices, in the graph's order
             out["detection"]["outputs"] = dict(zip(("boxes", "scores", "indices"), (o["name"] for o in outputs)))
     out["opset"] = m["opset_version"]

@@ -210,9 +210,11 @@ class ObjectDetector(ZooTransformer, HasModel, HasImageInput, HasInputCol, HasOu
                              "preprocess to a JSON recipe (exact or letterbox resize to the model's input)")
         spec = self._model_spec(dataset.sparkSession, preprocess=preprocess)
         mode = (spec.preprocess or {}).get("resize", {}).get("mode")
-        if (spec.preprocess or {}).get("crop") or mode not in ("exact", "letterbox"):
+        own_size = len(spec.input.get("shape") or []) == 3  # one image at its own size (Faster R-CNN)
+        if (spec.preprocess or {}).get("crop") or mode not in (("shorter_side",) if own_size else ("exact", "letterbox")):
             raise StageError(f"{self._describe()}: a detector's preprocessing must resize to the input (exact or "
-                             f"letterbox) without a crop, or the boxes cannot be mapped back; got resize {mode!r}")
+                             "letterbox; shorter_side for a graph taking one image of any size) without a crop, or "
+                             f"the boxes cannot be mapped back; got resize {mode!r}")
         return DetectJob(spec=spec, image=ImageInput.of(dataset.schema, self.getInputCol(), self.getMaxPixels()),
                          batch_size=self.getBatchSize(), runtime=self._runtime_options(),
                          handle_invalid=self.getHandleInvalid(), error_col=self.getErrorCol(),

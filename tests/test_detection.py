@@ -495,3 +495,103 @@ def test_weights_listed_as_graph_inputs_become_constants_in_the_optimised_file(z
     a = ort.InferenceSession(str(rfb), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     b = ort.InferenceSession(str(built), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     assert all(np.allclose(u, v, atol=1e-5) for u, v in zip(a, b))
+
+
+def test_faster_rcnn_takes_each_image_at_its_own_size_without_a_batch_axis(spark, zoo_env, write_registry, tmp_path):
+    """The ONNX Model Zoo Faster R-CNN's contract: one image [3, H, W] of its own size (shorter side 800,
+    padded to a multiple of 32), boxes in that image's pixels, labels counting the background as 0. Here
+    the boxes are fractions of the padded input's size, so a wrong size or padding moves them; compared
+    with the README's own preprocessing and display loop."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from zoo.hub.presets import detector
+    from zoo.stages.object_detector import ObjectDetector
+
+    fractions = np.array([[0.1, 0.2, 0.5, 0.6], [0.3, 0.1, 0.9, 0.5], [0.0, 0.0, 1.0, 1.0]], np.float32)
+    inits = [numpy_helper.from_array(fractions, "fractions"),
+             numpy_helper.from_array(np.array([1, 17, 3], np.int64), "label_values"),
+             numpy_helper.from_array(np.array([0.95, 0.8, 0.5], np.float32), "score_values"),
+             numpy_helper.from_array(np.array([2, 1, 2, 1], np.int64), "whwh"),
+             numpy_helper.from_array(np.array([0.0], np.float32), "zero")]
+    nodes = [helper.make_node("Shape", ["image"], ["shape"]),
+             helper.make_node("Gather", ["shape", "whwh"], ["size"], axis=0),
+             helper.make_node("Cast", ["size"], ["sizef"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["fractions", "sizef"], ["6379"]),
+             helper.make_node("ReduceMean", ["image"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["score_values", "z"], ["6383"]),
+             helper.make_node("Identity", ["label_values"], ["6381"])]
+    data = _graph([helper.make_tensor_value_info("image", TensorProto.FLOAT, [3, "height", "width"])],
+                  [helper.make_tensor_value_info("6379", TensorProto.FLOAT, ["nbox", 4]),
+                   helper.make_tensor_value_info("6381", TensorProto.INT64, ["nbox"]),
+                   helper.make_tensor_value_info("6383", TensorProto.FLOAT, ["nbox"])], nodes, inits)
+    path = tmp_path / "faster-rcnn-like.onnx"
+    path.write_bytes(data)
+    pre, recipe, labels = detector("faster-rcnn", (800, 800))
+    write_registry(entry("faster-rcnn-like", data, [path.as_uri()], task="object-detection", preprocess=pre,
+                         labels=labels, detection={**recipe, "outputs": {"boxes": "6379", "classes": "6381",
+                                                                         "scores": "6383"}},
+                         input={"name": "image", "layout": "NCHW", "shape": [3, None, None], "dtype": "float32"}))
+    photos = [_jpeg(tmp_path, "a.jpg", 400, 300, 1), _jpeg(tmp_path, "b.jpg", 427, 640, 2),
+              _jpeg(tmp_path, "c.jpg", 333, 333, 3)]
+    df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in photos], "path string, content binary")
+    rows = ObjectDetector(modelName="faster-rcnn-like", batchSize=4).transform(df).collect()
+    reference = {}
+    for p in photos:
+        padded, ratio = ref.faster_rcnn_input(str(p))
+        h, w = padded.shape[1:]
+        reference[p.as_uri()] = ref.faster_rcnn(fractions * np.array([w, h, w, h], np.float32),
+                                                np.array([1, 17, 3]), np.array([0.95, 0.8, 0.5]), ratio)
+    from PIL import Image
+
+    clipped = {p.as_uri(): ref.clip(reference[p.as_uri()], *Image.open(p).size[::-1]) for p in photos}
+    total, low, high = _compare(_ours(rows), clipped)
+    assert total == 6 and low >= 0.99 and high <= 1e-4, (total, low, high)
+    assert [d.label for d in rows[0].detections] == ["person", "dog"]
+
+
+def test_retinanet_heads_decode_as_retinanet_examples(spark, zoo_env, write_registry, tmp_path):
+    """retinanet-9's contract (five class heads [N, 9 x 80, H, W] after sigmoid, five box-delta heads [N, 36, H, W],
+    strides 8-128), on a small input: seeded heads decoded by sparkzoo and by retinanet-examples' decode and NMS
+    (written out literally), for a photo at the input's size and one at twice it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from zoo.hub.presets import detector
+    from zoo.stages.object_detector import ObjectDetector
+
+    size = (64, 96)
+    pre, recipe, labels = detector("retinanet", size)
+    rng = np.random.default_rng(5)
+    cls_heads, box_heads = [], []
+    for stride in (8, 16, 32, 64, 128):
+        h, w = -(-size[0] // stride), -(-size[1] // stride)
+        cls = rng.uniform(0, 0.03, (720, h, w)).astype(np.float32)
+        for _ in range(4):  # confident anchors
+            cls[int(rng.integers(0, 720)), int(rng.integers(0, h)), int(rng.integers(0, w))] = rng.uniform(0.3, 0.99)
+        cls_heads.append(cls)
+        box_heads.append(rng.normal(0, 0.2, (36, h, w)).astype(np.float32))
+    nodes, inits = [], [numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+                        numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+    names = [f"output{k}" for k in range(1, 11)]
+    for name, head in zip(names, cls_heads + box_heads):
+        _constant_per_image(name, head, "input", nodes, inits)
+    data = _graph([helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, *size])],
+                  [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *head.shape])
+                   for n, head in zip(names, cls_heads + box_heads)], nodes, inits)
+    path = tmp_path / "retinanet-like.onnx"
+    path.write_bytes(data)
+    write_registry(entry("retinanet-like", data, [path.as_uri()], task="object-detection", preprocess=pre,
+                         labels=labels, detection=recipe,
+                         input={"name": "input", "layout": "NCHW", "shape": [None, 3, *size], "dtype": "float32"}))
+    photos = [_jpeg(tmp_path, "same.jpg", 96, 64, 1), _jpeg(tmp_path, "twice.jpg", 192, 128, 2)]
+    df = spark.createDataFrame([(p.as_uri(), p.read_bytes()) for p in photos], "path string, content binary")
+    rows = ObjectDetector(modelName="retinanet-like", batchSize=2).transform(df).collect()
+    from zoo.runtime.detection import DEFAULTS
+
+    d = DEFAULTS["retinanet"]
+    reference = {}
+    for p, k in zip(photos, (1.0, 2.0)):
+        found = ref.retinanet(cls_heads, box_heads, d["strides"], d["ratios"], d["scales"], (k, k))
+        reference[p.as_uri()] = ref.clip(found, 64 * k, 96 * k)
+    total, low, high = _compare(_ours(rows), reference)
+    assert total >= 10 and low >= 0.99 and high <= 1e-4, (total, low, high)

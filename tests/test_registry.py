@@ -60,7 +60,10 @@ def test_the_catalogue_holds_every_model_of_the_onnx_model_zoo_with_its_task(zoo
     arcface = entries["arcfaceresnet100-8"]
     assert arcface.task == "feature-extraction" and arcface.preprocess["resize"]["size"] == [112, 112]
     assert arcface.labels is None
-    assert entries["yolov3-10"].task == "object-detection" and entries["yolov3-10"].preprocess is None
+    detectors = [e for e in entries.values() if e.task == "object-detection"]
+    assert len(detectors) == 24 and all(e.detection and e.preprocess and e.labels for e in detectors)  # all run
+    assert entries["yolov3-10"].detection["family"] == "yolov3_nms" and entries["yolov3-10"].labels == "coco-80"
+    assert entries["fcn-resnet50-11"].task == "image-segmentation" and entries["fcn-resnet50-11"].preprocess is None
     assert entries["roberta-sequence-classification-9"].task == "text-classification"
     assert entries["MaskRCNN-12"].task == "image-segmentation" and entries["bertsquad-10"].input is None
     assert sum(e.preprocess is not None for e in entries.values()) >= 40

@@ -59,9 +59,14 @@ def rows_per_call(job: DetectJob) -> int:
     from zoo.runtime import sessions
 
     fixed = (job.spec.input.get("shape") or [None])[0]
-    if fixed == 1 or job.recipe.image_shape_input:  # YOLOv3's boxes output holds one image
+    if fixed == 1 or job.recipe.image_shape_input or unbatched(job):  # YOLOv3's boxes output holds one image
         return 1
     return sessions.rows_per_call(job.batch_size, job.runtime.device)
+
+
+def unbatched(job: DetectJob) -> bool:
+    """The graph takes one image of its own size, without a batch axis (Faster R-CNN: [3, H, W])."""
+    return len(job.spec.input.get("shape") or []) == 3
 
 
 def _column(found: list[Candidates | None], job: DetectJob):
@@ -97,7 +102,8 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
     spec = job.spec
     pre = imaging.Preprocessor(spec.preprocess, spec.input)
     step = rows_per_call(job)
-    buffers = [np.empty((step, *pre.row_shape), dtype=pre.dtype)]
+    single = unbatched(job)  # each image its own input: no shared buffer
+    buffers = [None] if single else [np.empty((step, *pre.row_shape), dtype=pre.dtype)]
     bound = dict(job.bound)
     roles, names = list(bound), list(bound.values())
     allowed = np.asarray(job.allowed, np.int32) if job.allowed is not None else None
@@ -110,15 +116,18 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
             if not rows:
                 continue
             session = session or session_for(spec, job.runtime, on_executor=True)
-            feed = {spec.input["name"]: buf[: len(rows)]}
+            feed = {spec.input["name"]: rows_of.own.pop(rows[0]) if single else buf[: len(rows)]}
             if job.recipe.image_shape_input:  # the graph maps its boxes to each image's size itself
                 feed[job.recipe.image_shape_input] = rows_of.sizes[rows].astype(np.float32)
             outputs = dict(zip(roles, session.run(names, feed)))
             for i, cand in zip(rows, decode(job.recipe, outputs, (pre.height, pre.width), job.threshold)):
                 h, w = (int(v) for v in rows_of.sizes[i])
-                in_image = job.recipe.box_units == "image_pixels"
-                mapped = cand if in_image else to_image(cand, pre.box_transform(h, w))
-                found[i] = clip(select(mapped, job.recipe, job.iou, job.max_detections, allowed), h, w)
+                transform = (1.0, 1.0, 0.0, 0.0) if job.recipe.box_units == "image_pixels" else pre.box_transform(h, w)
+                if job.recipe.nms_space == "input":  # NMS where the authors run it, then to the image
+                    kept = to_image(select(cand, job.recipe, job.iou, job.max_detections, allowed), transform)
+                else:
+                    kept = select(to_image(cand, transform), job.recipe, job.iou, job.max_detections, allowed)
+                found[i] = clip(kept, h, w)
         seen += n
         columns, out_names = [*batch.columns, _column(found, job)], [*batch.schema.names, job.output_col]
         if job.handle_invalid == "keep":

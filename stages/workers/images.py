@@ -73,9 +73,11 @@ class BatchRows:
         self.valid = np.zeros(batch.num_rows, dtype=bool)
         self.errors: list[str | None] = [None] * batch.num_rows
         self.sizes = np.zeros((batch.num_rows, 2), dtype=np.int64)  # each decoded image's (height, width)
+        self.own: dict[int, np.ndarray] = {}  # with no buffer: each row's input of its own size
 
-    def prepare(self, start: int, buf: np.ndarray) -> list[int]:
-        """Rows ``start:start + step`` into ``buf``, in order; the indices of the rows that made it."""
+    def prepare(self, start: int, buf: np.ndarray | None) -> list[int]:
+        """Rows ``start:start + step`` into ``buf``, in order; the indices of the rows that made it.
+        Without a buffer (a model taking each image at its own size) each row's input goes to ``own``."""
         image = self.job.image
         rows: list[int] = []
         items = self.column.slice(start, self.step).to_pylist()  # Python copies of one inner batch at a time
@@ -85,7 +87,9 @@ class BatchRows:
                 pixels = decoded[i - start]
                 pixels = image.pixels(item, self.reduction) if pixels is None else pixels
                 self.sizes[i] = pixels.shape[:2]
-                self.pre(pixels, buf[len(rows)])
+                prepared = self.pre(pixels, None if buf is None else buf[len(rows)])
+                if buf is None:
+                    self.own[i] = prepared
             except ImageError as exc:
                 self._invalid(i, str(exc), hint=True)
                 continue

@@ -65,6 +65,11 @@ def detector(family: str, size: tuple[int, int]) -> tuple[dict[str, Any], dict[s
       the graph runs NMS and takes each image's size as a second input;
     - ``yolov4`` (the ONNX Model Zoo's TF export): RGB, letterbox centred on 128, x / 255, NHWC; three heads
       with Darknet's anchors (pixels) and x/y scales 1.2, 1.1, 1.05;
+    - ``faster-rcnn`` (the ONNX Model Zoo's Faster and Mask R-CNN, from maskrcnn-benchmark): one image without a
+      batch axis, its shorter side resized to 800 (Pillow bilinear), BGR minus the Caffe means, padded with zeros
+      to a multiple of 32; boxes in the resized image's pixels, labels 1..80 (0 is the background);
+    - ``retinanet`` (NVIDIA's retinanet-examples, the ONNX Model Zoo's export): RGB, ImageNet mean/std; five class
+      heads (sigmoid in the graph) and five box-delta heads over 9 anchors per cell, NMS in the input's pixels;
     - ``tf-ssd`` (TF Object Detection API): uint8 RGB at 300x300 (the graph resizes to 300 itself),
       normalised ymin/xmin/ymax/xmax boxes, COCO category ids, ``num_detections``."""
     if family == "yolox":
@@ -93,10 +98,21 @@ def detector(family: str, size: tuple[int, int]) -> tuple[dict[str, Any], dict[s
                 {"family": "yolov4", "anchors": [[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146],
                                                  [142, 110], [192, 243], [459, 401]],
                  "strides": [8, 16, 32], "xy_scale": [1.2, 1.1, 1.05]}, "coco-80")
+    if family == "faster-rcnn":  # maskrcnn-benchmark exports: outputs boxes, labels, scores (+ masks)
+        pixels = {"color_order": "BGR", "resize": {"mode": "shorter_side", "size": 800, "interpolation": "bilinear",
+                                                  "pad_multiple": 32},
+                  "crop": None, "scale": 1.0, "mean": [102.9801, 115.9465, 122.7717], "std": [1.0, 1.0, 1.0]}
+        return pixels, {"family": "decoded", "batched": False, "box_units": "input_pixels", "class_offset": -1,
+                        "score_threshold": 0.7}, "coco-80"
+    if family == "retinanet":  # retinanet-examples' ONNX export: RGB, ImageNet mean/std, sigmoid in the graph
+        return (_detector_pixels(size, "RGB", interpolation="bilinear") | {
+            "scale": 1.0 / 255.0, "mean": list(IMAGENET["mean"]), "std": list(IMAGENET["std"])},
+            {"family": "retinanet"}, "coco-80")
     if family == "tf-ssd":
         return (_detector_pixels((300, 300), "RGB"), {"family": "decoded", "box_format": "yxyx", "score_threshold": 0.5},
                 "coco-91")
     raise ConfigError(f"unknown detector family {family!r}; choose one of {', '.join(DETECTOR_FAMILIES)}")
 
 
-DETECTOR_FAMILIES = ("yolox", "ultraface", "yolov2-voc", "yolov2-coco", "yolov3", "yolov4", "ssd-resnet34", "tf-ssd")
+DETECTOR_FAMILIES = ("yolox", "ultraface", "yolov2-voc", "yolov2-coco", "yolov3", "yolov4", "ssd-resnet34", "tf-ssd",
+                     "faster-rcnn", "retinanet")

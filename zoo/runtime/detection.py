@@ -29,10 +29,11 @@ import numpy as np
 
 from zoo.errors import InvalidModelError
 
-FAMILIES = ("ultraface", "yolox", "decoded", "yolo_region", "yolov3_nms", "yolov4")
+FAMILIES = ("ultraface", "yolox", "decoded", "yolo_region", "yolov3_nms", "yolov4", "retinanet")
 # the outputs each family reads, in the order the graphs the family names list them
 ROLES = {"ultraface": ("scores", "boxes"), "yolox": ("grid",), "decoded": ("boxes", "scores", "classes", "count"),
-         "yolo_region": ("grid",), "yolov3_nms": ("boxes", "scores", "indices"), "yolov4": ("grid", "grid2", "grid3")}
+         "yolo_region": ("grid",), "yolov3_nms": ("boxes", "scores", "indices"), "yolov4": ("grid", "grid2", "grid3"),
+         "retinanet": tuple(f"cls{k}" for k in range(1, 6)) + tuple(f"box{k}" for k in range(1, 6))}
 _OPTIONAL = {"count"}
 DEFAULTS = {"ultraface": dict(score_threshold=0.7, nms_iou=0.3, candidates=200, background_class=0),
             "yolox": dict(score_threshold=0.3, nms_iou=0.45, pixel_iou=True),
@@ -40,7 +41,10 @@ DEFAULTS = {"ultraface": dict(score_threshold=0.7, nms_iou=0.3, candidates=200, 
             "yolo_region": dict(score_threshold=0.3, nms_iou=0.45, best_class=True),
             "yolov3_nms": dict(score_threshold=0.0, nms_iou=1.0, nms_in_graph=True, box_format="yxyx",
                                box_units="image_pixels", image_shape_input="image_shape"),
-            "yolov4": dict(score_threshold=0.25, nms_iou=0.213, best_class=True, xy_scale=(1.2, 1.1, 1.05))}
+            "yolov4": dict(score_threshold=0.25, nms_iou=0.213, best_class=True, xy_scale=(1.2, 1.1, 1.05)),
+            "retinanet": dict(score_threshold=0.05, nms_iou=0.5, top_per_level=1000, pixel_iou=True, nms_space="input",
+                              strides=(8, 16, 32, 64, 128), ratios=(1.0, 2.0, 0.5),
+                              scales=(4.0, 4.0 * 2 ** (1 / 3), 4.0 * 2 ** (2 / 3)))}
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class Recipe:
     nms_iou: float = 0.5
     image_shape_input: str | None = None  # yolov3_nms: a second input, each image's (height, width)
     xy_scale: tuple[float, ...] = ()  # yolov4: per head, the scale of sigmoid(x, y) around the cell
+    ratios: tuple[float, ...] = ()  # retinanet: anchor aspect ratios (height / width)
+    scales: tuple[float, ...] = ()  # retinanet: anchor sizes in strides
+    top_per_level: int = 0  # retinanet: the best candidates of each level before NMS (0: all)
+    nms_space: str = "image"  # where NMS runs: the original image's pixels (YOLOX), or the input's (RetinaNet)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -80,6 +88,8 @@ class Recipe:
         values["strides"] = tuple(int(s) for s in values.get("strides", cls.strides))
         values["anchors"] = tuple((float(a), float(b)) for a, b in values.get("anchors", ()))
         values["xy_scale"] = tuple(float(s) for s in values.get("xy_scale", ()))
+        values["ratios"] = tuple(float(s) for s in values.get("ratios", ()))
+        values["scales"] = tuple(float(s) for s in values.get("scales", ()))
         recipe = cls(family=family, **values)
         if family in ("yolo_region", "yolov4") and not recipe.anchors:
             raise InvalidModelError(f"model {label}: a {family} detector needs its anchors")
@@ -93,6 +103,7 @@ class Recipe:
         out["strides"] = list(self.strides)
         out["anchors"] = [list(a) for a in self.anchors]
         out["xy_scale"] = list(self.xy_scale)
+        out["ratios"], out["scales"] = list(self.ratios), list(self.scales)
         return out
 
     def bind(self, graph_outputs: Sequence[tuple[str, list]], label: str) -> dict[str, str]:
@@ -149,6 +160,13 @@ class Recipe:
             for role in ("grid", "grid2", "grid3"):
                 if len(shapes[role]) != 5 or shapes[role][3] not in (3, None):
                     return role, "expected [batch, S, S, 3, 5 + classes]"
+        elif self.family == "retinanet":
+            a = len(self.ratios) * len(self.scales)
+            for k in range(1, 6):
+                if len(shapes[f"cls{k}"]) != 4 or (isinstance(shapes[f"cls{k}"][1], int) and shapes[f"cls{k}"][1] % a):
+                    return f"cls{k}", f"expected [batch, {a} anchors x classes, H, W]"
+                if len(shapes[f"box{k}"]) != 4 or shapes[f"box{k}"][1] not in (4 * a, None):
+                    return f"box{k}", f"expected [batch, {4 * a}, H, W]"
         elif self.family == "decoded":
             if len(shapes["boxes"]) != 2 + lead or last("boxes") not in (4, None):
                 return "boxes", f"expected {'[batch, boxes, 4]' if lead else '[boxes, 4]'}"
@@ -173,6 +191,9 @@ class Recipe:
         if self.family == "yolov4":
             width = outputs_shape["grid"][-1]
             return width - 5 if isinstance(width, int) else None
+        if self.family == "retinanet":
+            depth = outputs_shape["cls1"][1]
+            return depth // (len(self.ratios) * len(self.scales)) if isinstance(depth, int) else None
         return None
 
 
@@ -249,6 +270,8 @@ def decode(recipe: Recipe, outputs: dict[str, np.ndarray], size: tuple[int, int]
         found = _yolov4(recipe, outputs, threshold)
     elif recipe.family == "yolov3_nms":
         found = _selected(recipe, outputs, threshold)
+    elif recipe.family == "retinanet":
+        found = _retinanet(recipe, outputs, threshold)
     else:
         found = _decoded(recipe, outputs, scale, threshold)
     if offset:
@@ -289,6 +312,53 @@ def _selected(recipe: Recipe, outputs: dict[str, np.ndarray], threshold: float) 
         keep = s > threshold
         found.append(Candidates(b[keep], s[keep], mine[keep, 1].astype(np.int32)))
     return found
+
+
+def _retina_anchors(stride: int, ratios: Sequence[float], scales: Sequence[float]) -> np.ndarray:
+    """RetinaNet's anchors of one level, corners relative to a cell's top-left (retinanet-examples'
+    ``generate_anchors``): for each scale, each ratio."""
+    ratio = np.tile(np.asarray(ratios, np.float64), len(scales))
+    scale = np.repeat(np.asarray(scales, np.float64), len(ratios))[:, None]
+    ws = np.sqrt(stride * stride / ratio)
+    dwh = np.stack([ws, ws * ratio], axis=1)
+    return np.concatenate([0.5 * (stride - dwh * scale), 0.5 * (stride + dwh * scale)], axis=1)
+
+
+def _retinanet(recipe: Recipe, outputs: dict[str, np.ndarray], threshold: float) -> list[Candidates]:
+    """RetinaNet (retinanet-examples, the ONNX Model Zoo's export): per level a class head [N, A * C, H, W]
+    (sigmoid applied in the graph) and a box head [N, A * 4, H, W] of deltas from the level's anchors;
+    the best ``top_per_level`` above the threshold per level, boxes decoded as their ``delta2box`` (+1-pixel
+    sizes) and clamped to the input."""
+    found: list[list[Candidates]] = []
+    for level, stride in enumerate(recipe.strides):
+        cls_head = outputs[f"cls{level + 1}"].astype(np.float32)
+        box_head = outputs[f"box{level + 1}"].astype(np.float32)
+        n, depth, height, width = cls_head.shape
+        anchors = _retina_anchors(stride, recipe.ratios, recipe.scales)
+        a = anchors.shape[0]
+        classes = depth // a
+        for i in range(n):
+            flat = cls_head[i].reshape(-1)
+            keep = np.nonzero(flat >= threshold)[0]
+            if recipe.top_per_level and keep.size > recipe.top_per_level:
+                keep = keep[np.argsort(-flat[keep], kind="stable")[:recipe.top_per_level]]
+            x, y = keep % width, (keep // width) % height
+            c = (keep // (width * height)) % classes
+            k = keep // (classes * height * width)
+            deltas = box_head[i].reshape(a, 4, height, width)[k, :, y, x]
+            grid = np.stack([x, y, x, y], axis=1) * stride + anchors[k]
+            wh = grid[:, 2:] - grid[:, :2] + 1
+            ctr = grid[:, :2] + 0.5 * wh
+            pred_ctr = deltas[:, :2] * wh + ctr
+            pred_wh = np.exp(deltas[:, 2:]) * wh
+            top = np.array([width * stride - 1, height * stride - 1], np.float64)
+            boxes = np.concatenate([np.clip(pred_ctr - 0.5 * pred_wh, 0, top), np.clip(pred_ctr + 0.5 * pred_wh - 1, 0, top)],
+                                   axis=1)
+            if level == 0:
+                found.append([])
+            found[i].append(Candidates(boxes.astype(np.float32), flat[keep].astype(np.float32), c.astype(np.int32)))
+    return [Candidates(np.concatenate([c.boxes for c in per]), np.concatenate([c.scores for c in per]),
+                       np.concatenate([c.classes for c in per])) for per in found]
 
 
 def _decoded(recipe: Recipe, outputs: dict[str, np.ndarray], scale: np.ndarray, threshold: float) -> list[Candidates]:

@@ -164,6 +164,7 @@ class Preprocessor:
         self.resize_size = resize["size"]
         self.pad = int(round(resize.get("pad", 0)))  # letterbox
         self.centered = resize.get("align", "top_left") == "center"
+        self.pad_multiple = int(resize.get("pad_multiple", 1))  # a variable size, padded up (Faster R-CNN: 32)
         interpolation = resize.get("interpolation", "bilinear")
         self.interpolation = _INTERPOLATION[interpolation]
         self.antialias_filter = _ANTIALIASED.get(interpolation)
@@ -204,6 +205,11 @@ class Preprocessor:
         top, left = ((self.height - nh) // 2, (self.width - nw) // 2) if self.centered else (0, 0)
         return ratio, nh, nw, top, left
 
+    @property
+    def variable(self) -> bool:
+        """Each image keeps its own size (shorter side resized, no crop): one input per image, no batch."""
+        return self.resize_mode == "shorter_side" and self.crop is None
+
     def box_transform(self, h: int, w: int) -> tuple[float, float, float, float]:
         """(sx, sy, ox, oy): a box in model-input pixels maps to ``((x - ox) * sx, (y - oy) * sy)`` in the
         original ``h`` x ``w`` image. For plain (``exact``) and letterboxed resizes; a crop loses the
@@ -211,6 +217,9 @@ class Preprocessor:
         if self.resize_mode == "letterbox":
             ratio, _, _, top, left = self._letterboxed(h, w)
             return 1.0 / ratio, 1.0 / ratio, float(left), float(top)
+        if self.variable:  # the scale of the shorter side, as Faster R-CNN's reference divides by it
+            shorter = min(h, w) / float(self.resize_size if isinstance(self.resize_size, int) else self.resize_size[0])
+            return shorter, shorter, 0.0, 0.0
         return w / self.width, h / self.height, 0.0, 0.0
 
     def geometry(self, img: np.ndarray) -> np.ndarray:
@@ -254,9 +263,22 @@ class Preprocessor:
             img = cv2.resize(img, (nw, nh), interpolation=self.interpolation)
         return img[:, :, None] if img.ndim == 2 else img
 
-    def __call__(self, img: np.ndarray, out: np.ndarray) -> None:
-        """Write the preprocessed image into ``out`` (one row of the batch buffer, model layout)."""
+    def __call__(self, img: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """Write the preprocessed image into ``out`` (one row of the batch buffer, model layout). For a
+        :attr:`variable` size (``out`` None) a new array of the image's own size, padded up to
+        ``pad_multiple`` with zeros (the mean's value, as the authors pad after subtracting it)."""
         pixels = self.geometry(img)
+        if out is None:
+            h, w = pixels.shape[:2]
+            m = self.pad_multiple
+            ph, pw = -(-h // m) * m, -(-w // m) * m
+            full = np.zeros((self.channels, ph, pw) if self.layout == "NCHW" else (ph, pw, self.channels), self.dtype)
+            self._arithmetic(pixels, full[:, :h, :w] if self.layout == "NCHW" else full[:h, :w])
+            return full
+        self._arithmetic(pixels, out)
+        return out
+
+    def _arithmetic(self, pixels: np.ndarray, out: np.ndarray) -> None:
         if self._identity:  # raw 0-255 pixels (a uint8 input, as the TF Object Detection API's): a copy
             out[...] = pixels.transpose(2, 0, 1) if self.layout == "NCHW" else pixels
         elif self.layout == "NCHW":
