@@ -126,10 +126,12 @@ def entry(m: dict, chosen: tuple | None = None) -> dict:
                 FAMILY_TASKS.get(family, TASKS.get(folder, "other")))
     outputs = (meta.get("io_ports") or {}).get("outputs") or []
     classes = _dims(outputs[0]["shape"])[1] if outputs and len(outputs[0]["shape"]) > 1 else None
+    family = next((f for pattern, f in DETECTORS if pattern.search(stem)), None)
+    runs = pre or family  # a detector's recipe is set below, from its family
     description = (f"{chosen[2]}. From the ONNX Model Zoo ({m['model']})." if chosen else
                    f"{m['model']} ({', '.join(meta.get('tags', [])[1:])}), opset {m['opset_version']}, from the "
-                   "ONNX Model Zoo" + ("" if pre else "; no preprocessing recorded: give one to the stage, or use "
-                                                       "onnx_model") + ".")
+                   "ONNX Model Zoo" + ("" if runs else "; no preprocessing recorded: give one to the stage, or use "
+                                                        "onnx_model") + ".")
     out = {"name": stem, **({"aliases": chosen[1]} if chosen else {}), "description": description,
            "license": LICENSES.get(family, "Apache-2.0"), "task": task, "format": "onnx",
            "sha256": meta["model_sha"], "bytes": meta["model_bytes"],
@@ -142,7 +144,6 @@ def entry(m: dict, chosen: tuple | None = None) -> dict:
     out["preprocess"] = pre
     out["labels"] = "imagenet" if task == "image-classification" and classes in (1000, None) and \
         folder == "vision/classification" and family != "mnist" else None
-    family = next((f for pattern, f in DETECTORS if pattern.search(stem)), None)
     if family == "yolov3":
         out["input"] = image_input = dict(YOLOV3_INPUT)
     if family == "faster-rcnn":  # one image of any size, without a batch axis

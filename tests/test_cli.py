@@ -139,9 +139,7 @@ def test_zoo_check_runs_the_kit_on_named_stages():
     assert {r["check"] for r in report["stages"]["select"]} == set(CHECKS) - {"estimator"}
     assert all(r["ok"] and r["seconds"] >= 0 for r in report["stages"]["select"])
     assert "SQLQueryContextLogger" not in result.stderr
-    text = zoo_cmd("check", "drop", "--checks", "meta,persistence").stdout
-    assert "drop\n" in text and "ok   persistence [example 0]" in text and "1 of 1 stages conform" in text
-    assert "ok   meta" in text and "fuzz" not in text, "only the checks asked for run"
+    # --checks picks checks (the kit's API is tested on it in test_kit.py); here only what needs no Spark
     wrong = zoo_cmd("check", "drop", "--checks", "speed", check=10)
     assert "unknown check 'speed'" in wrong.stderr
     unknown = zoo_cmd("check", "no_such_stage", check=10)
