@@ -15,9 +15,8 @@ families follow the authors' published postprocessing:
 - ``yolo_region``: YOLOv2's region layer, [N, anchors * (5 + classes), S, S]: x = (sigmoid(tx) +
   cx) cells, w = anchor_w * exp(tw) cells, score = sigmoid(to) x softmax(classes).
 
-Everything is vectorised over the batch and the candidates in numpy; the greedy NMS loops once per
-*kept* box with one vectorised IoU against the rest (what every reference does, in C speed per
-step). Executor code: numpy only, no Spark.
+Everything is vectorised over the batch and the candidates in numpy; the greedy NMS runs in OpenCV's
+C++ (``dnn.NMSBoxes``). Executor code: numpy and OpenCV, no Spark.
 """
 
 from __future__ import annotations
@@ -381,23 +380,31 @@ def _decoded(recipe: Recipe, outputs: dict[str, np.ndarray], scale: np.ndarray, 
     return found
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, *, pixel: bool = False, eps: float = 1e-5) -> np.ndarray:
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, *, pixel: bool = False,
+        classes: np.ndarray | None = None) -> np.ndarray:
     """Indices of the boxes greedy NMS keeps, best first: the best box stays, every box overlapping it
-    by more than ``iou`` goes, repeat. ``pixel``: widths and heights count both end pixels (+1)."""
+    by more than ``iou`` goes, repeat; with ``classes``, only boxes of one class suppress each other.
+    ``pixel``: widths and heights count both end pixels (+1), as YOLOX's and RetinaNet's code does.
+
+    OpenCV's ``dnn.NMSBoxes`` (C++, boxes in double precision) does the greedy loop: 10-15x faster
+    than numpy's loop of one vectorised IoU per kept box on 200 boxes (benchmarks/RESULTS.md), with
+    the same kept set. The +1 convention is exact with it: widening every box by one pixel adds one
+    to each side of every intersection and to each size."""
+    import cv2
+
+    if not len(scores):
+        return np.zeros(0, dtype=np.int64)
     one = 1.0 if pixel else 0.0
-    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = np.clip(x1 - x0 + one, 0, None) * np.clip(y1 - y0 + one, 0, None)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        iw = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]) + one, 0, None)
-        ih = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]) + one, 0, None)
-        inter = iw * ih
-        overlap = inter / (areas[i] + areas[rest] - inter + (0.0 if pixel else eps))
-        order = rest[overlap <= iou]
-    return np.asarray(keep, dtype=np.int64)
+    b = boxes.astype(np.float64)
+    rects = np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0] + one, b[:, 3] - b[:, 1] + one])
+    rects[:, 2:] = np.maximum(rects[:, 2:], 0.0)
+    s = scores.astype(np.float32)
+    # OpenCV takes boxes scoring above 0 (the decoders' thresholds, >= 0, were applied before)
+    if classes is None:
+        kept = cv2.dnn.NMSBoxes(rects, s, 0.0, float(iou))
+    else:
+        kept = cv2.dnn.NMSBoxesBatched(rects, s, classes.astype(np.int32), 0.0, float(iou))
+    return np.asarray(kept, dtype=np.int64).reshape(-1)
 
 
 def select(found: Candidates, recipe: Recipe, iou: float, max_detections: int,
@@ -416,11 +423,7 @@ def select(found: Candidates, recipe: Recipe, iou: float, max_detections: int,
         chosen = order[rank < recipe.candidates]
         b, s, c = b[chosen], s[chosen], c[chosen]
     if not recipe.nms_in_graph and s.size:
-        if recipe.class_aware:  # one pass: boxes of different classes shifted apart never overlap
-            span = float(np.abs(b).max()) + 2.0
-            keep = nms(b + (c.astype(np.float32) * span)[:, None], s, iou, pixel=recipe.pixel_iou)
-        else:
-            keep = nms(b, s, iou, pixel=recipe.pixel_iou)
+        keep = nms(b, s, iou, pixel=recipe.pixel_iou, classes=c if recipe.class_aware else None)
         b, s, c = b[keep], s[keep], c[keep]
     order = np.argsort(-s, kind="stable")[:max_detections]
     return Candidates(b[order], s[order], c[order])
