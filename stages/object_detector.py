@@ -199,6 +199,7 @@ class ObjectDetector(ZooTransformer, HasModel, HasImageInput, HasInputCol, HasOu
     # -- transform ---------------------------------------------------------------------------------
     def _executor_job(self, dataset: DataFrame):
         from zoo.stages.workers.detections import DetectJob
+        from zoo.stages.workers.images import ImageJob
 
         detector = self._detector()
         threshold, iou = self._thresholds(detector)
@@ -215,12 +216,12 @@ class ObjectDetector(ZooTransformer, HasModel, HasImageInput, HasInputCol, HasOu
             raise StageError(f"{self._describe()}: a detector's preprocessing must resize to the input (exact or "
                              "letterbox; shorter_side for a graph taking one image of any size) without a crop, or "
                              f"the boxes cannot be mapped back; got resize {mode!r}")
-        return DetectJob(spec=spec, image=ImageInput.of(dataset.schema, self.getInputCol(), self.getMaxPixels()),
-                         batch_size=self.getBatchSize(), runtime=self._runtime_options(),
-                         handle_invalid=self.getHandleInvalid(), error_col=self.getErrorCol(),
-                         output_col=self.getOutputCol(), stage=self._describe(), recipe=detector.recipe,
-                         bound=detector.bound, labels=detector.labels, threshold=threshold, iou=iou,
-                         max_detections=self.getMaxDetections(), allowed=allowed)
+        images = ImageJob(spec=spec, image=ImageInput.of(dataset.schema, self.getInputCol(), self.getMaxPixels()),
+                          batch_size=self.getBatchSize(), runtime=self._runtime_options(),
+                          handle_invalid=self.getHandleInvalid(), error_col=self.getErrorCol(),
+                          output_col=self.getOutputCol(), stage=self._describe())
+        return DetectJob(images=images, recipe=detector.recipe, bound=detector.bound, labels=detector.labels,
+                         threshold=threshold, iou=iou, max_detections=self.getMaxDetections(), allowed=allowed)
 
     def _apply(self, dataset: DataFrame) -> DataFrame:
         from zoo.stages.workers.detections import detect_images
@@ -231,7 +232,7 @@ class ObjectDetector(ZooTransformer, HasModel, HasImageInput, HasInputCol, HasOu
         out = dataset.mapInArrow(lambda batches: detect_images(batches, job), schema)
         import cv2
 
-        provenance = record(self.zoo_name, job.spec, width=None, output=",".join(dict(job.bound).values()),
+        provenance = record(self.zoo_name, job.images.spec, width=None, output=",".join(dict(job.bound).values()),
                             device=self.getDevice(), opencv=cv2.__version__)
         # as JSON text: Spark's column metadata holds no nested arrays (YOLOv2's anchors)
         provenance.update(detection=json.dumps(job.recipe.to_dict(), sort_keys=True), threshold=job.threshold,

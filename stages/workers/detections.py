@@ -15,27 +15,20 @@ from typing import Iterator
 
 import numpy as np
 from zoo.stages.workers.image_input import ImageInput
-from zoo.stages.workers.images import BatchRows, prepared
+from zoo.stages.workers.images import BatchRows, ImageJob, prepared
 
 from zoo.runtime.detection import Candidates, Recipe, clip, decode, select, to_image
-from zoo.runtime.models import ModelSpec
-from zoo.runtime.sessions import RuntimeOptions
 
 FIELDS = ("label", "classIndex", "score", "x0", "y0", "x1", "y1")
 
 
 @dataclass(frozen=True)
 class DetectJob:
-    """Everything an executor needs to detect objects in one column of images (picklable)."""
+    """Everything an executor needs to detect objects in one column of images (picklable): the image
+    side as image_featurizer's (``images``: model, decoding, batching, ``handleInvalid``), then the
+    recipe and the choices that turn outputs into boxes."""
 
-    spec: ModelSpec
-    image: ImageInput
-    batch_size: int
-    runtime: RuntimeOptions
-    handle_invalid: str
-    error_col: str
-    output_col: str
-    stage: str  # for messages
+    images: ImageJob  # its fast_decode is never set: a reduced decode would move the boxes
     recipe: Recipe
     bound: tuple[tuple[str, str], ...]  # role -> graph output
     labels: tuple[str, ...]  # class names by index ('' where the set has none)
@@ -43,7 +36,6 @@ class DetectJob:
     iou: float
     max_detections: int
     allowed: tuple[int, ...] | None  # class indices kept (None: all)
-    fast_decode: bool = False  # never: a reduced decode would move the boxes (BatchRows reads it)
 
 
 def arrow_type():
@@ -58,15 +50,15 @@ def arrow_type():
 def rows_per_call(job: DetectJob) -> int:
     from zoo.runtime import sessions
 
-    fixed = (job.spec.input.get("shape") or [None])[0]
+    fixed = (job.images.spec.input.get("shape") or [None])[0]
     if fixed == 1 or job.recipe.image_shape_input or unbatched(job):  # YOLOv3's boxes output holds one image
         return 1
-    return sessions.rows_per_call(job.batch_size, job.runtime.device)
+    return sessions.rows_per_call(job.images.batch_size, job.images.runtime.device)
 
 
 def unbatched(job: DetectJob) -> bool:
     """The graph takes one image of its own size, without a batch axis (Faster R-CNN: [3, H, W])."""
-    return len(job.spec.input.get("shape") or []) == 3
+    return len(job.images.spec.input.get("shape") or []) == 3
 
 
 def _column(found: list[Candidates | None], job: DetectJob):
@@ -99,7 +91,8 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
     from zoo.runtime import imaging
     from zoo.runtime.models import session_for
 
-    spec = job.spec
+    images = job.images
+    spec = images.spec
     pre = imaging.Preprocessor(spec.preprocess, spec.input)
     step = rows_per_call(job)
     single = unbatched(job)  # each image its own input: no shared buffer
@@ -110,12 +103,12 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
     session, seen = None, 0
     for batch in batches:
         n = batch.num_rows
-        rows_of = BatchRows(job, pre, None, batch, seen, step)
+        rows_of = BatchRows(images, pre, None, batch, seen, step)
         found: list[Candidates | None] = [None] * n
         for rows, buf in prepared(rows_of.prepare, range(0, n, step), buffers, None):
             if not rows:
                 continue
-            session = session or session_for(spec, job.runtime, on_executor=True)
+            session = session or session_for(spec, images.runtime, on_executor=True)
             feed = {spec.input["name"]: rows_of.own.pop(rows[0]) if single else buf[: len(rows)]}
             if job.recipe.image_shape_input:  # the graph maps its boxes to each image's size itself
                 feed[job.recipe.image_shape_input] = rows_of.sizes[rows].astype(np.float32)
@@ -129,12 +122,12 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
                     kept = select(to_image(cand, transform), job.recipe, job.iou, job.max_detections, allowed)
                 found[i] = clip(kept, h, w)
         seen += n
-        columns, out_names = [*batch.columns, _column(found, job)], [*batch.schema.names, job.output_col]
-        if job.handle_invalid == "keep":
+        columns, out_names = [*batch.columns, _column(found, job)], [*batch.schema.names, images.output_col]
+        if images.handle_invalid == "keep":
             columns.append(pa.array(rows_of.errors, type=pa.string()))
-            out_names.append(job.error_col)
+            out_names.append(images.error_col)
         out = pa.RecordBatch.from_arrays(columns, names=out_names)
-        if job.handle_invalid == "skip" and not rows_of.valid.all():
+        if images.handle_invalid == "skip" and not rows_of.valid.all():
             out = out.filter(pa.array(rows_of.valid))
         yield out
 
