@@ -73,7 +73,7 @@ def test_bench_detect_smoke(tmp_path):
         missing("the shared YOLOX-Nano is not beside the checkout")
     out = tmp_path / "detect.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_detect.py"), "--photos", "3",
-                             "--copies", "1", "--repeat", "1", "--json", str(out)],
+                             "--copies", "1", "--repeat", "1", "--master", "local[1]", "--json", str(out)],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
