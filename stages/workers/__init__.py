@@ -5,6 +5,7 @@ small picklable jobs the stages build for them on the driver.
   same way by every image stage;
 - :mod:`~zoo.stages.workers.images`: ``image_featurizer``, ``image_transformer`` and
   ``image_augmenter``;
+- :mod:`~zoo.stages.workers.detections`: ``object_detector`` and ``detection_crops``;
 - :mod:`~zoo.stages.workers.tensors`: ``onnx_model``;
 - :mod:`~zoo.stages.workers.text`: ``text_embedder``.
 

@@ -17,6 +17,7 @@ import numpy as np
 from zoo.stages.workers.image_input import ImageInput
 from zoo.stages.workers.images import BatchRows, ImageJob, prepared
 
+from zoo.runtime.arrow import with_outcomes
 from zoo.runtime.detection import Candidates, Recipe, clip, decode, select, to_image
 
 FIELDS = ("label", "classIndex", "score", "x0", "y0", "x1", "y1")
@@ -86,8 +87,6 @@ def _column(found: list[Candidates | None], job: DetectJob):
 
 def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
     """mapInArrow body of ``object_detector``."""
-    import pyarrow as pa
-
     from zoo.runtime import imaging
     from zoo.runtime.models import session_for
 
@@ -122,14 +121,8 @@ def detect_images(batches: Iterator, job: DetectJob) -> Iterator:
                     kept = select(to_image(cand, transform), job.recipe, job.iou, job.max_detections, allowed)
                 found[i] = clip(kept, h, w)
         seen += n
-        columns, out_names = [*batch.columns, _column(found, job)], [*batch.schema.names, images.output_col]
-        if images.handle_invalid == "keep":
-            columns.append(pa.array(rows_of.errors, type=pa.string()))
-            out_names.append(images.error_col)
-        out = pa.RecordBatch.from_arrays(columns, names=out_names)
-        if images.handle_invalid == "skip" and not rows_of.valid.all():
-            out = out.filter(pa.array(rows_of.valid))
-        yield out
+        yield with_outcomes([*batch.columns, _column(found, job)], [*batch.schema.names, images.output_col],
+                            rows_of.errors, rows_of.valid, images.handle_invalid, images.error_col)
 
 
 # -- detection_crops ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 from zoo.stages.workers.image_input import ImageInput
 
 from zoo.errors import ImageError
-from zoo.runtime.arrow import arrow_values, flat_array
+from zoo.runtime.arrow import arrow_values, with_outcomes
 from zoo.runtime.models import ModelSpec
 from zoo.runtime.sessions import RuntimeOptions
 
@@ -133,8 +133,6 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
     Where ONNX Runtime leaves cores idle while it runs (more than one thread per task, or a GPU:
     :func:`zoo.runtime.sessions.decodes_ahead`) the next inner batch is decoded and prepared on a
     second thread meanwhile. With one CPU per task every core is already busy and it is not."""
-    import pyarrow as pa
-
     from zoo.runtime import imaging, sessions
     from zoo.runtime.gpu_decode import decoder_for
     from zoo.runtime.models import session_for
@@ -170,13 +168,7 @@ def featurize_images(batches: Iterator, job: ImageJob) -> Iterator:
             else:
                 columns = [*batch.columns, arrow_values(matrix, valid)]
                 names = [*batch.schema.names, job.output_col]
-            if job.handle_invalid == "keep":
-                columns.append(pa.array(batch_rows.errors, type=pa.string()))
-                names.append(job.error_col)
-            out = pa.RecordBatch.from_arrays(columns, names=names)
-            if job.handle_invalid == "skip" and not valid.all():
-                out = out.filter(flat_array(valid))
-            yield out
+            yield with_outcomes(columns, names, batch_rows.errors, valid, job.handle_invalid, job.error_col)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)  # a slice still being prepared writes into our buffer

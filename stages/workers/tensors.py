@@ -19,7 +19,7 @@ import numpy as np
 from zoo.errors import StageError
 from zoo.hub.onnx_files import external_references
 from zoo.runtime import sessions
-from zoo.runtime.arrow import arrow_values, numpy_view
+from zoo.runtime.arrow import arrow_values, numpy_view, with_outcomes
 from zoo.runtime.models import ModelSpec, obtain, session_for
 from zoo.runtime.sessions import RuntimeOptions
 
@@ -220,13 +220,7 @@ def run_tensors(batches: Iterator, job: TensorJob) -> Iterator:
         for fetch, column in zip(job.fetches, results.columns()):
             names.append(fetch.column)
             columns.append(column)
-        if job.handle_invalid == "keep":
-            columns.append(pa.array(results.errors, type=pa.string()))
-            names.append(job.error_col)
-        out = pa.RecordBatch.from_arrays(columns, names=names)
-        if job.handle_invalid == "skip" and not results.valid.all():
-            out = out.filter(pa.array(results.valid))
-        yield out
+        yield with_outcomes(columns, names, results.errors, results.valid, job.handle_invalid, job.error_col)
 
 
 def _column(part, feed: Feed):

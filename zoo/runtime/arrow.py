@@ -62,3 +62,18 @@ def bitmap(flags: np.ndarray):
     import pyarrow as pa
 
     return pa.py_buffer(np.packbits(flags.astype(np.bool_, copy=False), bitorder="little"))
+
+
+def with_outcomes(columns: list, names: list[str], errors: list, valid: np.ndarray, handle_invalid: str,
+                  error_col: str):
+    """One output record batch of a stage with ``handleInvalid``: ``keep`` adds the reasons in
+    ``error_col`` (null for rows that made it), ``skip`` keeps only the ``valid`` rows; ``error``
+    never gets here with an invalid row (it raised at the row)."""
+    import pyarrow as pa
+
+    if handle_invalid == "keep":
+        columns, names = [*columns, pa.array(errors, type=pa.string())], [*names, error_col]
+    out = pa.RecordBatch.from_arrays(columns, names=names)
+    if handle_invalid == "skip" and not valid.all():
+        out = out.filter(flat_array(np.asarray(valid, dtype=bool)))
+    return out
