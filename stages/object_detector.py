@@ -55,7 +55,10 @@ def detector_of(model: str, detection: str = "", labels: str = "", described_as:
     """The recipe, outputs and class names of ``model`` (a zoo name, sha256 or file), checked against
     its graph; :class:`StageError` naming the model when it is no detector or its recipe does not fit.
     A file whose sha256 a registry lists (a catalogue model kept elsewhere) gets that entry's recipe."""
-    key = (model, detection, labels)
+    from zoo.config import settings
+
+    s = settings()  # the same name means another model under another ZOO_HOME or registry
+    key = (model, detection, labels, str(s.home), s.registries)
     if key not in _DETECTORS:
         _DETECTORS[key] = _detector(model, detection, labels, described_as or f"model {model!r}")
     return _DETECTORS[key]

@@ -595,3 +595,25 @@ def test_retinanet_heads_decode_as_retinanet_examples(spark, zoo_env, write_regi
         reference[p.as_uri()] = ref.clip(found, 64 * k, 96 * k)
     total, low, high = _compare(_ours(rows), reference)
     assert total >= 10 and low >= 0.99 and high <= 1e-4, (total, low, high)
+
+
+def test_the_recipe_follows_the_registry_in_use_not_the_first_one_read(zoo_env, write_registry, tmp_path,
+                                                                       monkeypatch):
+    """The driver keeps what it learned of a detector per process: under another registry the same name is
+    another model, with its own recipe."""
+    from zoo.stages.object_detector import detector_of
+    from zoo.testing import tiny
+
+    data = tiny.tiny_detector_bytes()
+    path = tmp_path / "tiny-detector.onnx"
+    path.write_bytes(data)
+    found = []
+    for threshold in (0.5, 0.9):
+        monkeypatch.delenv("ZOO_REGISTRY", raising=False)
+        write_registry(entry("same-name", data, [path.as_uri()], task="object-detection",
+                             preprocess=tiny.DETECTOR_PREPROCESS, labels="face",
+                             detection={**tiny.DETECTOR_RECIPE, "score_threshold": threshold},
+                             input={"name": "input", "layout": "NCHW", "shape": [None, 3, 24, 32],
+                                    "dtype": "float32"}))
+        found.append(detector_of("same-name").recipe.score_threshold)
+    assert found == [0.5, 0.9]
